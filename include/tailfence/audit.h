@@ -1,0 +1,94 @@
+/*
+ * audit: the audit trail. One JSON object per line for every connection
+ * decision and close, plus start-up, shutdown, reload and sink-failure
+ * records; schema in docs/audit.md.
+ *
+ * Writing never blocks the event loop: records are formatted on the caller's
+ * thread, queued, and written by a writer thread to every sink (file, stdout,
+ * syslog), flushed within flush_ms and at audit_free(). With an HMAC key
+ * every record carries a sequence number and a MAC chained over the
+ * previous MAC.
+ */
+#ifndef TAILFENCE_AUDIT_H
+#define TAILFENCE_AUDIT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum audit_sink_kind {
+	AUDIT_SINK_FILE,
+	AUDIT_SINK_STDOUT,
+	AUDIT_SINK_SYSLOG,
+};
+
+struct audit_sink_config {
+	enum audit_sink_kind kind;
+	char *path;		/* FILE: path to append to */
+	char *target;		/* SYSLOG: "unix:/dev/log", "udp:HOST:PORT", "tcp:HOST:PORT" */
+};
+
+struct audit_config {
+	struct audit_sink_config *sinks;
+	size_t n_sinks;
+	bool fail_closed;	/* audit.on_failure = "deny" */
+	char *hmac_key_file;	/* NULL: no chain */
+	unsigned flush_ms;
+};
+
+struct audit;
+
+/* One decision, as the connection saw it. Strings are borrowed for the
+ * duration of the call; NULL means "not known" and is written as null. */
+struct audit_decision {
+	uint64_t conn_id;
+	const char *client;	/* "127.0.0.1:40000" */
+	const char *listener;	/* "127.0.0.1:1080" */
+	const char *proto;	/* socks5 | socks4 | socks4a | http-connect | http */
+	const char *user;
+	const char *host;	/* as requested: name or address literal */
+	uint16_t port;
+	const char *addr;	/* the address checked and dialed */
+	bool allow;
+	const char *rule;	/* deciding rule text, or NULL */
+	const char *guard;	/* deciding guard, or NULL */
+	const char *reason;	/* one line for people */
+	const char *upstream;	/* "socks5://127.0.0.1:1055", "direct", ... */
+};
+
+struct audit_close {
+	uint64_t conn_id;
+	uint64_t bytes_up;	/* client -> destination */
+	uint64_t bytes_down;	/* destination -> client */
+	uint64_t duration_ms;
+	const char *end;	/* client_eof | upstream_eof | idle_timeout |
+				 * shutdown | denied | error | ... */
+	const char *error;	/* error text when end is "error", else NULL */
+};
+
+/* Opens every sink. On failure writes a sentence into err and returns NULL. */
+struct audit *audit_open(const struct audit_config *cfg, char *err, size_t errlen);
+
+/* Queues a decision record. Returns false when the trail cannot be written
+ * and fail_closed is set: the caller must then refuse the connection. */
+bool audit_decision(struct audit *a, const struct audit_decision *d);
+
+/* Queues a close record. */
+void audit_close(struct audit *a, const struct audit_close *c);
+
+/* Queues a lifecycle record: type is "start", "shutdown", "reload", ...;
+ * detail is a one-line message (may be NULL). */
+void audit_event(struct audit *a, const char *type, const char *detail);
+
+/* True while every sink is writable (for fail-closed and health). */
+bool audit_healthy(const struct audit *a);
+
+/* Reopens file sinks (after logrotate renamed them). Thread-safe;
+ * async-signal-safe callers should instead set a flag and call this from
+ * the loop. */
+void audit_reopen(struct audit *a);
+
+/* Flushes everything queued, writes the closing checkpoint, frees. */
+void audit_free(struct audit *a);
+
+#endif

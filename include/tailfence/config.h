@@ -1,0 +1,91 @@
+/*
+ * config: flags > environment > file > embedded defaults, merged and
+ * validated into one immutable, reference-counted struct config.
+ *
+ * The gateway holds one config; each connection takes a reference to the
+ * config that was current when it was accepted, so a reload (SIGHUP) that
+ * builds a new config never changes the policy of an open connection.
+ * Errors name the key path (or flag, or variable), the value and what was
+ * expected.
+ */
+#ifndef TAILFENCE_CONFIG_H
+#define TAILFENCE_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "tailfence/audit.h"
+#include "tailfence/cidr.h"
+
+struct policy;
+
+struct config_listener {
+	struct sockaddr_storage ss;
+	socklen_t len;
+	char text[64];		/* "127.0.0.1:1080", "[::1]:1080" */
+	bool loopback;
+};
+
+enum config_upstream_kind {
+	CONFIG_UPSTREAM_SOCKS5,		/* socks5://HOST:PORT (tailscaled --socks5-server) */
+	CONFIG_UPSTREAM_HTTP,		/* http://HOST:PORT (tailscaled --outbound-http-proxy-listen) */
+	CONFIG_UPSTREAM_DIRECT,		/* kernel-mode tailscale: dial the address itself */
+};
+
+struct config_upstream {
+	enum config_upstream_kind kind;
+	struct cidr_addr addr;		/* not for DIRECT */
+	uint16_t port;
+	char text[128];			/* canonical: "socks5://127.0.0.1:1055", "direct" */
+};
+
+struct config {
+	unsigned refs;
+
+	struct config_listener *listeners;
+	size_t n_listeners;
+	struct config_upstream upstream;
+	struct policy *policy;		/* owned */
+	struct audit_config audit;	/* owned strings */
+
+	/* Limits; times in milliseconds. */
+	unsigned handshake_timeout_ms;	/* first byte to complete request: 10 s */
+	unsigned connect_timeout_ms;	/* upstream dial incl. its handshake: 10 s */
+	unsigned dns_timeout_ms;	/* 5 s */
+	unsigned idle_timeout_ms;	/* relay without traffic either way: 15 min */
+	unsigned shutdown_grace_ms;	/* relays may finish after SIGTERM: 10 s */
+	size_t max_head_bytes;		/* HTTP request head: 16 KiB */
+	size_t max_connections;		/* concurrent: 4096 */
+	size_t buffer_bytes;		/* per direction high watermark: 256 KiB */
+
+	/* DNS: nameservers "IP[:PORT]" (empty: /etc/resolv.conf) and whether
+	 * /etc/hosts is read. */
+	char **dns_servers;
+	size_t n_dns_servers;
+	char *hosts_file;		/* NULL: system default */
+
+	int log_level;			/* enum log_level */
+	char *source;			/* config file path, or NULL */
+};
+
+/* Command-line flags as given, kept so that a reload can rebuild the config
+ * with the same flags. Opaque. */
+struct config_args;
+
+/* Parses the gateway's flags (argv[0] is the program). Returns 0 and sets
+ * *out; 1 after printing --help or --version to stdout (exit 0); 2 after
+ * printing an error and a usage hint to stderr (exit 2). */
+int config_args_parse(int argc, char **argv, struct config_args **out);
+void config_args_free(struct config_args *args);
+
+/* Merges defaults, the file (--config or TAILFENCE_CONFIG), the environment
+ * (TAILSCALE_ADVERTISE_ROUTES, TAILFENCE_*) and the flags, validates, and
+ * compiles the policy. NULL with a message in err on any error. */
+struct config *config_build(const struct config_args *args, char *err, size_t errlen);
+
+struct config *config_ref(struct config *c);
+void config_unref(struct config *c);
+
+#endif

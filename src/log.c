@@ -1,0 +1,34 @@
+/* log: the operator log on stderr. */
+#include "tailfence/log.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+static enum log_level current = LOG_LEVEL_INFO;
+
+static const char *const names[] = { "error", "warn", "info", "debug" };
+
+void log_set_level(enum log_level level) { current = level; }
+enum log_level log_get_level(void) { return current; }
+
+int log_level_parse(const char *s)
+{
+	for (int i = 0; i < (int)(sizeof names / sizeof names[0]); i++)
+		if (strcmp(s, names[i]) == 0)
+			return i;
+	return -1;
+}
+
+void log_msg(enum log_level level, const char *fmt, ...)
+{
+	if (level > current)
+		return;
+	char line[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof line, fmt, ap);
+	va_end(ap);
+	/* One write per line so concurrent writers do not interleave. */
+	fprintf(stderr, "tailfence: %s: %s\n", names[level], line);
+}
