@@ -70,6 +70,13 @@ bool cidr_addr_equal(const struct cidr_addr *a, const struct cidr_addr *b);
 bool cidr_prefix_parse(const char *s, size_t len, struct cidr_prefix *out,
 		       char *err, size_t errlen);
 
+/* Like cidr_prefix_parse, but writes only the reason, without the value, so
+ * that callers can quote a larger entry ("10.0.0.0/33:80": REASON). Reasons
+ * read as "prefix length 33 is longer than 32" or "has host bits set; did
+ * you mean 10.0.0.0/24?". */
+bool cidr_prefix_parse_reason(const char *s, size_t len, struct cidr_prefix *out,
+			      char *reason, size_t reasonlen);
+
 bool cidr_prefix_contains(const struct cidr_prefix *p, const struct cidr_addr *a);
 
 /* Writes "addr/bits" into buf (>= CIDR_PREFIX_STRLEN); returns buf. */
