@@ -106,7 +106,10 @@ void socks_server_init(struct socks_server *s, bool allow_noauth,
 
 /* Consumes from in[0..len), sets *consumed, returns the next step.
  * Call again with the unconsumed rest after handling REPLY/AUTH. Bytes past
- * the end of the request are left unconsumed (they belong to the relay). */
+ * the end of the request are left unconsumed (they belong to the relay).
+ * Message-atomic: SOCKS_NEED_MORE consumes nothing (keep the bytes and call
+ * again with more appended); REPLY/AUTH/REQUEST consume exactly one whole
+ * message. A caller never needs to buffer more than 520 bytes. */
 enum socks_step socks_server_feed(struct socks_server *s, const uint8_t *in,
 				  size_t len, size_t *consumed);
 
@@ -135,7 +138,8 @@ size_t socks5_client_auth(uint8_t *out, size_t cap, const char *user, const char
 size_t socks5_client_connect(uint8_t *out, const struct cidr_addr *dst, uint16_t port);
 
 /* Parses the 2-byte method choice. Returns NEED_MORE, REQUEST (done,
- * *method set) or ERROR. */
+ * *method set; the caller checks it is one it offered) or ERROR (VER not 5,
+ * or 0xFF "no acceptable method", *method set). */
 enum socks_step socks5_client_parse_method(const uint8_t *in, size_t len,
 					   size_t *consumed, uint8_t *method);
 
