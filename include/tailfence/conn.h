@@ -1,0 +1,32 @@
+/*
+ * conn: one client connection from accept to close. The only glue between
+ * the pure parsers, the policy, the resolver, the upstream dialer, the
+ * relay and the audit trail.
+ *
+ * One state enum and one way out: conn_close(), which writes the close
+ * record, counts and frees.
+ */
+#ifndef TAILFENCE_CONN_H
+#define TAILFENCE_CONN_H
+
+#include <sys/queue.h>
+#include <sys/socket.h>
+
+#include <event2/util.h>
+
+struct conn;
+struct gateway;
+struct gateway_listener;
+
+/* Takes ownership of fd. */
+void conn_accept(struct gateway *gw, struct gateway_listener *l, evutil_socket_t fd,
+		 const struct sockaddr *sa, socklen_t salen);
+
+/* The gateway is stopping: connections still in their handshake close now
+ * with end reason "shutdown"; relays go on until conn_abort_all(). */
+void conn_stop_handshakes(struct gateway *gw);
+
+/* Ends every connection now with end reason "shutdown". */
+void conn_abort_all(struct gateway *gw);
+
+#endif

@@ -1,0 +1,71 @@
+/*
+ * gateway: the running daemon. Owns the event loop, the listeners, the
+ * current config, the resolver, the audit trail and the list of open
+ * connections; handles signals (TERM/INT stop, HUP reload, USR1 reopen).
+ */
+#ifndef TAILFENCE_GATEWAY_H
+#define TAILFENCE_GATEWAY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/queue.h>
+
+#include "tailfence/cidr.h"
+
+struct audit;
+struct config;
+struct config_args;
+struct conn;
+struct event;
+struct event_base;
+struct evconnlistener;
+struct evdns_base;
+
+struct gateway_listener {
+	struct gateway *gw;
+	struct evconnlistener *lev;
+	char text[64];
+};
+
+/* Recent authentication failures of one client address. */
+struct gateway_authfail {
+	struct cidr_addr addr;
+	unsigned failures;
+	uint64_t last_ms;
+};
+
+#define GATEWAY_AUTHFAIL_SLOTS 256
+
+struct gateway {
+	struct event_base *base;
+	struct evdns_base *dns;
+	struct config *cfg;		/* current; connections hold their own ref */
+	struct config_args *args;
+	struct audit *audit;
+
+	struct gateway_listener *listeners;
+	size_t n_listeners;
+	bool accept_paused;
+	struct event *accept_resume;	/* after EMFILE/ENFILE */
+
+	TAILQ_HEAD(gateway_conns, conn) conns;
+	size_t n_conns;
+	uint64_t next_conn_id;
+
+	bool stopping;
+	struct event *grace;
+	struct event *signals[5];
+
+	struct gateway_authfail authfail[GATEWAY_AUTHFAIL_SLOTS];
+};
+
+/* Called by conn when a connection ends, to resume accepting at the cap. */
+void gateway_conn_gone(struct gateway *gw);
+
+/* Milliseconds to wait before answering the next failed authentication from
+ * addr; gateway_auth_result() records the outcome. */
+unsigned gateway_auth_delay(struct gateway *gw, const struct cidr_addr *addr);
+void gateway_auth_result(struct gateway *gw, const struct cidr_addr *addr, bool ok);
+
+#endif

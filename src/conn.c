@@ -1,0 +1,835 @@
+/*
+ * conn: the per-connection state machine.
+ *
+ *   SNIFF -> SOCKS | HTTP          first byte picks the protocol
+ *         -> [AUTH_DELAY]          a failed login waits before its answer
+ *         -> RESOLVE               names only
+ *         -> DIAL                  allowed addresses, in order
+ *         -> RELAY                 bytes both ways
+ *         -> FLUSH                 last reply on its way, then close
+ *
+ * Every path ends in conn_close(), which writes the close record, counts
+ * and frees. The decision record is written once, when the verdict is made
+ * and before anything is dialed.
+ */
+#include "tailfence/conn.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include "tailfence/audit.h"
+#include "tailfence/config.h"
+#include "tailfence/gateway.h"
+#include "tailfence/httpproxy.h"
+#include "tailfence/log.h"
+#include "tailfence/policy.h"
+#include "tailfence/relay.h"
+#include "tailfence/resolve.h"
+#include "tailfence/socks.h"
+#include "tailfence/upstream.h"
+
+enum conn_state {
+	CONN_SNIFF,
+	CONN_SOCKS,
+	CONN_HTTP,
+	CONN_AUTH_DELAY,
+	CONN_RESOLVE,
+	CONN_DIAL,
+	CONN_RELAY,
+	CONN_FLUSH,
+};
+
+enum conn_proto {
+	CONN_PROTO_NONE,
+	CONN_PROTO_SOCKS5,
+	CONN_PROTO_SOCKS4,
+	CONN_PROTO_SOCKS4A,
+	CONN_PROTO_HTTP_CONNECT,
+	CONN_PROTO_HTTP,
+};
+
+static const char *const conn_proto_names[] = {
+	[CONN_PROTO_NONE] = NULL,
+	[CONN_PROTO_SOCKS5] = "socks5",
+	[CONN_PROTO_SOCKS4] = "socks4",
+	[CONN_PROTO_SOCKS4A] = "socks4a",
+	[CONN_PROTO_HTTP_CONNECT] = "http-connect",
+	[CONN_PROTO_HTTP] = "http",
+};
+
+/* Longest SOCKS message: a SOCKS4a request with a 255-byte user id and a
+ * 255-byte name. Anything still incomplete past this is not SOCKS. */
+#define CONN_SOCKS_MAX_MESSAGE 600
+
+/* How long a final reply may take to reach a client that does not read. */
+#define CONN_FLUSH_MS 5000
+
+/* Why a connection could not be served: mapped onto each protocol's codes. */
+enum conn_failure {
+	CONN_FAIL_DENIED,
+	CONN_FAIL_REFUSED,
+	CONN_FAIL_NET_UNREACHABLE,
+	CONN_FAIL_HOST_UNREACHABLE,
+	CONN_FAIL_TIMEOUT,
+	CONN_FAIL_GENERAL,
+	CONN_FAIL_AUTH,
+};
+
+struct conn {
+	TAILQ_ENTRY(conn) link;
+	struct gateway *gw;
+	struct config *cfg;		/* the policy this connection started with */
+	uint64_t id;
+	enum conn_state state;
+	enum conn_proto proto;
+	struct timeval started;
+
+	struct bufferevent *client;
+	struct cidr_addr client_addr;
+	uint16_t client_port;
+	char client_text[CIDR_ADDR_STRLEN + 8];
+	const char *listener_text;
+	struct event *timer;		/* handshake timeout, auth delay, flush limit */
+
+	struct socks_server socks;
+	struct httpproxy_request http;
+	bool http_parsed;
+	struct httpproxy_body body;
+
+	char user[256];
+	bool authenticated;
+
+	/* The target as asked for, then the addresses the policy allowed. */
+	char host[256];
+	bool host_is_name;
+	uint16_t port;
+	struct cidr_addr allowed[RESOLVE_MAX_ADDRS];
+	enum policy_via via[RESOLVE_MAX_ADDRS];
+	size_t n_allowed;
+	size_t next_dial;
+	struct resolve_req *resolve;
+	struct upstream_dial *dial;
+	bool decided;			/* a decision record was written */
+	enum conn_failure last_failure;
+	char last_error[160];
+
+	struct relay *relay;
+	const char *end;		/* FLUSH: end reason to record */
+};
+
+static void conn_close(struct conn *c, const char *end, const char *error);
+static void conn_read_cb(struct bufferevent *bev, void *arg);
+static void conn_dial_next(struct conn *c);
+
+/* ---------- helpers ---------- */
+
+static uint64_t conn_elapsed_ms(const struct conn *c)
+{
+	struct timeval now, d;
+	event_base_gettimeofday_cached(c->gw->base, &now);
+	evutil_timersub(&now, &c->started, &d);
+	return (uint64_t)d.tv_sec * 1000 + (uint64_t)d.tv_usec / 1000;
+}
+
+static void conn_timer_set(struct conn *c, unsigned ms)
+{
+	struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
+	evtimer_add(c->timer, &tv);
+}
+
+static void conn_flush_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct conn *c = arg;
+	if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		conn_close(c, c->end, c->last_error[0] ? c->last_error : NULL);
+}
+
+static void conn_flush_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	(void)bev;
+	(void)what;
+	struct conn *c = arg;
+	conn_close(c, c->end, c->last_error[0] ? c->last_error : NULL);
+}
+
+/* Sends the bytes already queued on the client, then closes with `end`. */
+static void conn_flush_close(struct conn *c, const char *end)
+{
+	c->state = CONN_FLUSH;
+	c->end = end;
+	bufferevent_disable(c->client, EV_READ);
+	bufferevent_setcb(c->client, NULL, conn_flush_write_cb, conn_flush_event_cb, c);
+	bufferevent_setwatermark(c->client, EV_WRITE, 0, 0);
+	bufferevent_enable(c->client, EV_WRITE);
+	conn_timer_set(c, CONN_FLUSH_MS);
+	if (evbuffer_get_length(bufferevent_get_output(c->client)) == 0)
+		conn_close(c, end, c->last_error[0] ? c->last_error : NULL);
+}
+
+static void conn_send(struct conn *c, const void *buf, size_t len)
+{
+	if (len)
+		bufferevent_write(c->client, buf, len);
+}
+
+static void conn_send_http_error(struct conn *c, int status, const char *why)
+{
+	char buf[1024];
+	size_t n = httpproxy_format_error(buf, sizeof buf, status, why);
+	conn_send(c, buf, n);
+}
+
+/* Answers a request that will not be served, in the client's protocol. */
+static void conn_fail(struct conn *c, enum conn_failure f, const char *why)
+{
+	uint8_t out[32];
+	size_t n = 0;
+
+	snprintf(c->last_error, sizeof c->last_error, "%s", why ? why : "");
+	switch (c->proto) {
+	case CONN_PROTO_SOCKS5: {
+		static const uint8_t rep[] = {
+			[CONN_FAIL_DENIED] = SOCKS5_REP_NOT_ALLOWED,
+			[CONN_FAIL_REFUSED] = SOCKS5_REP_CONN_REFUSED,
+			[CONN_FAIL_NET_UNREACHABLE] = SOCKS5_REP_NET_UNREACHABLE,
+			[CONN_FAIL_HOST_UNREACHABLE] = SOCKS5_REP_HOST_UNREACHABLE,
+			[CONN_FAIL_TIMEOUT] = SOCKS5_REP_TTL_EXPIRED,
+			[CONN_FAIL_GENERAL] = SOCKS5_REP_GENERAL_FAILURE,
+			[CONN_FAIL_AUTH] = SOCKS5_REP_NOT_ALLOWED,
+		};
+		n = socks5_encode_reply(out, rep[f], NULL, 0);
+		break;
+	}
+	case CONN_PROTO_SOCKS4:
+	case CONN_PROTO_SOCKS4A:
+		n = socks4_encode_reply(out, false, NULL, 0);
+		break;
+	case CONN_PROTO_HTTP_CONNECT:
+	case CONN_PROTO_HTTP: {
+		static const int status[] = {
+			[CONN_FAIL_DENIED] = 403,
+			[CONN_FAIL_REFUSED] = 502,
+			[CONN_FAIL_NET_UNREACHABLE] = 502,
+			[CONN_FAIL_HOST_UNREACHABLE] = 502,
+			[CONN_FAIL_TIMEOUT] = 504,
+			[CONN_FAIL_GENERAL] = 502,
+			[CONN_FAIL_AUTH] = 407,
+		};
+		conn_send_http_error(c, status[f], why);
+		break;
+	}
+	case CONN_PROTO_NONE:
+		break;
+	}
+	conn_send(c, out, n);
+	conn_flush_close(c, f == CONN_FAIL_DENIED ? "denied"
+			    : f == CONN_FAIL_AUTH ? "auth_failed" : "dial_failed");
+}
+
+/* ---------- audit ---------- */
+
+static bool conn_audit_decision(struct conn *c, const struct cidr_addr *addr, bool allow,
+				const struct policy_decision *d, const char *reason)
+{
+	char addr_text[CIDR_ADDR_STRLEN];
+	struct audit_decision rec = {
+		.conn_id = c->id,
+		.client = c->client_text,
+		.listener = c->listener_text,
+		.proto = conn_proto_names[c->proto],
+		.user = c->user[0] ? c->user : NULL,
+		.host = c->host,
+		.port = c->port,
+		.addr = addr && addr->family ? cidr_addr_format(addr, addr_text, sizeof addr_text)
+					     : NULL,
+		.allow = allow,
+		.rule = d ? d->rule_text : NULL,
+		.guard = d ? d->guard : NULL,
+		.reason = reason ? reason : d ? d->reason : NULL,
+		.upstream = allow && d && d->via == POLICY_VIA_DIRECT ? "direct"
+							      : c->cfg->upstream.text,
+	};
+	c->decided = true;
+	return audit_decision(c->gw->audit, &rec);
+}
+
+/* ---------- close ---------- */
+
+static void conn_close(struct conn *c, const char *end, const char *error)
+{
+	struct gateway *gw = c->gw;
+	uint64_t up = 0, down = 0;
+
+	if (c->relay) {
+		up = relay_bytes_up(c->relay);
+		down = relay_bytes_down(c->relay);
+	}
+	struct audit_close rec = {
+		.conn_id = c->id,
+		.bytes_up = up,
+		.bytes_down = down,
+		.duration_ms = conn_elapsed_ms(c),
+		.end = end,
+		.error = error && error[0] ? error : NULL,
+	};
+	/* Connections that never named a target (scanners, garbage, idle
+	 * handshakes) leave a close record too, so nothing goes unseen. */
+	audit_close(gw->audit, &rec);
+	log_debug("conn %llu: closed (%s%s%s), %llu bytes up, %llu down",
+		  (unsigned long long)c->id, end, error ? ": " : "", error ? error : "",
+		  (unsigned long long)up, (unsigned long long)down);
+
+	if (c->resolve)
+		resolve_cancel(c->resolve);
+	if (c->dial)
+		upstream_dial_cancel(c->dial);
+	if (c->relay)
+		relay_free(c->relay);	/* frees both bufferevents */
+	else
+		bufferevent_free(c->client);
+	event_free(c->timer);
+	if (c->http_parsed)
+		httpproxy_request_clear(&c->http);
+	config_unref(c->cfg);
+	TAILQ_REMOVE(&gw->conns, c, link);
+	gw->n_conns--;
+	free(c);
+	gateway_conn_gone(gw);
+}
+
+/* ---------- relay ---------- */
+
+static void conn_relay_done(void *arg, enum relay_end end, const char *error)
+{
+	struct conn *c = arg;
+	conn_close(c, relay_end_str(end), error);
+}
+
+/* Limits the client's bytes to the body of the one forwarded request. */
+static size_t conn_body_take(void *arg, struct evbuffer *in, bool *done)
+{
+	struct conn *c = arg;
+	size_t total = 0;
+	struct evbuffer_iovec vec[8];
+	int n = evbuffer_peek(in, -1, NULL, vec, 8);
+
+	for (int i = 0; i < n && i < 8; i++) {
+		size_t used = 0;
+		enum httpproxy_step st = httpproxy_body_feed(&c->body, vec[i].iov_base,
+							     vec[i].iov_len, &used);
+		total += used;
+		if (st == HTTPPROXY_ERROR)
+			return (size_t)-1;
+		if (st == HTTPPROXY_DONE) {
+			*done = true;
+			return total;
+		}
+	}
+	return total;
+}
+
+static void conn_start_relay(struct conn *c, struct bufferevent *up)
+{
+	struct relay_params p = {
+		.high_watermark = c->cfg->buffer_bytes,
+		.idle_ms = c->cfg->idle_timeout_ms,
+	};
+	if (c->proto == CONN_PROTO_HTTP) {
+		httpproxy_body_init(&c->body, &c->http);
+		p.limiter.take = conn_body_take;
+		p.limiter.arg = c;
+	}
+	evtimer_del(c->timer);
+	c->state = CONN_RELAY;
+	c->relay = relay_start(c->client, up, &p, conn_relay_done, c);
+	if (!c->relay) {
+		bufferevent_free(up);
+		conn_close(c, "error", "out of memory");
+	}
+}
+
+/* ---------- dial ---------- */
+
+static enum conn_failure conn_failure_of(enum upstream_error e)
+{
+	switch (e) {
+	case UPSTREAM_REFUSED: return CONN_FAIL_REFUSED;
+	case UPSTREAM_NET_UNREACHABLE: return CONN_FAIL_NET_UNREACHABLE;
+	case UPSTREAM_HOST_UNREACHABLE: return CONN_FAIL_HOST_UNREACHABLE;
+	case UPSTREAM_TIMEOUT: return CONN_FAIL_TIMEOUT;
+	case UPSTREAM_NOT_ALLOWED: return CONN_FAIL_DENIED;
+	default: return CONN_FAIL_GENERAL;
+	}
+}
+
+static void conn_dial_cb(void *arg, struct upstream_result *res)
+{
+	struct conn *c = arg;
+	c->dial = NULL;
+
+	if (res->err != UPSTREAM_OK) {
+		c->last_failure = conn_failure_of(res->err);
+		snprintf(c->last_error, sizeof c->last_error, "%s",
+			 res->detail ? res->detail : upstream_error_str(res->err));
+		log_debug("conn %llu: dial failed: %s", (unsigned long long)c->id,
+			  c->last_error);
+		conn_dial_next(c);
+		return;
+	}
+
+	uint8_t out[32];
+	char head[128];
+	switch (c->proto) {
+	case CONN_PROTO_SOCKS5:
+		conn_send(c, out, socks5_encode_reply(out, SOCKS5_REP_SUCCEEDED,
+						      &res->bnd, res->bnd_port));
+		break;
+	case CONN_PROTO_SOCKS4:
+	case CONN_PROTO_SOCKS4A: {
+		/* SOCKS4 can only carry an IPv4 bound address. */
+		bool v4 = res->bnd.family == AF_INET;
+		conn_send(c, out, socks4_encode_reply(out, true, v4 ? &res->bnd : NULL,
+						      v4 ? res->bnd_port : 0));
+		break;
+	}
+	case CONN_PROTO_HTTP_CONNECT:
+		conn_send(c, head, httpproxy_format_established(head, sizeof head));
+		break;
+	case CONN_PROTO_HTTP:
+		bufferevent_write(res->bev, c->http.origin_head, c->http.origin_head_len);
+		break;
+	case CONN_PROTO_NONE:
+		break;
+	}
+	conn_start_relay(c, res->bev);
+}
+
+/* Tries the next allowed address; when none is left, answers the failure
+ * of the last attempt. */
+static void conn_dial_next(struct conn *c)
+{
+	if (c->next_dial >= c->n_allowed) {
+		conn_fail(c, c->last_failure, c->last_error);
+		return;
+	}
+	size_t i = c->next_dial++;
+	struct config_upstream direct = { .kind = CONFIG_UPSTREAM_DIRECT };
+	const struct config_upstream *up =
+		c->via[i] == POLICY_VIA_DIRECT ? &direct : &c->cfg->upstream;
+	c->state = CONN_DIAL;
+	c->dial = upstream_dial(c->gw->base, up, &c->allowed[i], c->port,
+				c->cfg->connect_timeout_ms, conn_dial_cb, c);
+	if (!c->dial)
+		conn_fail(c, CONN_FAIL_GENERAL, "out of memory");
+}
+
+/* ---------- decide ---------- */
+
+static void conn_query_init(const struct conn *c, struct policy_query *q)
+{
+	memset(q, 0, sizeof *q);
+	q->host = c->host_is_name ? c->host : NULL;
+	q->port = c->port;
+	q->user = c->user[0] ? c->user : NULL;
+	q->src = c->client_addr;
+}
+
+/* Checks every candidate address; dials the allowed ones in order. */
+static void conn_decide(struct conn *c, const struct cidr_addr *addrs, size_t n)
+{
+	struct policy_query q;
+	struct policy_decision first_deny, first_allow;
+	bool have_deny = false;
+
+	conn_query_init(c, &q);
+	c->n_allowed = 0;
+	for (size_t i = 0; i < n; i++) {
+		struct policy_decision d;
+		q.dst = addrs[i];
+		policy_decide(c->cfg->policy, &q, &d);
+		if (d.action == POLICY_ACCEPT) {
+			if (c->n_allowed == 0)
+				first_allow = d;
+			c->via[c->n_allowed] = d.via;
+			c->allowed[c->n_allowed++] = addrs[i];
+		} else if (!have_deny) {
+			first_deny = d;
+			have_deny = true;
+		}
+	}
+
+	if (c->n_allowed == 0) {
+		const struct cidr_addr *shown = n ? &addrs[0] : NULL;
+		conn_audit_decision(c, shown, false, have_deny ? &first_deny : NULL, NULL);
+		log_info("conn %llu: %s denied %s:%u: %s", (unsigned long long)c->id,
+			 c->client_text, c->host, c->port,
+			 have_deny ? first_deny.reason : "no address");
+		conn_fail(c, CONN_FAIL_DENIED, have_deny ? first_deny.reason : "denied");
+		return;
+	}
+	if (!conn_audit_decision(c, &c->allowed[0], true, &first_allow, NULL)) {
+		/* Fail closed: no record, no connection. */
+		log_warn("conn %llu: refused: the audit trail cannot be written",
+			 (unsigned long long)c->id);
+		conn_fail(c, CONN_FAIL_DENIED, "audit trail unavailable");
+		return;
+	}
+	c->next_dial = 0;
+	c->last_failure = CONN_FAIL_GENERAL;
+	conn_dial_next(c);
+}
+
+static void conn_resolve_cb(void *arg, const struct resolve_result *res)
+{
+	struct conn *c = arg;
+	c->resolve = NULL;
+
+	if (res->error) {
+		char why[200];
+		snprintf(why, sizeof why, "cannot resolve %s: %s", c->host, res->error_text);
+		conn_audit_decision(c, NULL, false, NULL, why);
+		bool timeout = res->error == EVUTIL_EAI_AGAIN;
+		conn_fail(c, timeout ? CONN_FAIL_TIMEOUT : CONN_FAIL_HOST_UNREACHABLE, why);
+		return;
+	}
+	conn_decide(c, res->addrs, res->n);
+}
+
+/* The request is complete: the target is known. */
+static void conn_target_ready(struct conn *c)
+{
+	evtimer_del(c->timer);
+	bufferevent_disable(c->client, EV_READ);
+
+	if (!c->host_is_name) {
+		struct cidr_addr a;
+		cidr_addr_parse(c->host, &a);
+		conn_decide(c, &a, 1);
+		return;
+	}
+
+	struct policy_query q;
+	struct policy_decision d;
+	conn_query_init(c, &q);
+	if (!policy_precheck(c->cfg->policy, &q, &d)) {
+		conn_audit_decision(c, NULL, false, &d, NULL);
+		conn_fail(c, CONN_FAIL_DENIED, d.reason);
+		return;
+	}
+	c->state = CONN_RESOLVE;
+	c->resolve = resolve_start(c->gw->base, c->gw->dns, c->host, conn_resolve_cb, c);
+	if (!c->resolve)
+		conn_fail(c, CONN_FAIL_GENERAL, "out of memory");
+}
+
+static void conn_set_target_addr(struct conn *c, const struct cidr_addr *a, uint16_t port)
+{
+	cidr_addr_format(a, c->host, sizeof c->host);
+	c->host_is_name = false;
+	c->port = port;
+}
+
+static void conn_set_target_name(struct conn *c, const char *name, uint16_t port)
+{
+	/* A name that is an address literal is an address (never a name rule). */
+	struct cidr_addr a;
+	if (cidr_addr_parse(name, &a)) {
+		conn_set_target_addr(c, &a, port);
+		return;
+	}
+	snprintf(c->host, sizeof c->host, "%s", name);
+	c->host_is_name = true;
+	c->port = port;
+}
+
+/* ---------- authentication ---------- */
+
+static bool conn_check_credentials(struct conn *c, const char *user, const char *pass)
+{
+	bool ok = policy_authenticate(c->cfg->policy, user, pass);
+	gateway_auth_result(c->gw, &c->client_addr, ok);
+	if (ok) {
+		snprintf(c->user, sizeof c->user, "%s", user);
+		c->authenticated = true;
+	}
+	return ok;
+}
+
+/* A failed login is answered only after a delay that grows with the
+ * client's recent failures. */
+static void conn_auth_failed(struct conn *c, const char *why)
+{
+	snprintf(c->last_error, sizeof c->last_error, "%s", why);
+	unsigned ms = gateway_auth_delay(c->gw, &c->client_addr);
+	log_info("conn %llu: %s: %s", (unsigned long long)c->id, c->client_text, why);
+	c->state = CONN_AUTH_DELAY;
+	bufferevent_disable(c->client, EV_READ);
+	conn_timer_set(c, ms);
+}
+
+static void conn_auth_delay_over(struct conn *c)
+{
+	if (c->proto == CONN_PROTO_SOCKS5) {
+		socks5_server_auth_result(&c->socks, false);
+		conn_send(c, c->socks.out, c->socks.out_len);
+		conn_flush_close(c, "auth_failed");
+	} else {
+		conn_fail(c, CONN_FAIL_AUTH, c->last_error);
+	}
+}
+
+/* ---------- SOCKS ---------- */
+
+static void conn_socks_request(struct conn *c)
+{
+	struct socks_server *s = &c->socks;
+
+	if (s->version == 4) {
+		c->proto = s->socks4a ? CONN_PROTO_SOCKS4A : CONN_PROTO_SOCKS4;
+		/* The SOCKS4 user id is what the client calls itself: recorded,
+		 * never trusted. Without passwords there is no login. */
+		if (policy_auth_required(c->cfg->policy)) {
+			snprintf(c->host, sizeof c->host, "%s", s->target.is_name ? s->target.host : "");
+			conn_fail(c, CONN_FAIL_AUTH,
+				  "authentication required: SOCKS4 cannot carry a password; use SOCKS5 or HTTP");
+			return;
+		}
+	}
+	if (s->target.is_name)
+		conn_set_target_name(c, s->target.host, s->target.port);
+	else
+		conn_set_target_addr(c, &s->target.addr, s->target.port);
+	conn_target_ready(c);
+}
+
+static void conn_socks_read(struct conn *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->client);
+	struct socks_server *s = &c->socks;
+
+	while (c->state == CONN_SOCKS) {
+		size_t len = evbuffer_get_length(in);
+		size_t look = len < CONN_SOCKS_MAX_MESSAGE ? len : CONN_SOCKS_MAX_MESSAGE;
+		const uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)look);
+		size_t used = 0;
+		enum socks_step st = socks_server_feed(s, p, look, &used);
+		evbuffer_drain(in, used);
+
+		switch (st) {
+		case SOCKS_NEED_MORE:
+			if (look == CONN_SOCKS_MAX_MESSAGE) {
+				conn_close(c, "protocol_error", "SOCKS message too long");
+			}
+			return;
+		case SOCKS_REPLY:
+			conn_send(c, s->out, s->out_len);
+			s->out_len = 0;
+			break;
+		case SOCKS_AUTH:
+			c->proto = CONN_PROTO_SOCKS5;
+			if (conn_check_credentials(c, s->user, s->pass)) {
+				st = socks5_server_auth_result(s, true);
+				conn_send(c, s->out, s->out_len);
+				s->out_len = 0;
+			} else {
+				conn_auth_failed(c, "SOCKS5 login failed");
+				return;
+			}
+			break;
+		case SOCKS_REQUEST:
+			if (s->version == 5)
+				c->proto = CONN_PROTO_SOCKS5;
+			conn_socks_request(c);
+			return;
+		case SOCKS_ERROR:
+			if (s->version == 5 && c->proto == CONN_PROTO_NONE)
+				c->proto = CONN_PROTO_SOCKS5;
+			snprintf(c->last_error, sizeof c->last_error, "%s",
+				 s->why ? s->why : "SOCKS protocol error");
+			conn_send(c, s->out, s->out_len);
+			conn_flush_close(c, "protocol_error");
+			return;
+		}
+	}
+}
+
+/* ---------- HTTP ---------- */
+
+static void conn_http_read(struct conn *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->client);
+	size_t max = c->cfg->max_head_bytes;
+	size_t len = evbuffer_get_length(in);
+	size_t look = len < max + 1 ? len : max + 1;
+	const char *p = (const char *)evbuffer_pullup(in, (ev_ssize_t)look);
+	size_t used = 0;
+
+	if (c->http_parsed)
+		httpproxy_request_clear(&c->http);
+	c->http_parsed = true;
+	enum httpproxy_step st = httpproxy_parse_request(&c->http, p, look, max, &used);
+	if (st == HTTPPROXY_NEED_MORE)
+		return;
+	c->proto = c->http.kind == HTTPPROXY_CONNECT ? CONN_PROTO_HTTP_CONNECT
+						       : CONN_PROTO_HTTP;
+	if (st == HTTPPROXY_ERROR) {
+		snprintf(c->last_error, sizeof c->last_error, "%s", c->http.why);
+		conn_send_http_error(c, c->http.status, c->http.why);
+		conn_flush_close(c, "protocol_error");
+		return;
+	}
+	evbuffer_drain(in, used);
+	bufferevent_disable(c->client, EV_READ);
+
+	if (policy_auth_required(c->cfg->policy)) {
+		if (!c->http.have_credentials) {
+			/* The normal first step of a Basic login: not a failure. */
+			snprintf(c->last_error, sizeof c->last_error, "proxy authentication required");
+			conn_send_http_error(c, 407, "proxy authentication required");
+			conn_flush_close(c, "auth_required");
+			return;
+		}
+		if (!conn_check_credentials(c, c->http.user, c->http.pass)) {
+			conn_auth_failed(c, "HTTP proxy login failed");
+			return;
+		}
+	}
+	if (c->http.host_is_addr)
+		conn_set_target_addr(c, &c->http.addr, c->http.port);
+	else
+		conn_set_target_name(c, c->http.host, c->http.port);
+	conn_target_ready(c);
+}
+
+/* ---------- callbacks ---------- */
+
+static void conn_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct conn *c = arg;
+	(void)bev;
+
+	if (c->state == CONN_SNIFF) {
+		uint8_t first;
+		if (evbuffer_copyout(bufferevent_get_input(c->client), &first, 1) != 1)
+			return;
+		if (first == 0x05 || first == 0x04) {
+			bool auth = policy_auth_required(c->cfg->policy);
+			socks_server_init(&c->socks, !auth, true);
+			c->state = CONN_SOCKS;
+		} else {
+			c->state = CONN_HTTP;
+		}
+	}
+	if (c->state == CONN_SOCKS)
+		conn_socks_read(c);
+	else if (c->state == CONN_HTTP)
+		conn_http_read(c);
+}
+
+static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct conn *c = arg;
+	(void)bev;
+	if (what & BEV_EVENT_EOF)
+		conn_close(c, "client_eof", "client closed during the handshake");
+	else
+		conn_close(c, "error", evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+}
+
+static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+	(void)fd;
+	(void)what;
+
+	switch (c->state) {
+	case CONN_SNIFF:
+	case CONN_SOCKS:
+	case CONN_HTTP:
+		if (c->state == CONN_HTTP) {
+			c->proto = CONN_PROTO_HTTP;
+			conn_send_http_error(c, 408, "request head not received in time");
+			snprintf(c->last_error, sizeof c->last_error, "handshake timed out");
+			conn_flush_close(c, "handshake_timeout");
+		} else {
+			conn_close(c, "handshake_timeout", "handshake timed out");
+		}
+		break;
+	case CONN_AUTH_DELAY:
+		conn_auth_delay_over(c);
+		break;
+	case CONN_FLUSH:
+		conn_close(c, c->end, "client did not read the final reply");
+		break;
+	default:
+		break;
+	}
+}
+
+/* ---------- public ---------- */
+
+void conn_accept(struct gateway *gw, struct gateway_listener *l, evutil_socket_t fd,
+		 const struct sockaddr *sa, socklen_t salen)
+{
+	(void)salen;
+	struct conn *c = calloc(1, sizeof *c);
+	if (!c) {
+		evutil_closesocket(fd);
+		return;
+	}
+	c->gw = gw;
+	c->cfg = config_ref(gw->cfg);
+	c->id = ++gw->next_conn_id;
+	c->state = CONN_SNIFF;
+	c->listener_text = l->text;
+	event_base_gettimeofday_cached(gw->base, &c->started);
+	cidr_addr_from_sockaddr(sa, &c->client_addr, &c->client_port);
+	cidr_addr_format_port(&c->client_addr, c->client_port, c->client_text,
+			      sizeof c->client_text);
+
+	c->client = bufferevent_socket_new(gw->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	c->timer = evtimer_new(gw->base, conn_timer_cb, c);
+	if (!c->client || !c->timer) {
+		if (c->client)
+			bufferevent_free(c->client);
+		else
+			evutil_closesocket(fd);
+		if (c->timer)
+			event_free(c->timer);
+		config_unref(c->cfg);
+		free(c);
+		return;
+	}
+	TAILQ_INSERT_TAIL(&gw->conns, c, link);
+	gw->n_conns++;
+
+	bufferevent_setcb(c->client, conn_read_cb, NULL, conn_event_cb, c);
+	/* Never buffer more than one request head from a client. */
+	bufferevent_setwatermark(c->client, EV_READ, 0, c->cfg->max_head_bytes + 1);
+	bufferevent_enable(c->client, EV_READ | EV_WRITE);
+	conn_timer_set(c, c->cfg->handshake_timeout_ms);
+}
+
+void conn_stop_handshakes(struct gateway *gw)
+{
+	struct conn *c, *next;
+	for (c = TAILQ_FIRST(&gw->conns); c; c = next) {
+		next = TAILQ_NEXT(c, link);
+		if (c->state != CONN_RELAY && c->state != CONN_FLUSH)
+			conn_close(c, "shutdown", NULL);
+	}
+}
+
+void conn_abort_all(struct gateway *gw)
+{
+	while (!TAILQ_EMPTY(&gw->conns))
+		conn_close(TAILQ_FIRST(&gw->conns), "shutdown", NULL);
+}

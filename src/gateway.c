@@ -1,0 +1,347 @@
+/*
+ * gateway: the daemon's top level.
+ *
+ * Builds the config, binds the listeners, runs the event loop, and handles
+ * signals: SIGTERM/SIGINT stop accepting, close connections still in their
+ * handshake, give relays shutdown_grace_ms to finish, flush the audit trail
+ * and exit; SIGHUP builds a new config and swaps it in for new connections
+ * (an invalid one is rejected and the old one stays) and reopens the audit
+ * files; SIGUSR1 only reopens the audit files (logrotate).
+ */
+#include "tailfence/gateway.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/dns.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <event2/thread.h>
+
+#include "tailfence/audit.h"
+#include "tailfence/cli.h"
+#include "tailfence/config.h"
+#include "tailfence/conn.h"
+#include "tailfence/log.h"
+#include "tailfence/policy.h"
+#include "tailfence/resolve.h"
+
+/* How long accepting pauses after the process ran out of descriptors. */
+#define GATEWAY_EMFILE_PAUSE_MS 1000
+
+/* Authentication failures: the delay doubles per recent failure from the
+ * same address, from 250 ms up to 8 s, and is forgotten after 10 min. */
+#define GATEWAY_AUTH_BASE_MS 250u
+#define GATEWAY_AUTH_MAX_MS 8000u
+#define GATEWAY_AUTH_FORGET_MS (10u * 60u * 1000u)
+
+static void gateway_accepting(struct gateway *gw, bool on)
+{
+	if (gw->accept_paused == !on)
+		return;
+	gw->accept_paused = !on;
+	for (size_t i = 0; i < gw->n_listeners; i++) {
+		if (on)
+			evconnlistener_enable(gw->listeners[i].lev);
+		else
+			evconnlistener_disable(gw->listeners[i].lev);
+	}
+}
+
+static bool gateway_at_capacity(const struct gateway *gw)
+{
+	return gw->n_conns >= gw->cfg->max_connections;
+}
+
+void gateway_conn_gone(struct gateway *gw)
+{
+	if (gw->stopping) {
+		if (TAILQ_EMPTY(&gw->conns))
+			event_base_loopexit(gw->base, NULL);
+		return;
+	}
+	if (gw->accept_paused && !gateway_at_capacity(gw) &&
+	    !evtimer_pending(gw->accept_resume, NULL))
+		gateway_accepting(gw, true);
+}
+
+static void gateway_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
+			      struct sockaddr *sa, int salen, void *arg)
+{
+	struct gateway_listener *l = arg;
+	struct gateway *gw = l->gw;
+	(void)lev;
+
+	conn_accept(gw, l, fd, sa, (socklen_t)salen);
+	if (gateway_at_capacity(gw)) {
+		log_warn("%zu connections open (limits.max_connections): pausing accept",
+			 gw->n_conns);
+		gateway_accepting(gw, false);
+	}
+}
+
+static void gateway_accept_error_cb(struct evconnlistener *lev, void *arg)
+{
+	struct gateway_listener *l = arg;
+	struct gateway *gw = l->gw;
+	int err = EVUTIL_SOCKET_ERROR();
+	(void)lev;
+
+	if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+		/* Spinning on accept() would burn the CPU: pause, as relayd does. */
+		log_warn("accept on %s: %s; pausing accept for %d ms", l->text,
+			 strerror(err), GATEWAY_EMFILE_PAUSE_MS);
+		gateway_accepting(gw, false);
+		struct timeval tv = { 0, GATEWAY_EMFILE_PAUSE_MS * 1000 };
+		evtimer_add(gw->accept_resume, &tv);
+		return;
+	}
+	log_warn("accept on %s: %s", l->text, strerror(err));
+}
+
+static void gateway_accept_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct gateway *gw = arg;
+	(void)fd;
+	(void)what;
+	if (!gw->stopping && !gateway_at_capacity(gw))
+		gateway_accepting(gw, true);
+}
+
+/* ---------- authentication throttle ---------- */
+
+static uint64_t gateway_now_ms(struct gateway *gw)
+{
+	struct timeval tv;
+	event_base_gettimeofday_cached(gw->base, &tv);
+	return (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
+}
+
+static struct gateway_authfail *gateway_authfail_slot(struct gateway *gw,
+						      const struct cidr_addr *a)
+{
+	/* FNV-1a over the address picks the slot; a collision shares it,
+	 * which can only make a client wait longer, never shorter. */
+	uint32_t h = 2166136261u;
+	for (size_t i = 0; i < sizeof a->b; i++)
+		h = (h ^ a->b[i]) * 16777619u;
+	return &gw->authfail[h % GATEWAY_AUTHFAIL_SLOTS];
+}
+
+unsigned gateway_auth_delay(struct gateway *gw, const struct cidr_addr *addr)
+{
+	struct gateway_authfail *s = gateway_authfail_slot(gw, addr);
+	uint64_t now = gateway_now_ms(gw);
+	if (now - s->last_ms > GATEWAY_AUTH_FORGET_MS)
+		s->failures = 0;
+	unsigned shift = s->failures > 5 ? 5 : s->failures;
+	unsigned ms = GATEWAY_AUTH_BASE_MS << shift;
+	return ms > GATEWAY_AUTH_MAX_MS ? GATEWAY_AUTH_MAX_MS : ms;
+}
+
+void gateway_auth_result(struct gateway *gw, const struct cidr_addr *addr, bool ok)
+{
+	struct gateway_authfail *s = gateway_authfail_slot(gw, addr);
+	uint64_t now = gateway_now_ms(gw);
+	if (ok) {
+		if (cidr_addr_equal(&s->addr, addr))
+			s->failures = 0;
+		return;
+	}
+	if (!cidr_addr_equal(&s->addr, addr) || now - s->last_ms > GATEWAY_AUTH_FORGET_MS) {
+		s->addr = *addr;
+		s->failures = 0;
+	}
+	s->failures++;
+	s->last_ms = now;
+}
+
+/* ---------- signals ---------- */
+
+static void gateway_grace_over_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct gateway *gw = arg;
+	(void)fd;
+	(void)what;
+	if (!TAILQ_EMPTY(&gw->conns))
+		log_info("shutdown grace over: closing %zu open connections", gw->n_conns);
+	conn_abort_all(gw);
+	event_base_loopexit(gw->base, NULL);
+}
+
+static void gateway_stop(struct gateway *gw, const char *why)
+{
+	if (gw->stopping)
+		return;
+	gw->stopping = true;
+	log_info("%s: stopping; %zu connections open", why, gw->n_conns);
+	for (size_t i = 0; i < gw->n_listeners; i++)
+		evconnlistener_disable(gw->listeners[i].lev);
+
+	conn_stop_handshakes(gw);
+	if (TAILQ_EMPTY(&gw->conns)) {
+		event_base_loopexit(gw->base, NULL);
+		return;
+	}
+	unsigned ms = gw->cfg->shutdown_grace_ms;
+	struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
+	evtimer_add(gw->grace, &tv);
+}
+
+static void gateway_reload(struct gateway *gw)
+{
+	char err[512];
+	struct config *next = config_build(gw->args, err, sizeof err);
+	if (!next) {
+		log_error("reload rejected, the running policy stays in force: %s", err);
+		audit_event(gw->audit, "reload", err);
+		return;
+	}
+	/* Listeners, DNS and audit sinks are bound at start; a reload changes
+	 * the policy, the upstream and the limits. */
+	config_unref(gw->cfg);
+	gw->cfg = next;
+	log_info("reloaded the configuration%s%s", next->source ? " from " : "",
+		 next->source ? next->source : "");
+	audit_event(gw->audit, "reload", next->source ? next->source : "flags and environment");
+}
+
+static void gateway_signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct gateway *gw = arg;
+	(void)what;
+	switch (sig) {
+	case SIGTERM:
+		gateway_stop(gw, "SIGTERM");
+		break;
+	case SIGINT:
+		gateway_stop(gw, "SIGINT");
+		break;
+	case SIGHUP:
+		gateway_reload(gw);
+		audit_reopen(gw->audit);
+		break;
+	case SIGUSR1:
+		log_info("SIGUSR1: reopening the audit files");
+		audit_reopen(gw->audit);
+		break;
+	}
+}
+
+/* ---------- start-up ---------- */
+
+static bool gateway_listen(struct gateway *gw)
+{
+	const struct config *cfg = gw->cfg;
+	gw->listeners = calloc(cfg->n_listeners, sizeof *gw->listeners);
+	if (!gw->listeners)
+		return false;
+	for (size_t i = 0; i < cfg->n_listeners; i++) {
+		struct gateway_listener *l = &gw->listeners[i];
+		l->gw = gw;
+		snprintf(l->text, sizeof l->text, "%s", cfg->listeners[i].text);
+		l->lev = evconnlistener_new_bind(
+			gw->base, gateway_accept_cb, l,
+			LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
+			1024, (const struct sockaddr *)&cfg->listeners[i].ss,
+			(int)cfg->listeners[i].len);
+		if (!l->lev) {
+			log_error("cannot listen on %s: %s", l->text, strerror(errno));
+			return false;
+		}
+		evconnlistener_set_error_cb(l->lev, gateway_accept_error_cb);
+		gw->n_listeners++;
+		log_info("listening on %s (SOCKS5, SOCKS4/4a, HTTP proxy)", l->text);
+	}
+	return true;
+}
+
+static void gateway_free(struct gateway *gw)
+{
+	for (size_t i = 0; i < gw->n_listeners; i++)
+		evconnlistener_free(gw->listeners[i].lev);
+	free(gw->listeners);
+	for (size_t i = 0; i < sizeof gw->signals / sizeof gw->signals[0]; i++)
+		if (gw->signals[i])
+			event_free(gw->signals[i]);
+	if (gw->grace)
+		event_free(gw->grace);
+	if (gw->accept_resume)
+		event_free(gw->accept_resume);
+	if (gw->dns)
+		evdns_base_free(gw->dns, 0);
+	if (gw->audit)
+		audit_free(gw->audit);
+	if (gw->cfg)
+		config_unref(gw->cfg);
+	if (gw->base)
+		event_base_free(gw->base);
+	config_args_free(gw->args);
+}
+
+int gateway_main(int argc, char **argv)
+{
+	struct gateway gw;
+	char err[512];
+	int rc = 1;
+
+	memset(&gw, 0, sizeof gw);
+	TAILQ_INIT(&gw.conns);
+
+	int parsed = config_args_parse(argc, argv, &gw.args);
+	if (parsed == 1)
+		return 0;
+	if (parsed != 0)
+		return 2;
+	gw.cfg = config_build(gw.args, err, sizeof err);
+	if (!gw.cfg) {
+		fprintf(stderr, "tailfence: %s\n", err);
+		config_args_free(gw.args);
+		return 2;
+	}
+	log_set_level((enum log_level)gw.cfg->log_level);
+	/* A peer that vanishes must be an error on write, not a signal. */
+	signal(SIGPIPE, SIG_IGN);
+	evthread_use_pthreads();
+
+	gw.base = event_base_new();
+	if (!gw.base) {
+		log_error("cannot create the event loop");
+		goto out;
+	}
+	gw.dns = resolve_new_base(gw.base, gw.cfg, err, sizeof err);
+	if (!gw.dns) {
+		log_error("%s", err);
+		goto out;
+	}
+	gw.audit = audit_open(&gw.cfg->audit, err, sizeof err);
+	if (!gw.audit) {
+		log_error("audit: %s", err);
+		goto out;
+	}
+	gw.accept_resume = evtimer_new(gw.base, gateway_accept_resume_cb, &gw);
+	gw.grace = evtimer_new(gw.base, gateway_grace_over_cb, &gw);
+	static const int sigs[] = { SIGTERM, SIGINT, SIGHUP, SIGUSR1 };
+	for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
+		gw.signals[i] = evsignal_new(gw.base, sigs[i], gateway_signal_cb, &gw);
+		if (!gw.signals[i] || evsignal_add(gw.signals[i], NULL) != 0) {
+			log_error("cannot install signal handlers");
+			goto out;
+		}
+	}
+	if (!gw.accept_resume || !gw.grace || !gateway_listen(&gw))
+		goto out;
+
+	log_info("tailfence %s: upstream %s", TAILFENCE_VERSION, gw.cfg->upstream.text);
+	audit_event(gw.audit, "start", gw.cfg->upstream.text);
+	event_base_dispatch(gw.base);
+	audit_event(gw.audit, "shutdown", NULL);
+	log_info("stopped");
+	rc = 0;
+out:
+	gateway_free(&gw);
+	return rc;
+}

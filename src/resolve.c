@@ -1,0 +1,156 @@
+/*
+ * resolve: evdns_getaddrinfo behind a small request object.
+ *
+ * evdns may answer inside evdns_getaddrinfo() (hosts file, cache) and calls
+ * back with EVUTIL_EAI_CANCEL after a cancel; the request object absorbs
+ * both so the caller sees exactly one callback, always from the loop.
+ */
+#include "tailfence/resolve.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/dns.h>
+#include <event2/event.h>
+#include <event2/util.h>
+
+struct resolve_req {
+	struct evdns_getaddrinfo_request *inflight;
+	struct event *deliver;		/* defers a result that came inline */
+	resolve_cb cb;
+	void *arg;
+	bool cancelled;
+	bool answered;
+	struct resolve_result res;
+};
+
+struct evdns_base *resolve_new_base(struct event_base *base, const struct config *cfg,
+				    char *err, size_t errlen)
+{
+	struct evdns_base *dns = evdns_base_new(base, 0);
+	if (!dns) {
+		snprintf(err, errlen, "cannot create the DNS resolver");
+		return NULL;
+	}
+	if (cfg->n_dns_servers == 0) {
+		/* Missing or empty resolv.conf is not fatal: names then fail. */
+		evdns_base_resolv_conf_parse(dns, DNS_OPTIONS_ALL, "/etc/resolv.conf");
+	} else {
+		for (size_t i = 0; i < cfg->n_dns_servers; i++) {
+			if (evdns_base_nameserver_ip_add(dns, cfg->dns_servers[i]) != 0) {
+				snprintf(err, errlen, "dns.servers: \"%s\" is not IP[:PORT]",
+					 cfg->dns_servers[i]);
+				evdns_base_free(dns, 0);
+				return NULL;
+			}
+		}
+	}
+	/* A hosts file answers before any nameserver (the system's unless
+	 * another is configured). */
+	if (cfg->hosts_file)
+		evdns_base_load_hosts(dns, cfg->hosts_file);
+	else if (cfg->n_dns_servers > 0)
+		evdns_base_load_hosts(dns, NULL);
+	char timeout[32];
+	snprintf(timeout, sizeof timeout, "%.3f",
+		 (cfg->dns_timeout_ms ? cfg->dns_timeout_ms : 5000) / 1000.0 / 2);
+	evdns_base_set_option(dns, "timeout:", timeout);
+	evdns_base_set_option(dns, "attempts:", "2");
+	/* Names go out as asked: no search-list guessing. */
+	evdns_base_search_clear(dns);
+	return dns;
+}
+
+static void resolve_deliver_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct resolve_req *req = arg;
+	(void)fd;
+	(void)what;
+	resolve_cb cb = req->cb;
+	void *cbarg = req->arg;
+	struct resolve_result res = req->res;
+	event_free(req->deliver);
+	free(req);
+	cb(cbarg, &res);
+}
+
+static void resolve_gai_cb(int result, struct evutil_addrinfo *ai, void *arg)
+{
+	struct resolve_req *req = arg;
+
+	req->inflight = NULL;
+	req->answered = true;
+	if (req->cancelled || result == EVUTIL_EAI_CANCEL) {
+		if (ai)
+			evutil_freeaddrinfo(ai);
+		if (req->cancelled) {
+			event_free(req->deliver);
+			free(req);
+		}
+		return;
+	}
+	req->res.error = result;
+	if (result != 0)
+		req->res.error_text = evutil_gai_strerror(result);
+	for (struct evutil_addrinfo *p = ai; p && req->res.n < RESOLVE_MAX_ADDRS; p = p->ai_next) {
+		struct cidr_addr a;
+		if (!cidr_addr_from_sockaddr(p->ai_addr, &a, NULL))
+			continue;
+		bool dup = false;
+		for (size_t i = 0; i < req->res.n; i++)
+			dup = dup || cidr_addr_equal(&req->res.addrs[i], &a);
+		if (!dup)
+			req->res.addrs[req->res.n++] = a;
+	}
+	if (ai)
+		evutil_freeaddrinfo(ai);
+	if (result == 0 && req->res.n == 0) {
+		req->res.error = EVUTIL_EAI_NONAME;
+		req->res.error_text = "no usable address";
+	}
+	struct timeval zero = { 0, 0 };
+	evtimer_add(req->deliver, &zero);
+}
+
+struct resolve_req *resolve_start(struct event_base *base, struct evdns_base *dns,
+				  const char *name,
+				  resolve_cb cb, void *arg)
+{
+	struct resolve_req *req = calloc(1, sizeof *req);
+	if (!req)
+		return NULL;
+	req->cb = cb;
+	req->arg = arg;
+	req->deliver = evtimer_new(base, resolve_deliver_cb, req);
+	if (!req->deliver) {
+		free(req);
+		return NULL;
+	}
+	struct evutil_addrinfo hints;
+	memset(&hints, 0, sizeof hints);
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_protocol = IPPROTO_TCP;
+	struct evdns_getaddrinfo_request *r =
+		evdns_getaddrinfo(dns, name, NULL, &hints, resolve_gai_cb, req);
+	if (!req->answered)
+		req->inflight = r;
+	return req;
+}
+
+void resolve_cancel(struct resolve_req *req)
+{
+	if (!req)
+		return;
+	if (req->inflight) {
+		/* The callback runs (now or later) with EVUTIL_EAI_CANCEL and
+		 * frees the request. */
+		req->cancelled = true;
+		evdns_getaddrinfo_cancel(req->inflight);
+		return;
+	}
+	/* Answered already: only the deferred delivery is pending. */
+	event_free(req->deliver);
+	free(req);
+}
