@@ -91,4 +91,43 @@ void audit_reopen(struct audit *a);
 /* Flushes everything queued, writes the closing checkpoint, frees. */
 void audit_free(struct audit *a);
 
+/* ---- Reading the trail back (audit_cli.c, unit tests, fuzzers) ---- */
+
+/* Length of a MAC in bytes (HMAC-SHA256). */
+#define AUDIT_MAC_LEN 32
+
+/* Loads an HMAC key file: its bytes with trailing whitespace removed, at
+ * least 16 bytes. On success *key is malloc'd (caller frees). On failure
+ * writes a sentence into err and returns false. */
+bool audit_key_load(const char *path, unsigned char **key, size_t *keylen,
+		    char *err, size_t errlen);
+
+/* Parses an RFC 3339 time ("2024-05-01T12:00:00.123Z", offsets allowed,
+ * fraction optional) or a date ("2024-05-01", "2024-05-01T12:00") taken as
+ * UTC, into milliseconds since the epoch. Pure. */
+bool audit_time_parse(const char *s, size_t len, int64_t *ms);
+
+/* Chain verifier: feed every line of every file in order, then finish.
+ * Reports the first broken link only. */
+struct audit_verify;
+
+/* key is copied. Returns NULL on allocation failure. */
+struct audit_verify *audit_verify_new(const unsigned char *key, size_t keylen);
+
+/* Feeds one line (without its '\n'). terminated is false when the input
+ * ended before a newline. file names the source in messages. Returns false
+ * once the chain is known to be broken (later lines are ignored). */
+bool audit_verify_line(struct audit_verify *v, const char *file,
+		       unsigned long lineno, const char *line, size_t len,
+		       bool terminated);
+
+/* Ends the input. Returns true when the chain verified; msg (if non-NULL)
+ * gets one line for people either way ("FILE:LINE: what broke"). */
+bool audit_verify_finish(struct audit_verify *v, char *msg, size_t msglen);
+
+/* Number of records checked so far. */
+uint64_t audit_verify_records(const struct audit_verify *v);
+
+void audit_verify_free(struct audit_verify *v);
+
 #endif
