@@ -78,6 +78,67 @@ bool policy_authenticate(const struct policy *p, const char *user, const char *p
 /* Names of the built-in guards, NULL-terminated. */
 const char *const *policy_guard_names(void);
 
+/* ---- Building a policy (config.c, tests) ---- */
+
+/* One rule as written in the config file. Strings are borrowed for the
+ * duration of policy_builder_add_rule. */
+struct policy_rule_spec {
+	const char *name;		/* optional; becomes the decision's rule_text */
+	enum policy_action action;
+	enum policy_via via;
+	const char *const *dst;		/* Tailscale ACL shape, see docs/config.md */
+	size_t n_dst;
+	const char *const *src;		/* client prefixes; n_src 0 = any client */
+	size_t n_src;
+	const char *const *users;	/* names or "*"; n_users 0 = any user */
+	size_t n_users;
+};
+
+struct policy_builder;
+
+struct policy_builder *policy_builder_new(void);
+/* Frees a builder that was not finished. */
+void policy_builder_free(struct policy_builder *b);
+
+/* Adds one prefix to the route set (the "routes" alias). The caller checks
+ * the default-route opt-in, since it knows where the route came from. */
+void policy_builder_add_route(struct policy_builder *b, const struct cidr_prefix *p);
+
+/* Lifts a guard by name; false if no guard has that name. */
+bool policy_builder_lift_guard(struct policy_builder *b, const char *name);
+
+/* The upstream proxy's own address:port (the "upstream" guard). */
+void policy_builder_set_upstream(struct policy_builder *b, const struct cidr_addr *a,
+				 uint16_t port);
+
+/* Adds a user with a hash printed by `tailfence passwd`. On error writes
+ * a sentence (without the key path) into err. */
+bool policy_builder_add_user(struct policy_builder *b, const char *name, const char *hash,
+			     char *err, size_t errlen);
+
+/* Appends a rule (users must have been added first). On error writes
+ * "dst[0]: \"10.0.0.0/33:80\": prefix length 33 is longer than 32" (the
+ * path inside the rule, the value, the reason) into err. */
+bool policy_builder_add_rule(struct policy_builder *b, const struct policy_rule_spec *r,
+			     char *err, size_t errlen);
+
+/* Compiles the indexes and returns the immutable policy; always consumes b.
+ * NULL only when out of memory. */
+struct policy *policy_builder_finish(struct policy_builder *b);
+
+/* Checks one dst entry ("10.0.0.0/24:80", "[fd00::/64]:443", "db:5432",
+ * "*.example.com:*", "routes:*") without building anything. */
+bool policy_dst_check(const char *entry, char *err, size_t errlen);
+
+/* ---- Introspection (tailfence check, config show) ---- */
+size_t policy_rule_count(const struct policy *p);
+const char *policy_rule_text(const struct policy *p, size_t i);
+size_t policy_route_count(const struct policy *p);
+const struct cidr_prefix *policy_route(const struct policy *p, size_t i);
+bool policy_guard_lifted(const struct policy *p, const char *name);
+size_t policy_user_count(const struct policy *p);
+const char *policy_user_name(const struct policy *p, size_t i);
+
 void policy_free(struct policy *p);
 
 #endif

@@ -1,0 +1,1226 @@
+/*
+ * policy: guards, rules, routes and users compiled into one immutable
+ * object, and the pure decision functions over it.
+ *
+ * Index: every prefix destination (including the expansion of "routes:" and
+ * "*") is stored at its node of a binary trie per family (one trie with
+ * every rule, one with deny rules only). A lookup walks the address's path
+ * and, at each node, scans that node's entries in rule order, stopping at
+ * the first match or at the best rule found so far, so the cost grows with
+ * the prefix length and the rules sharing one prefix, not with the number
+ * of rules. Hostname and *.domain destinations live in sorted arrays looked
+ * up by the name and each of its parent domains.
+ */
+#include "tailfence/policy.h"
+
+#include "tailfence/auth.h"
+
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum dst_kind { DST_PREFIX, DST_ANY, DST_ROUTES, DST_HOST, DST_WILDCARD };
+
+struct port_range {
+	uint16_t lo, hi;
+};
+
+struct dst {
+	enum dst_kind kind;
+	struct cidr_prefix prefix;	/* DST_PREFIX */
+	char *host;			/* DST_HOST: name; DST_WILDCARD: domain after "*." */
+	struct port_range *ports;
+	size_t n_ports;
+};
+
+struct rule {
+	enum policy_action action;
+	enum policy_via via;
+	char *text;
+	struct dst *dst;
+	size_t n_dst;
+	struct cidr_prefix *src;
+	size_t n_src;
+	char **users;		/* NULL with n_users 0: any user */
+	size_t n_users;
+};
+
+struct trie_entry {
+	uint32_t rule, dst;
+	uint32_t next;		/* index + 1 into entries; 0 ends */
+};
+
+struct trie_node {
+	uint32_t child[2];	/* index into nodes; 0 = none (root is 0, never a child) */
+	uint32_t head;		/* first entry + 1; 0 = none */
+};
+
+struct trie {
+	struct trie_node *nodes;
+	size_t n_nodes, cap_nodes;
+	struct trie_entry *entries;
+	size_t n_entries, cap_entries;
+};
+
+struct name_entry {
+	const char *key;	/* borrowed from the rule's dst */
+	uint32_t rule, dst;
+};
+
+struct name_index {
+	struct name_entry *v;
+	size_t n, cap;
+};
+
+enum guard_id {
+	GUARD_LOOPBACK,
+	GUARD_LINK_LOCAL,
+	GUARD_THIS_NETWORK,
+	GUARD_MULTICAST,
+	GUARD_BROADCAST,
+	GUARD_TAILSCALE_SERVICE,
+	GUARD_UPSTREAM,
+	GUARD_COUNT
+};
+
+static const char *const guard_names[GUARD_COUNT + 1] = {
+	"loopback", "link-local", "this-network", "multicast", "broadcast",
+	"tailscale-service", "upstream", NULL,
+};
+
+struct guard_prefix {
+	enum guard_id guard;
+	const char *prefix;
+	const char *what;
+};
+
+/* Checked in this order; the first hit decides. */
+static const struct guard_prefix guard_prefixes[] = {
+	{ GUARD_LINK_LOCAL, "169.254.169.254/32", "is the cloud metadata service (link-local)" },
+	{ GUARD_LOOPBACK, "127.0.0.0/8", "is a loopback address" },
+	{ GUARD_LOOPBACK, "::1/128", "is a loopback address" },
+	{ GUARD_LINK_LOCAL, "169.254.0.0/16", "is a link-local address" },
+	{ GUARD_LINK_LOCAL, "fe80::/10", "is a link-local address" },
+	{ GUARD_THIS_NETWORK, "0.0.0.0/8", "is in 0.0.0.0/8 (this network)" },
+	{ GUARD_THIS_NETWORK, "::/128", "is the unspecified address" },
+	{ GUARD_MULTICAST, "224.0.0.0/4", "is a multicast address" },
+	{ GUARD_MULTICAST, "ff00::/8", "is a multicast address" },
+	{ GUARD_BROADCAST, "255.255.255.255/32", "is the broadcast address" },
+	{ GUARD_TAILSCALE_SERVICE, "100.100.100.100/32", "is Tailscale's service address (Quad100)" },
+	{ GUARD_TAILSCALE_SERVICE, "fd7a:115c:a1e0::53/128", "is Tailscale's service address" },
+};
+#define N_GUARD_PREFIXES (sizeof guard_prefixes / sizeof guard_prefixes[0])
+
+struct policy {
+	struct rule *rules;
+	size_t n_rules, cap_rules;
+	struct cidr_prefix *routes;
+	size_t n_routes, cap_routes;
+	unsigned lifted;		/* bit per enum guard_id */
+	bool have_upstream;
+	struct cidr_addr upstream_addr;
+	uint16_t upstream_port;
+	struct cidr_prefix guard_pfx[N_GUARD_PREFIXES];
+	struct auth_users *users;
+
+	struct trie all[2], deny[2];	/* [0] IPv4, [1] IPv6 */
+	struct name_index hosts, wildcards;
+	uint32_t *addr_accepts;		/* accept rules with an address dst, in order */
+	size_t n_addr_accepts;
+};
+
+struct policy_builder {
+	struct policy *p;
+};
+
+/* ------------------------------------------------------------------ */
+/* small helpers */
+
+static void *xrealloc(void *ptr, size_t n, size_t size)
+{
+	if (size && n > SIZE_MAX / size)
+		return NULL;
+	size_t bytes = n * size;
+	return realloc(ptr, bytes ? bytes : 1);
+}
+
+static bool grow(void **v, size_t *cap, size_t need, size_t size)
+{
+	if (need <= *cap)
+		return true;
+	size_t nc = *cap ? *cap * 2 : 8;
+	while (nc < need)
+		nc *= 2;
+	void *n = xrealloc(*v, nc, size);
+	if (!n)
+		return false;
+	*v = n;
+	*cap = nc;
+	return true;
+}
+
+static char lower(char c)
+{
+	return (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
+}
+
+static void quote(const char *s, size_t len, char *out, size_t outlen)
+{
+	size_t j = 0;
+	size_t n = len > 80 ? 80 : len;
+	for (size_t i = 0; i < n && j + 6 < outlen; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\')
+			j += (size_t)snprintf(out + j, outlen - j, "\\x%02x", c);
+		else
+			out[j++] = (char)c;
+	}
+	if (n < len && j + 4 < outlen) {
+		memcpy(out + j, "...", 3);
+		j += 3;
+	}
+	if (outlen)
+		out[j < outlen ? j : outlen - 1] = '\0';
+}
+
+/* Lower-cases a requested name and drops one trailing dot. Returns false
+ * when it is empty, too long, or not a name at all. */
+static bool normalize_name(const char *in, char *out, size_t outlen)
+{
+	size_t n = strlen(in);
+	if (n && in[n - 1] == '.')
+		n--;
+	if (n == 0 || n > 253 || n + 1 > outlen)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		out[i] = lower(in[i]);
+	out[n] = '\0';
+	return true;
+}
+
+/* ------------------------------------------------------------------ */
+/* parsing rule destinations */
+
+/* PORTS: "*", "N", "N-M", comma lists thereof. */
+static bool parse_ports(const char *s, size_t len, struct port_range **out, size_t *n_out,
+			char *reason, size_t rlen)
+{
+	struct port_range *v = NULL;
+	size_t n = 0, cap = 0;
+
+	*out = NULL;
+	*n_out = 0;
+	if (len == 0) {
+		snprintf(reason, rlen, "has an empty port list; expected *, N, N-M or a comma list");
+		return false;
+	}
+	if (len == 1 && s[0] == '*') {
+		v = malloc(sizeof *v);
+		if (!v)
+			return false;
+		v->lo = 1;
+		v->hi = 65535;
+		*out = v;
+		*n_out = 1;
+		return true;
+	}
+	size_t i = 0;
+	while (i <= len) {
+		size_t j = i;
+		while (j < len && s[j] != ',')
+			j++;
+		/* one item s[i..j) */
+		unsigned long lohi[2] = { 0, 0 };
+		int part = 0;
+		size_t k = i;
+		if (k == j) {
+			snprintf(reason, rlen, "has an empty item in its port list");
+			goto fail;
+		}
+		for (;;) {
+			size_t start = k;
+			unsigned long val = 0;
+			while (k < j && s[k] >= '0' && s[k] <= '9') {
+				if (val <= 65535)
+					val = val * 10 + (unsigned)(s[k] - '0');
+				k++;
+			}
+			if (k == start) {
+				snprintf(reason, rlen,
+					 "has a bad port list; expected *, N, N-M or a comma list of them");
+				goto fail;
+			}
+			if (s[start] == '0' && k - start > 1) {
+				snprintf(reason, rlen, "has a port with a leading zero");
+				goto fail;
+			}
+			if (val < 1 || val > 65535) {
+				snprintf(reason, rlen, "has port %.*s; ports are 1 to 65535",
+					 (int)(k - start > 10 ? 10 : k - start), s + start);
+				goto fail;
+			}
+			lohi[part] = val;
+			if (k < j && s[k] == '-' && part == 0) {
+				part = 1;
+				k++;
+				continue;
+			}
+			break;
+		}
+		if (k != j) {
+			snprintf(reason, rlen,
+				 "has a bad port list; expected *, N, N-M or a comma list of them");
+			goto fail;
+		}
+		if (part == 0)
+			lohi[1] = lohi[0];
+		if (lohi[0] > lohi[1]) {
+			snprintf(reason, rlen, "has port range %lu-%lu whose start is after its end",
+				 lohi[0], lohi[1]);
+			goto fail;
+		}
+		if (!grow((void **)&v, &cap, n + 1, sizeof *v))
+			goto fail;
+		v[n].lo = (uint16_t)lohi[0];
+		v[n].hi = (uint16_t)lohi[1];
+		n++;
+		i = j + 1;
+	}
+	*out = v;
+	*n_out = n;
+	return true;
+fail:
+	free(v);
+	return false;
+}
+
+static bool valid_label_char(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       c == '-' || c == '_';
+}
+
+/* A DNS name: labels of letters, digits, '-', '_' (1-63 each), at most 253
+ * bytes, one optional trailing dot. */
+static bool valid_hostname(const char *s, size_t len)
+{
+	if (len && s[len - 1] == '.')
+		len--;
+	if (len == 0 || len > 253)
+		return false;
+	size_t label = 0;
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] == '.') {
+			if (label == 0)
+				return false;
+			label = 0;
+			continue;
+		}
+		if (!valid_label_char(s[i]) || ++label > 63)
+			return false;
+	}
+	return label > 0;
+}
+
+static bool looks_numeric(const char *s, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || s[i] == '.'))
+			return false;
+	return true;
+}
+
+/* Parses one dst entry into d (ports and host allocated). reason gets the
+ * tail of the message (the caller quotes the entry). */
+static bool parse_dst(const char *s, struct dst *d, char *reason, size_t rlen)
+{
+	size_t len = strlen(s);
+	const char *host = s;
+	size_t hlen = len;
+	const char *ports = NULL;
+	size_t plen = 0;
+	bool bracket = false;
+
+	memset(d, 0, sizeof *d);
+	if (len == 0) {
+		snprintf(reason, rlen, "is empty; expected HOST:PORTS such as 10.0.0.0/24:443");
+		return false;
+	}
+	if (s[0] == '[') {
+		const char *rb = memchr(s, ']', len);
+		if (!rb) {
+			snprintf(reason, rlen, "has \"[\" without \"]\"");
+			return false;
+		}
+		host = s + 1;
+		hlen = (size_t)(rb - host);
+		bracket = true;
+		if ((size_t)(rb - s) + 1 < len) {
+			if (rb[1] != ':') {
+				snprintf(reason, rlen, "has unexpected characters after \"]\"; expected :PORTS");
+				return false;
+			}
+			ports = rb + 2;
+			plen = len - (size_t)(ports - s);
+		}
+	} else {
+		const char *slash = memchr(s, '/', len);
+		const char *colon = NULL;
+		if (slash) {
+			colon = memchr(slash, ':', len - (size_t)(slash - s));
+		} else {
+			size_t ncolon = 0;
+			for (size_t i = 0; i < len; i++)
+				if (s[i] == ':')
+					ncolon++;
+			if (ncolon == 1) {
+				colon = memchr(s, ':', len);
+			} else if (ncolon >= 2) {
+				struct cidr_addr a;
+				if (cidr_addr_parsen(s, len, &a)) {
+					colon = NULL;	/* a bare IPv6 address: every port */
+				} else {
+					const char *last = strrchr(s, ':');
+					if (cidr_addr_parsen(s, (size_t)(last - s), &a))
+						snprintf(reason, rlen,
+							 "is ambiguous; write an IPv6 address with ports as [%.*s]:%s",
+							 (int)(last - s > 46 ? 46 : last - s), s, last + 1);
+					else
+						snprintf(reason, rlen,
+							 "is not HOST:PORTS; IPv6 addresses with ports go in brackets ([fd00::1]:443)");
+					return false;
+				}
+			}
+		}
+		if (colon) {
+			hlen = (size_t)(colon - s);
+			ports = colon + 1;
+			plen = len - hlen - 1;
+		}
+	}
+
+	if (ports) {
+		if (!parse_ports(ports, plen, &d->ports, &d->n_ports, reason, rlen))
+			return false;
+	} else {
+		if (!parse_ports("*", 1, &d->ports, &d->n_ports, reason, rlen))
+			return false;
+	}
+
+	if (hlen == 0) {
+		snprintf(reason, rlen, "has an empty host; expected a prefix, a name, *.DOMAIN or routes");
+		goto fail;
+	}
+	if (!bracket && hlen == 6 && memcmp(host, "routes", 6) == 0) {
+		d->kind = DST_ROUTES;
+		return true;
+	}
+	if (!bracket && hlen == 1 && host[0] == '*') {
+		d->kind = DST_ANY;
+		return true;
+	}
+	if (!bracket && hlen >= 2 && host[0] == '*' && host[1] == '.') {
+		if (!valid_hostname(host + 2, hlen - 2) || looks_numeric(host + 2, hlen - 2)) {
+			snprintf(reason, rlen, "is not a valid *.DOMAIN pattern");
+			goto fail;
+		}
+		d->kind = DST_WILDCARD;
+		goto name;
+	}
+	if (bracket || memchr(host, '/', hlen) || memchr(host, ':', hlen) ||
+	    looks_numeric(host, hlen)) {
+		char r2[160];
+		if (!cidr_prefix_parse_reason(host, hlen, &d->prefix, r2, sizeof r2)) {
+			snprintf(reason, rlen, "%s", r2);
+			goto fail;
+		}
+		if (bracket && d->prefix.addr.family != AF_INET6 &&
+		    memchr(host, ':', hlen) == NULL) {
+			snprintf(reason, rlen, "has an IPv4 prefix in brackets; brackets are for IPv6");
+			goto fail;
+		}
+		d->kind = DST_PREFIX;
+		return true;
+	}
+	if (!valid_hostname(host, hlen)) {
+		snprintf(reason, rlen,
+			 "is not a valid host; expected a prefix, a DNS name, *.DOMAIN or routes");
+		goto fail;
+	}
+	d->kind = DST_HOST;
+name:
+	{
+		const char *h = d->kind == DST_WILDCARD ? host + 2 : host;
+		size_t n = d->kind == DST_WILDCARD ? hlen - 2 : hlen;
+		if (n && h[n - 1] == '.')
+			n--;
+		d->host = malloc(n + 1);
+		if (!d->host)
+			goto fail;
+		for (size_t i = 0; i < n; i++)
+			d->host[i] = lower(h[i]);
+		d->host[n] = '\0';
+	}
+	return true;
+fail:
+	free(d->ports);
+	d->ports = NULL;
+	return false;
+}
+
+static void dst_free(struct dst *d)
+{
+	free(d->ports);
+	free(d->host);
+}
+
+bool policy_dst_check(const char *entry, char *err, size_t errlen)
+{
+	struct dst d;
+	char reason[200], q[256];
+	if (parse_dst(entry, &d, reason, sizeof reason)) {
+		dst_free(&d);
+		return true;
+	}
+	quote(entry, strlen(entry), q, sizeof q);
+	snprintf(err, errlen, "\"%s\": %s", q, reason);
+	return false;
+}
+
+static void format_ports(const struct dst *d, char *buf, size_t len)
+{
+	size_t j = 0;
+	buf[0] = '\0';
+	if (d->n_ports == 1 && d->ports[0].lo == 1 && d->ports[0].hi == 65535) {
+		snprintf(buf, len, "*");
+		return;
+	}
+	for (size_t i = 0; i < d->n_ports && j < len; i++) {
+		if (d->ports[i].lo == d->ports[i].hi)
+			j += (size_t)snprintf(buf + j, len - j, "%s%u", i ? "," : "", d->ports[i].lo);
+		else
+			j += (size_t)snprintf(buf + j, len - j, "%s%u-%u", i ? "," : "",
+					      d->ports[i].lo, d->ports[i].hi);
+	}
+}
+
+static void format_dst(const struct dst *d, char *buf, size_t len)
+{
+	char ports[128], pf[CIDR_PREFIX_STRLEN];
+	format_ports(d, ports, sizeof ports);
+	switch (d->kind) {
+	case DST_PREFIX:
+		cidr_prefix_format(&d->prefix, pf, sizeof pf);
+		if (d->prefix.addr.family == AF_INET6)
+			snprintf(buf, len, "[%s]:%s", pf, ports);
+		else
+			snprintf(buf, len, "%s:%s", pf, ports);
+		break;
+	case DST_ANY:
+		snprintf(buf, len, "*:%s", ports);
+		break;
+	case DST_ROUTES:
+		snprintf(buf, len, "routes:%s", ports);
+		break;
+	case DST_HOST:
+		snprintf(buf, len, "%s:%s", d->host, ports);
+		break;
+	case DST_WILDCARD:
+		snprintf(buf, len, "*.%s:%s", d->host, ports);
+		break;
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* builder */
+
+struct policy_builder *policy_builder_new(void)
+{
+	struct policy_builder *b = calloc(1, sizeof *b);
+	if (!b)
+		return NULL;
+	b->p = calloc(1, sizeof *b->p);
+	if (!b->p) {
+		free(b);
+		return NULL;
+	}
+	b->p->users = auth_users_new();
+	if (!b->p->users) {
+		free(b->p);
+		free(b);
+		return NULL;
+	}
+	for (size_t i = 0; i < N_GUARD_PREFIXES; i++) {
+		const char *s = guard_prefixes[i].prefix;
+		cidr_prefix_parse(s, strlen(s), &b->p->guard_pfx[i], NULL, 0);
+	}
+	return b;
+}
+
+void policy_builder_free(struct policy_builder *b)
+{
+	if (!b)
+		return;
+	policy_free(b->p);
+	free(b);
+}
+
+void policy_builder_add_route(struct policy_builder *b, const struct cidr_prefix *pfx)
+{
+	struct policy *p = b->p;
+	for (size_t i = 0; i < p->n_routes; i++)
+		if (p->routes[i].bits == pfx->bits && cidr_addr_equal(&p->routes[i].addr, &pfx->addr))
+			return;
+	if (!grow((void **)&p->routes, &p->cap_routes, p->n_routes + 1, sizeof *p->routes))
+		return;
+	p->routes[p->n_routes++] = *pfx;
+}
+
+bool policy_builder_lift_guard(struct policy_builder *b, const char *name)
+{
+	for (int i = 0; i < GUARD_COUNT; i++)
+		if (strcmp(guard_names[i], name) == 0) {
+			b->p->lifted |= 1u << i;
+			return true;
+		}
+	return false;
+}
+
+void policy_builder_set_upstream(struct policy_builder *b, const struct cidr_addr *a,
+				 uint16_t port)
+{
+	b->p->have_upstream = true;
+	b->p->upstream_addr = *a;
+	b->p->upstream_port = port;
+}
+
+bool policy_builder_add_user(struct policy_builder *b, const char *name, const char *hash,
+			     char *err, size_t errlen)
+{
+	return auth_users_add(b->p->users, name, hash, err, errlen);
+}
+
+static void rule_free(struct rule *r)
+{
+	for (size_t i = 0; i < r->n_dst; i++)
+		dst_free(&r->dst[i]);
+	free(r->dst);
+	free(r->src);
+	for (size_t i = 0; i < r->n_users; i++)
+		free(r->users[i]);
+	free(r->users);
+	free(r->text);
+}
+
+static char *rule_canonical_text(const struct rule *r)
+{
+	size_t cap = 64, len = 0;
+	for (size_t i = 0; i < r->n_dst; i++)
+		cap += 300;
+	cap += r->n_src * (CIDR_PREFIX_STRLEN + 1);
+	for (size_t i = 0; i < r->n_users; i++)
+		cap += strlen(r->users[i]) + 1;
+	char *t = malloc(cap);
+	if (!t)
+		return NULL;
+	len += (size_t)snprintf(t + len, cap - len, "%s",
+				r->action == POLICY_ACCEPT ? "accept" : "deny");
+	if (r->n_users) {
+		len += (size_t)snprintf(t + len, cap - len, " users=");
+		for (size_t i = 0; i < r->n_users; i++)
+			len += (size_t)snprintf(t + len, cap - len, "%s%s", i ? "," : "", r->users[i]);
+	}
+	if (r->n_src) {
+		len += (size_t)snprintf(t + len, cap - len, " src=");
+		for (size_t i = 0; i < r->n_src; i++) {
+			char pf[CIDR_PREFIX_STRLEN];
+			len += (size_t)snprintf(t + len, cap - len, "%s%s", i ? "," : "",
+						cidr_prefix_format(&r->src[i], pf, sizeof pf));
+		}
+	}
+	len += (size_t)snprintf(t + len, cap - len, " dst=");
+	for (size_t i = 0; i < r->n_dst; i++) {
+		char d[300];
+		format_dst(&r->dst[i], d, sizeof d);
+		len += (size_t)snprintf(t + len, cap - len, "%s%s", i ? "," : "", d);
+	}
+	if (r->via == POLICY_VIA_DIRECT)
+		snprintf(t + len, cap - len, " via=direct");
+	return t;
+}
+
+bool policy_builder_add_rule(struct policy_builder *b, const struct policy_rule_spec *spec,
+			     char *err, size_t errlen)
+{
+	struct policy *p = b->p;
+	struct rule r;
+	char reason[200], q[256];
+
+	memset(&r, 0, sizeof r);
+	r.action = spec->action;
+	r.via = spec->via;
+	if (spec->n_dst == 0) {
+		snprintf(err, errlen, "dst: is empty; a rule needs at least one destination");
+		return false;
+	}
+	r.dst = calloc(spec->n_dst, sizeof *r.dst);
+	if (spec->n_src)
+		r.src = calloc(spec->n_src, sizeof *r.src);
+	if (!r.dst || (spec->n_src && !r.src)) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	for (size_t i = 0; i < spec->n_dst; i++) {
+		const char *e = spec->dst[i] ? spec->dst[i] : "";
+		if (!parse_dst(e, &r.dst[i], reason, sizeof reason)) {
+			quote(e, strlen(e), q, sizeof q);
+			snprintf(err, errlen, "dst[%zu]: \"%s\": %s", i, q, reason);
+			goto fail;
+		}
+		r.n_dst++;
+	}
+	for (size_t i = 0; i < spec->n_src; i++) {
+		const char *e = spec->src[i] ? spec->src[i] : "";
+		if (!cidr_prefix_parse_reason(e, strlen(e), &r.src[i], reason, sizeof reason)) {
+			quote(e, strlen(e), q, sizeof q);
+			snprintf(err, errlen, "src[%zu]: \"%s\": %s", i, q, reason);
+			goto fail;
+		}
+		r.n_src++;
+	}
+	bool any_user = false;
+	for (size_t i = 0; i < spec->n_users; i++) {
+		const char *u = spec->users[i] ? spec->users[i] : "";
+		if (strcmp(u, "*") == 0) {
+			any_user = true;
+			continue;
+		}
+		if (!auth_users_has(p->users, u)) {
+			quote(u, strlen(u), q, sizeof q);
+			snprintf(err, errlen, "users[%zu]: \"%s\" is not a configured user%s", i, q,
+				 auth_users_count(p->users) ? "" : " (no \"users\" are configured)");
+			goto fail;
+		}
+	}
+	if (!any_user && spec->n_users) {
+		r.users = calloc(spec->n_users, sizeof *r.users);
+		if (!r.users)
+			goto fail;
+		for (size_t i = 0; i < spec->n_users; i++) {
+			r.users[i] = strdup(spec->users[i]);
+			if (!r.users[i])
+				goto fail;
+			r.n_users++;
+		}
+	}
+	r.text = spec->name && spec->name[0] ? strdup(spec->name) : rule_canonical_text(&r);
+	if (!r.text)
+		goto fail;
+	if (!grow((void **)&p->rules, &p->cap_rules, p->n_rules + 1, sizeof *p->rules))
+		goto fail;
+	p->rules[p->n_rules++] = r;
+	return true;
+fail:
+	if (err && errlen && err[0] == '\0')
+		snprintf(err, errlen, "out of memory");
+	rule_free(&r);
+	return false;
+}
+
+static bool trie_insert(struct trie *t, const struct cidr_prefix *pfx, uint32_t rule,
+			uint32_t dst)
+{
+	if (t->n_nodes == 0) {
+		if (!grow((void **)&t->nodes, &t->cap_nodes, 1, sizeof *t->nodes))
+			return false;
+		memset(&t->nodes[0], 0, sizeof t->nodes[0]);
+		t->n_nodes = 1;
+	}
+	uint32_t n = 0;
+	for (unsigned i = 0; i < pfx->bits; i++) {
+		int bit = cidr_addr_bit(&pfx->addr, i);
+		if (t->nodes[n].child[bit] == 0) {
+			if (!grow((void **)&t->nodes, &t->cap_nodes, t->n_nodes + 1, sizeof *t->nodes))
+				return false;
+			memset(&t->nodes[t->n_nodes], 0, sizeof t->nodes[0]);
+			t->nodes[n].child[bit] = (uint32_t)t->n_nodes++;
+		}
+		n = t->nodes[n].child[bit];
+	}
+	if (!grow((void **)&t->entries, &t->cap_entries, t->n_entries + 1, sizeof *t->entries))
+		return false;
+	struct trie_entry *e = &t->entries[t->n_entries];
+	e->rule = rule;
+	e->dst = dst;
+	e->next = t->nodes[n].head;	/* prepended; reversed in trie_finish */
+	t->nodes[n].head = (uint32_t)++t->n_entries;
+	return true;
+}
+
+static void trie_finish(struct trie *t)
+{
+	for (size_t n = 0; n < t->n_nodes; n++) {
+		uint32_t prev = 0, cur = t->nodes[n].head;
+		while (cur) {
+			uint32_t next = t->entries[cur - 1].next;
+			t->entries[cur - 1].next = prev;
+			prev = cur;
+			cur = next;
+		}
+		t->nodes[n].head = prev;
+	}
+}
+
+static void trie_free(struct trie *t)
+{
+	free(t->nodes);
+	free(t->entries);
+}
+
+static int name_cmp(const void *a, const void *b)
+{
+	const struct name_entry *x = a, *y = b;
+	int c = strcmp(x->key, y->key);
+	if (c)
+		return c;
+	if (x->rule != y->rule)
+		return x->rule < y->rule ? -1 : 1;
+	return x->dst < y->dst ? -1 : x->dst > y->dst;
+}
+
+static bool name_add(struct name_index *ix, const char *key, uint32_t rule, uint32_t dst)
+{
+	if (!grow((void **)&ix->v, &ix->cap, ix->n + 1, sizeof *ix->v))
+		return false;
+	ix->v[ix->n].key = key;
+	ix->v[ix->n].rule = rule;
+	ix->v[ix->n].dst = dst;
+	ix->n++;
+	return true;
+}
+
+static bool index_prefix(struct policy *p, const struct cidr_prefix *pfx, uint32_t ri,
+			 uint32_t di)
+{
+	int f = pfx->addr.family == AF_INET ? 0 : 1;
+	if (!trie_insert(&p->all[f], pfx, ri, di))
+		return false;
+	if (p->rules[ri].action == POLICY_DENY && !trie_insert(&p->deny[f], pfx, ri, di))
+		return false;
+	return true;
+}
+
+struct policy *policy_builder_finish(struct policy_builder *b)
+{
+	struct policy *p = b->p;
+	struct cidr_prefix any4, any6;
+
+	cidr_prefix_parse("0.0.0.0/0", 9, &any4, NULL, 0);
+	cidr_prefix_parse("::/0", 4, &any6, NULL, 0);
+	p->addr_accepts = calloc(p->n_rules ? p->n_rules : 1, sizeof *p->addr_accepts);
+	if (!p->addr_accepts)
+		goto fail;
+	for (uint32_t ri = 0; ri < p->n_rules; ri++) {
+		struct rule *r = &p->rules[ri];
+		bool has_addr = false;
+		for (uint32_t di = 0; di < r->n_dst; di++) {
+			struct dst *d = &r->dst[di];
+			switch (d->kind) {
+			case DST_PREFIX:
+				if (!index_prefix(p, &d->prefix, ri, di))
+					goto fail;
+				has_addr = true;
+				break;
+			case DST_ANY:
+				if (!index_prefix(p, &any4, ri, di) || !index_prefix(p, &any6, ri, di))
+					goto fail;
+				has_addr = true;
+				break;
+			case DST_ROUTES:
+				for (size_t k = 0; k < p->n_routes; k++)
+					if (!index_prefix(p, &p->routes[k], ri, di))
+						goto fail;
+				has_addr = has_addr || p->n_routes > 0;
+				break;
+			case DST_HOST:
+				if (!name_add(&p->hosts, d->host, ri, di))
+					goto fail;
+				break;
+			case DST_WILDCARD:
+				if (!name_add(&p->wildcards, d->host, ri, di))
+					goto fail;
+				break;
+			}
+		}
+		if (has_addr && r->action == POLICY_ACCEPT)
+			p->addr_accepts[p->n_addr_accepts++] = ri;
+	}
+	for (int f = 0; f < 2; f++) {
+		trie_finish(&p->all[f]);
+		trie_finish(&p->deny[f]);
+	}
+	if (p->hosts.n)
+		qsort(p->hosts.v, p->hosts.n, sizeof *p->hosts.v, name_cmp);
+	if (p->wildcards.n)
+		qsort(p->wildcards.v, p->wildcards.n, sizeof *p->wildcards.v, name_cmp);
+	free(b);
+	return p;
+fail:
+	policy_builder_free(b);
+	return NULL;
+}
+
+void policy_free(struct policy *p)
+{
+	if (!p)
+		return;
+	for (size_t i = 0; i < p->n_rules; i++)
+		rule_free(&p->rules[i]);
+	free(p->rules);
+	free(p->routes);
+	auth_users_free(p->users);
+	for (int f = 0; f < 2; f++) {
+		trie_free(&p->all[f]);
+		trie_free(&p->deny[f]);
+	}
+	free(p->hosts.v);
+	free(p->wildcards.v);
+	free(p->addr_accepts);
+	free(p);
+}
+
+/* ------------------------------------------------------------------ */
+/* decisions */
+
+static bool port_match(const struct dst *d, uint16_t port)
+{
+	for (size_t i = 0; i < d->n_ports; i++)
+		if (port >= d->ports[i].lo && port <= d->ports[i].hi)
+			return true;
+	return false;
+}
+
+/* Source and user conditions of a rule. */
+static bool meta_match(const struct rule *r, const struct policy_query *q)
+{
+	if (r->n_src) {
+		bool ok = false;
+		if (q->src.family)
+			for (size_t i = 0; i < r->n_src && !ok; i++)
+				ok = cidr_prefix_contains(&r->src[i], &q->src);
+		if (!ok)
+			return false;
+	}
+	if (r->n_users) {
+		if (!q->user)
+			return false;
+		for (size_t i = 0; i < r->n_users; i++)
+			if (strcmp(r->users[i], q->user) == 0)
+				return true;
+		return false;
+	}
+	return true;
+}
+
+/* Lowest rule index matching addr (port, src, user included) in trie t;
+ * UINT32_MAX if none. *dst_out gets the matching dst. */
+static uint32_t trie_lookup(const struct policy *p, const struct trie *t,
+			    const struct cidr_addr *a, const struct policy_query *q,
+			    uint32_t best, uint32_t *dst_out)
+{
+	if (t->n_nodes == 0)
+		return best;
+	unsigned max = a->family == AF_INET ? 32 : 128;
+	uint32_t n = 0;
+	for (unsigned depth = 0;; depth++) {
+		for (uint32_t e = t->nodes[n].head; e; e = t->entries[e - 1].next) {
+			const struct trie_entry *te = &t->entries[e - 1];
+			if (te->rule >= best)
+				break;
+			const struct rule *r = &p->rules[te->rule];
+			if (port_match(&r->dst[te->dst], q->port) && meta_match(r, q)) {
+				best = te->rule;
+				*dst_out = te->dst;
+				break;
+			}
+		}
+		if (depth == max)
+			break;
+		uint32_t c = t->nodes[n].child[cidr_addr_bit(a, depth)];
+		if (!c)
+			break;
+		n = c;
+	}
+	return best;
+}
+
+static uint32_t names_lookup(const struct policy *p, const struct name_index *ix,
+			     const char *key, const struct policy_query *q, uint32_t best)
+{
+	size_t lo = 0, hi = ix->n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (strcmp(ix->v[mid].key, key) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (size_t i = lo; i < ix->n && strcmp(ix->v[i].key, key) == 0; i++) {
+		const struct name_entry *e = &ix->v[i];
+		if (e->rule >= best)
+			break;
+		const struct rule *r = &p->rules[e->rule];
+		if (port_match(&r->dst[e->dst], q->port) && meta_match(r, q))
+			return e->rule;
+	}
+	return best;
+}
+
+/* Lowest rule index whose name destination matches the normalised name. */
+static uint32_t name_match(const struct policy *p, const char *name,
+			   const struct policy_query *q)
+{
+	uint32_t best = names_lookup(p, &p->hosts, name, q, UINT32_MAX);
+	if (p->wildcards.n)
+		for (const char *dot = strchr(name, '.'); dot; dot = strchr(dot + 1, '.'))
+			best = names_lookup(p, &p->wildcards, dot + 1, q, best);
+	return best;
+}
+
+/* The requested name, normalised, when it is a name and not an IP literal. */
+static bool query_name(const struct policy_query *q, char *buf, size_t len)
+{
+	if (!q->host || !q->host[0])
+		return false;
+	struct cidr_addr tmp;
+	if (cidr_addr_parse(q->host, &tmp))
+		return false;
+	/* "[::1]" style literals too */
+	size_t hl = strlen(q->host);
+	if (q->host[0] == '[' && hl > 2 && q->host[hl - 1] == ']' &&
+	    cidr_addr_parsen(q->host + 1, hl - 2, &tmp))
+		return false;
+	return normalize_name(q->host, buf, len);
+}
+
+__attribute__((format(printf, 2, 3)))
+static void reasonf(struct policy_decision *d, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(d->reason, sizeof d->reason, fmt, ap);
+	va_end(ap);
+}
+
+static void fill(struct policy_decision *d, const struct policy *p, uint32_t rule,
+		 enum policy_action action)
+{
+	d->action = action;
+	d->rule = (int)rule;
+	d->rule_text = p->rules[rule].text;
+	d->via = action == POLICY_ACCEPT ? p->rules[rule].via : POLICY_VIA_UPSTREAM;
+	d->guard = NULL;
+}
+
+static void describe_target(const struct policy_query *q, char *buf, size_t len)
+{
+	char a[CIDR_ADDR_STRLEN + 16];
+	if (q->dst.family)
+		cidr_addr_format_port(&q->dst, q->port, a, sizeof a);
+	else
+		snprintf(a, sizeof a, "port %u", (unsigned)q->port);
+	if (q->host && q->dst.family)
+		snprintf(buf, len, "%.80s (%s)", q->host, a);
+	else if (q->host)
+		snprintf(buf, len, "%.80s:%u", q->host, (unsigned)q->port);
+	else
+		snprintf(buf, len, "%s", a);
+}
+
+void policy_decide(const struct policy *p, const struct policy_query *q,
+		   struct policy_decision *d)
+{
+	char target[160], name[256], abuf[CIDR_ADDR_STRLEN];
+	struct cidr_addr a = q->dst;
+
+	memset(d, 0, sizeof *d);
+	d->action = POLICY_DENY;
+	d->via = POLICY_VIA_UPSTREAM;
+	d->rule = -1;
+	cidr_addr_normalize(&a);
+	struct policy_query qq = *q;
+	qq.dst = a;
+	cidr_addr_normalize(&qq.src);
+	describe_target(&qq, target, sizeof target);
+	cidr_addr_format(&a, abuf, sizeof abuf);
+
+	if (a.family != AF_INET && a.family != AF_INET6) {
+		reasonf(d, "no address to decide on for %s", target);
+		return;
+	}
+	/* 1. guards */
+	for (size_t i = 0; i < N_GUARD_PREFIXES; i++) {
+		enum guard_id g = guard_prefixes[i].guard;
+		if (p->lifted & (1u << g))
+			continue;
+		if (cidr_prefix_contains(&p->guard_pfx[i], &a)) {
+			d->guard = guard_names[g];
+			reasonf(d, "guard %s: %s %s", guard_names[g], abuf,
+				 guard_prefixes[i].what);
+			return;
+		}
+	}
+	if (p->have_upstream && !(p->lifted & (1u << GUARD_UPSTREAM)) &&
+	    cidr_addr_equal(&a, &p->upstream_addr) && q->port == p->upstream_port) {
+		d->guard = guard_names[GUARD_UPSTREAM];
+		char up[64];
+		reasonf(d, "guard upstream: %s is the upstream proxy itself",
+			 cidr_addr_format_port(&a, q->port, up, sizeof up));
+		return;
+	}
+
+	/* 2. rules, first match wins */
+	uint32_t dsti = 0;
+	uint32_t best = trie_lookup(p, &p->all[a.family == AF_INET ? 0 : 1], &a, &qq,
+				    UINT32_MAX, &dsti);
+	bool by_name = false;
+	if (query_name(&qq, name, sizeof name)) {
+		uint32_t nb = name_match(p, name, &qq);
+		if (nb < best) {
+			best = nb;
+			by_name = true;
+		}
+	}
+	if (best == UINT32_MAX) {
+		reasonf(d, "no rule accepts %s%s%s", target,
+			 qq.user ? " for user " : "", qq.user ? qq.user : "");
+		return;
+	}
+	const struct rule *r = &p->rules[best];
+	if (r->action == POLICY_ACCEPT && by_name) {
+		/* A name accepted; the address it resolved to must not be denied
+		 * by any rule. */
+		uint32_t di = 0;
+		uint32_t deny = trie_lookup(p, &p->deny[a.family == AF_INET ? 0 : 1], &a, &qq,
+					    UINT32_MAX, &di);
+		if (deny != UINT32_MAX) {
+			fill(d, p, deny, POLICY_DENY);
+			reasonf(d,
+				 "rule %u denies %s (the name was accepted by rule %u)", deny, target,
+				 best);
+			return;
+		}
+	}
+	fill(d, p, best, r->action);
+	reasonf(d, "rule %u %s %s%s%s", best,
+		 r->action == POLICY_ACCEPT ? "accepts" : "denies", target,
+		 qq.user ? " for user " : "", qq.user ? qq.user : "");
+}
+
+bool policy_precheck(const struct policy *p, const struct policy_query *q,
+		     struct policy_decision *d)
+{
+	char name[256], target[160];
+
+	memset(d, 0, sizeof *d);
+	d->action = POLICY_DENY;
+	d->via = POLICY_VIA_UPSTREAM;
+	d->rule = -1;
+	if (q->dst.family)
+		return true;
+	struct policy_query qq = *q;
+	cidr_addr_normalize(&qq.src);
+	describe_target(&qq, target, sizeof target);
+	uint32_t h = UINT32_MAX;
+	if (query_name(&qq, name, sizeof name))
+		h = name_match(p, name, &qq);
+	/* Earliest accept rule with an address destination that matches
+	 * everything but the (unknown) address. */
+	uint32_t a = UINT32_MAX;
+	for (size_t i = 0; i < p->n_addr_accepts; i++) {
+		uint32_t ri = p->addr_accepts[i];
+		if (ri >= h)
+			break;
+		const struct rule *r = &p->rules[ri];
+		if (!meta_match(r, &qq))
+			continue;
+		bool port_ok = false;
+		for (size_t k = 0; k < r->n_dst && !port_ok; k++)
+			if (r->dst[k].kind == DST_PREFIX || r->dst[k].kind == DST_ANY ||
+			    (r->dst[k].kind == DST_ROUTES && p->n_routes))
+				port_ok = port_match(&r->dst[k], qq.port);
+		if (port_ok) {
+			a = ri;
+			break;
+		}
+	}
+	if (a < h)
+		return true;
+	if (h != UINT32_MAX) {
+		if (p->rules[h].action == POLICY_ACCEPT)
+			return true;
+		fill(d, p, h, POLICY_DENY);
+		reasonf(d, "rule %u denies %s", h, target);
+		return false;
+	}
+	reasonf(d, "no rule accepts %s%s%s", target,
+		 qq.user ? " for user " : "", qq.user ? qq.user : "");
+	return false;
+}
+
+bool policy_auth_required(const struct policy *p)
+{
+	return auth_users_count(p->users) > 0;
+}
+
+bool policy_authenticate(const struct policy *p, const char *user, const char *pass)
+{
+	if (!user || !pass)
+		return false;
+	return auth_users_verify(p->users, user, pass);
+}
+
+const char *const *policy_guard_names(void)
+{
+	return guard_names;
+}
+
+size_t policy_rule_count(const struct policy *p)
+{
+	return p->n_rules;
+}
+
+const char *policy_rule_text(const struct policy *p, size_t i)
+{
+	return i < p->n_rules ? p->rules[i].text : NULL;
+}
+
+size_t policy_route_count(const struct policy *p)
+{
+	return p->n_routes;
+}
+
+const struct cidr_prefix *policy_route(const struct policy *p, size_t i)
+{
+	return i < p->n_routes ? &p->routes[i] : NULL;
+}
+
+bool policy_guard_lifted(const struct policy *p, const char *name)
+{
+	for (int i = 0; i < GUARD_COUNT; i++)
+		if (strcmp(guard_names[i], name) == 0)
+			return (p->lifted >> i) & 1;
+	return false;
+}
+
+size_t policy_user_count(const struct policy *p)
+{
+	return auth_users_count(p->users);
+}
+
+const char *policy_user_name(const struct policy *p, size_t i)
+{
+	return auth_users_name(p->users, i);
+}
