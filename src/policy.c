@@ -489,6 +489,18 @@ bool policy_dst_check(const char *entry, char *err, size_t errlen)
 	return false;
 }
 
+bool policy_dst_covers_all(const char *entry)
+{
+	struct dst d;
+	char reason[200];
+	if (!parse_dst(entry, &d, reason, sizeof reason))
+		return false;
+	bool all = d.kind == DST_ANY ||
+		   (d.kind == DST_PREFIX && cidr_prefix_is_default(&d.prefix));
+	dst_free(&d);
+	return all;
+}
+
 static void format_ports(const struct dst *d, char *buf, size_t len)
 {
 	size_t j = 0;

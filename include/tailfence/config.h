@@ -68,6 +68,7 @@ struct config {
 
 	int log_level;			/* enum log_level */
 	char *source;			/* config file path, or NULL */
+	char *effective_json;		/* merged config for `config show`, secrets redacted */
 };
 
 /* Command-line flags as given, kept so that a reload can rebuild the config
@@ -84,6 +85,28 @@ void config_args_free(struct config_args *args);
  * (TAILSCALE_ADVERTISE_ROUTES, TAILFENCE_*) and the flags, validates, and
  * compiles the policy. NULL with a message in err on any error. */
 struct config *config_build(const struct config_args *args, char *err, size_t errlen);
+
+/* Like config_args_parse, for subcommands: with check_opts also accepts
+ * --user U and --src ADDR; accepts up to max_positional arguments after the
+ * flags. Same return values. */
+int config_args_parse_sub(int argc, char **argv, bool check_opts, size_t max_positional,
+			  struct config_args **out);
+const char *config_args_user(const struct config_args *a);
+const char *config_args_src(const struct config_args *a);
+size_t config_args_npositional(const struct config_args *a);
+const char *config_args_positional(const struct config_args *a, size_t i);
+/* Overrides --config / TAILFENCE_CONFIG (config check FILE). */
+void config_args_set_file(struct config_args *a, const char *path);
+
+/* "250ms", "10s", "15m", "1h" or a number of seconds; at most 7 days. */
+bool config_parse_duration(const char *s, unsigned *ms_out);
+
+/* Parses JSON with comments and trailing commas (the config file syntax);
+ * returns a cJSON object (cJSON_Delete it) or NULL with "NAME: line L,
+ * column C: ..." in err. */
+struct cJSON;
+struct cJSON *config_parse_json(const char *name, const char *text, size_t len, char *err,
+				size_t errlen);
 
 struct config *config_ref(struct config *c);
 void config_unref(struct config *c);

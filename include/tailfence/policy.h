@@ -130,6 +130,9 @@ struct policy *policy_builder_finish(struct policy_builder *b);
  * "*.example.com:*", "routes:*") without building anything. */
 bool policy_dst_check(const char *entry, char *err, size_t errlen);
 
+/* True when a (valid) dst entry covers every address: "*", 0.0.0.0/0, ::/0. */
+bool policy_dst_covers_all(const char *entry);
+
 /* ---- Introspection (tailfence check, config show) ---- */
 size_t policy_rule_count(const struct policy *p);
 const char *policy_rule_text(const struct policy *p, size_t i);
