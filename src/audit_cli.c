@@ -727,7 +727,7 @@ static int parse_review_args(int argc, char **argv, struct review *r, size_t *to
 			     long *tail_n, const char *cmd)
 {
 	int c;
-	optind = 1;
+	optind = 0;	/* 0: full re-initialisation (the CLI may run twice in one process) */
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, tail_n ? "+n:h" : "+h", review_opts, NULL)) != -1) {
 		switch (c) {
@@ -906,7 +906,7 @@ static int cmd_verify(int argc, char **argv)
 	};
 	const char *keyfile = NULL;
 	int c;
-	optind = 1;
+	optind = 0;	/* 0: full re-initialisation (the CLI may run twice in one process) */
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "+k:h", opts, NULL)) != -1) {
 		if (c == 'k') {
