@@ -482,8 +482,8 @@ struct sink_list {
 struct settings {
 	struct config *c;
 	struct policy_builder *b;
-	struct strv listen_src;	/* texts, to report errors */
-	bool listen_set;
+	char listen_origin[300];	/* where the listeners came from */
+	bool listen_indexed;
 	struct sink_list sinks;
 	bool sinks_set;
 	char *syslog_extra;	/* from env/flag: added to sinks */
@@ -571,6 +571,8 @@ static bool set_listeners(struct settings *st, struct ctx *x, const char *origin
 	free(c->listeners);
 	c->listeners = ls;
 	c->n_listeners = n;
+	snprintf(st->listen_origin, sizeof st->listen_origin, "%s", origin);
+	st->listen_indexed = indexed;
 	return true;
 }
 
@@ -787,6 +789,7 @@ static bool strip_hujson(char *s, size_t n, size_t *bad_line)
 {
 	size_t line = 1;
 	bool in_str = false;
+	char prev = 0;	/* last significant character outside strings and comments */
 	for (size_t i = 0; i < n; i++) {
 		char c = s[i];
 		if (c == '\n')
@@ -796,8 +799,14 @@ static bool strip_hujson(char *s, size_t n, size_t *bad_line)
 				i++;
 			else if (c == '"')
 				in_str = false;
+			prev = '"';
 			continue;
 		}
+		bool sig = !(c == ' ' || c == '\t' || c == '\n' || c == '\r' ||
+			     (c == '/' && i + 1 < n && (s[i + 1] == '/' || s[i + 1] == '*')));
+		char this_prev = prev;
+		if (sig)
+			prev = c;
 		if (c == '"') {
 			in_str = true;
 		} else if (c == '/' && i + 1 < n && s[i + 1] == '/') {
@@ -841,7 +850,8 @@ static bool strip_hujson(char *s, size_t n, size_t *bad_line)
 				}
 				break;
 			}
-			if (j < n && (s[j] == '}' || s[j] == ']'))
+			if (j < n && (s[j] == '}' || s[j] == ']') && this_prev != '{' &&
+			    this_prev != '[' && this_prev != ',' && this_prev != 0)
 				s[i] = ' ';
 		}
 	}
@@ -1367,7 +1377,6 @@ out:
 
 static void settings_free(struct settings *st)
 {
-	strv_free(&st->listen_src);
 	sinks_free(&st->sinks);
 	free(st->syslog_extra);
 	free(st->routes);
@@ -1750,10 +1759,14 @@ struct config *config_build(const struct config_args *args, char *err, size_t er
 	if (!have_users && !st.force_public_listen) {
 		for (size_t i = 0; i < c->n_listeners; i++)
 			if (!c->listeners[i].loopback) {
-				fail(&x, "listen: \"%s\" is not a loopback address and no users are "
+				char idx[32] = "";
+				if (st.listen_indexed)
+					snprintf(idx, sizeof idx, "[%zu]", i);
+				fail(&x, "%s%s: \"%s\" is not a loopback address and no users are "
 				     "configured, so anyone who can reach it could use the proxy; add "
 				     "\"users\" or set \"force_public_listen\": true "
-				     "(--force-public-listen)", c->listeners[i].text);
+				     "(--force-public-listen)", st.listen_origin, idx,
+				     c->listeners[i].text);
 				goto bad;
 			}
 	}
