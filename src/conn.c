@@ -122,6 +122,7 @@ struct conn {
 	char last_error[160];
 
 	struct relay *relay;
+	uint64_t head_up;		/* request head tailfence wrote for the client */
 	const char *end;		/* FLUSH: end reason to record */
 };
 
@@ -254,8 +255,9 @@ static bool conn_audit_decision(struct conn *c, const struct cidr_addr *addr, bo
 		.rule = d ? d->rule_text : NULL,
 		.guard = d ? d->guard : NULL,
 		.reason = reason ? reason : d ? d->reason : NULL,
-		.upstream = allow && d && d->via == POLICY_VIA_DIRECT ? "direct"
-							      : c->cfg->upstream.text,
+		.upstream = !allow ? NULL
+			    : d && d->via == POLICY_VIA_DIRECT ? "direct"
+			    : c->cfg->upstream.text,
 	};
 	c->decided = true;
 	return audit_decision(c->gw->audit, &rec);
@@ -269,7 +271,7 @@ static void conn_close(struct conn *c, const char *end, const char *error)
 	uint64_t up = 0, down = 0;
 
 	if (c->relay) {
-		up = relay_bytes_up(c->relay);
+		up = c->head_up + relay_bytes_up(c->relay);
 		down = relay_bytes_down(c->relay);
 	}
 	struct audit_close rec = {
@@ -405,6 +407,7 @@ static void conn_dial_cb(void *arg, struct upstream_result *res)
 		break;
 	case CONN_PROTO_HTTP:
 		bufferevent_write(res->bev, c->http.origin_head, c->http.origin_head_len);
+		c->head_up = c->http.origin_head_len;
 		break;
 	case CONN_PROTO_NONE:
 		break;
@@ -493,7 +496,7 @@ static void conn_resolve_cb(void *arg, const struct resolve_result *res)
 	c->resolve = NULL;
 
 	if (res->error) {
-		char why[200];
+		char why[320];
 		snprintf(why, sizeof why, "cannot resolve %s: %s", c->host, res->error_text);
 		conn_audit_decision(c, NULL, false, NULL, why);
 		bool timeout = res->error == EVUTIL_EAI_AGAIN;
