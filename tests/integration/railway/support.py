@@ -47,7 +47,7 @@ def in_private_netns():
         if os.readlink("/proc/self/ns/net") == os.readlink("/proc/1/ns/net"):
             return False
     except OSError:
-        return False
+        pass  # PID 1 not inspectable here: the interface list decides
     names = [line.split(":")[0].strip()
              for line in open("/proc/net/dev").read().splitlines()[2:]]
     return names == ["lo"]
