@@ -13,18 +13,21 @@ that does not exit 0 after SIGTERM, fails the test that started it.
 Fixtures (function scope unless noted)
 
   tailfence(*args, upstream="direct", allow=("127.0.0.0/24",),
-            lift_guards=("loopback",), audit=True, env=None, wait=True)
+            lift_guards=("loopback",), audit=True, dns=True, env=None, wait=True)
       Starts the daemon: `tailfence --listen 127.0.0.1:<free> --upstream ...
-      --allow ... --lift-guard ... --audit-log <tmp>/audit-N.jsonl *args` and
-      waits until it listens. Defaults are only added for flags that args do
-      not already carry (pass "--listen", "--upstream", "--allow",
-      "--lift-guard" or "--audit-log" in args to take over; allow=() and
-      lift_guards=() add none). Returns a Tailfence (see below). At teardown
+      --allow ... --lift-guard ... --dns-server 127.0.0.1:<dead port>
+      --audit-log <tmp>/audit-N.jsonl *args` and waits until it listens.
+      Defaults are only added for flags that args do not already carry (pass
+      "--listen", "--upstream", "--allow", "--lift-guard", "--dns-server" or
+      "--audit-log" in args to take over; allow=() and lift_guards=() add
+      none, dns=False leaves the system resolver, audit=False no audit file).
+      The environment has no TAILFENCE_* or TAILSCALE_ADVERTISE_ROUTES
+      variables unless env= sets them. Returns a Tailfence (see below). At teardown
       every daemon still running gets SIGTERM and must exit 0.
   tailfence_cli(*args, input=None, env=None) -> CompletedProcess
       Runs a subcommand to completion (`tailfence check ...`, `audit verify`).
   origins            factory for origins, all closed at teardown:
-                     origins.echo(host), .sink(host), .source(size, host),
+                     origins.echo(host), .sink(host, framed=False), .source(size, host),
                      .http(host, label=None), .https(host, label=None)
   echo_origin, http_origin, https_origin
                      one of each on 127.0.0.1
@@ -124,7 +127,7 @@ class Tailfence:
         self.addr = "%s:%d" % (self.host, self.port)
         self.audit_path = audit_path
         self.proc = Proc(argv, log_path, env=env)
-        self.expected_exit = None  # set by stop()
+        self.stopped = False  # stop() was called: the test checked the exit
 
     # -- addresses
     def url(self, scheme="socks5h"):
@@ -189,7 +192,7 @@ class Tailfence:
         """Sends sig and waits. Asserts the exit status is expect (None: any)
         and that there is no sanitizer report. Returns the exit status."""
         rc = self.proc.stop(sig, timeout)
-        self.expected_exit = expect
+        self.stopped = True
         self.check(rc, expect)
         return rc
 
@@ -228,7 +231,7 @@ def tailfence(tailfence_bin, tmp_path):
     started = []
 
     def start(*args, upstream="direct", allow=("127.0.0.0/24",), lift_guards=("loopback",),
-              audit=True, env=None, wait=True):
+              audit=True, dns=True, env=None, wait=True):
         args = [str(a) for a in args]
         n = len(started)
         argv = [tailfence_bin]
@@ -242,6 +245,10 @@ def tailfence(tailfence_bin, tmp_path):
         if not _has_flag(args, "--lift-guard"):
             for g in lift_guards:
                 argv += ["--lift-guard", g]
+        if dns and not _has_flag(args, "--dns-server"):
+            # a resolver address where nothing answers: names outside the
+            # hosts file fail fast and no query leaves loopback
+            argv += ["--dns-server", "127.0.0.1:%d" % free_port()]
         audit_path = None
         if not _has_flag(args, "--audit-log") and audit:
             audit_path = str(tmp_path / ("audit-%d.jsonl" % n))
@@ -271,7 +278,7 @@ def tailfence(tailfence_bin, tmp_path):
     problems = []
     for d in started:
         try:
-            if d.expected_exit is not None:
+            if d.stopped:
                 continue  # stopped and checked by the test
             if d.alive():
                 d.stop()
@@ -318,8 +325,8 @@ class Origins:
     def echo(self, host="127.0.0.1"):
         return self._keep(EchoOrigin(host))
 
-    def sink(self, host="127.0.0.1"):
-        return self._keep(SinkOrigin(host))
+    def sink(self, host="127.0.0.1", framed=False):
+        return self._keep(SinkOrigin(host, framed=framed))
 
     def source(self, size, host="127.0.0.1", seed=1):
         return self._keep(SourceOrigin(size, host, seed=seed))

@@ -410,19 +410,32 @@ class EchoOrigin(Origin):
 
 
 class SinkOrigin(Origin):
-    """Reads until the client's EOF, then answers one line
-    b"<bytes> <sha256 hex>\\n" and closes. Needs a working half-close: the
-    answer only comes after the client has shut its write side."""
+    """Reads the client's bytes and answers one line b"<bytes> <sha256 hex>\n",
+    then closes.
+
+    framed=False: reads until the client's EOF, so the answer only comes
+    after the client has shut its write side (needs a working half-close
+    all the way through).
+    framed=True: the client first sends the length as 8 bytes big-endian;
+    the answer comes after that many bytes (for paths, like tailscaled's
+    proxy, that close both directions at the first EOF)."""
 
     name = "sink"
+
+    def __init__(self, host="127.0.0.1", port=0, framed=False):
+        self.framed = framed
+        super().__init__(host, port)
 
     def handle(self, conn):
         h = hashlib.sha256()
         n = 0
+        want = None
+        if self.framed:
+            (want,) = struct.unpack("!Q", recv_exact(conn, 8))
         buf = bytearray(1 << 20)
         view = memoryview(buf)
-        while True:
-            got = conn.recv_into(view)
+        while want is None or n < want:
+            got = conn.recv_into(view if want is None else view[:min(len(buf), want - n)])
             if not got:
                 break
             h.update(view[:got])
@@ -613,7 +626,8 @@ class Proc:
         return self.proc.returncode
 
     def log(self, tail=None):
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         try:
             with open(self.log_path, "rb") as f:
                 data = f.read().decode("utf-8", "replace")
