@@ -1,0 +1,97 @@
+"""
+audit.on_failure with a full filesystem: a 64 KiB tmpfs mounted inside the
+test's mount namespace (scripts/test runs the suite under
+`unshare --net --mount` as root). With "deny" new connections are refused
+while the trail cannot be written, the operator log says why, and they are
+served again once space is freed; with "continue" they keep being served.
+"""
+
+import os
+import subprocess
+import time
+
+import pytest
+
+from helpers import socks5_connect, recv_exact
+
+
+@pytest.fixture
+def tiny_fs(tmp_path):
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,mode=0755", "tailfence-audit", str(mnt)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.fail("cannot mount a tmpfs (the suite needs root and `unshare --mount`): "
+                    + r.stderr)
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def _fill(path):
+    """Writes a file until the filesystem is full."""
+    with open(path, "wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(b"x" * 4096)
+        except OSError:
+            pass
+        try:
+            while True:
+                f.write(b"x")
+        except OSError:
+            pass
+
+
+def _try(d, origin):
+    """One SOCKS5 CONNECT; True if it was served."""
+    with d.connect() as s:
+        rep, _, _ = socks5_connect(s, origin.host, origin.port)
+        if rep != 0:
+            return False
+        s.sendall(b"ping")
+        return recv_exact(s, 4) == b"ping"
+
+
+def _until(pred, timeout=20.0, every=0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(every)
+    return False
+
+
+def test_deny_refuses_connections_while_disk_is_full(tailfence, echo_origin, tiny_fs):
+    log = str(tiny_fs / "audit.jsonl")
+    d = tailfence("--audit-log", log, "--audit-on-failure", "deny")
+    assert _try(d, echo_origin), "served before the disk is full"
+    filler = str(tiny_fs / "filler")
+    _fill(filler)
+    # Records still fit in the file's last page for a while; then the writer
+    # fails and new connections are refused.
+    assert _until(lambda: not _try(d, echo_origin)), \
+        "connections were still served with a full disk and on_failure=deny:\n" + d.log()[-3000:]
+    out = d.log()
+    assert "No space left on device" in out and "refusing new connections" in out, out[-3000:]
+
+    os.unlink(filler)
+    assert _until(lambda: _try(d, echo_origin)), \
+        "connections not served again after space was freed:\n" + d.log()[-3000:]
+    assert "writable again" in d.log()
+    d.stop()
+    recs = d.audit()
+    refused = [r for r in recs if r["type"] == "decision" and r.get("guard") == "audit"]
+    assert refused, "no decision record says the connection was refused for the audit trail"
+    assert all(r["verdict"] == "deny" for r in refused)
+
+
+def test_continue_keeps_serving_with_a_full_disk(tailfence, echo_origin, tiny_fs):
+    log = str(tiny_fs / "audit.jsonl")
+    d = tailfence("--audit-log", log, "--audit-on-failure", "continue")
+    _fill(str(tiny_fs / "filler"))
+    for _ in range(30):
+        assert _try(d, echo_origin), "on_failure=continue refused a connection"
+    assert _until(lambda: "No space left on device" in d.log()), d.log()[-3000:]
+    os.unlink(str(tiny_fs / "filler"))
+    d.stop()
