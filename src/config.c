@@ -1447,8 +1447,16 @@ static void build_effective(struct settings *st, const struct config_args *args)
 	/* Rules as compiled, in evaluation order (file rules, --allow rules,
 	 * or the default). */
 	cJSON *rules = cJSON_AddArrayToObject(e, "rules");
-	for (size_t i = 0; i < policy_rule_count(c->policy); i++)
-		cJSON_AddItemToArray(rules, cJSON_CreateString(policy_rule_text(c->policy, i)));
+	for (size_t i = 0; i < policy_rule_count(c->policy); i++) {
+		char t[1024];
+		const char *name = policy_rule_text(c->policy, i);
+		const char *canon = policy_rule_canonical(c->policy, i);
+		if (strcmp(name, canon) == 0)
+			snprintf(t, sizeof t, "%s", canon);
+		else
+			snprintf(t, sizeof t, "%s: %s", name, canon);
+		cJSON_AddItemToArray(rules, cJSON_CreateString(t));
+	}
 	cJSON *lim = cJSON_AddObjectToObject(e, "limits");
 	fmt_duration(c->handshake_timeout_ms, buf, sizeof buf);
 	cJSON_AddStringToObject(lim, "handshake_timeout", buf);

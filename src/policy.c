@@ -38,7 +38,8 @@ struct dst {
 struct rule {
 	enum policy_action action;
 	enum policy_via via;
-	char *text;
+	char *text;		/* name, or canon */
+	char *canon;		/* canonical text */
 	struct dst *dst;
 	size_t n_dst;
 	struct cidr_prefix *src;
@@ -623,7 +624,9 @@ static void rule_free(struct rule *r)
 	for (size_t i = 0; i < r->n_users; i++)
 		free(r->users[i]);
 	free(r->users);
-	free(r->text);
+	if (r->text != r->canon)
+		free(r->text);
+	free(r->canon);
 }
 
 static char *rule_canonical_text(const struct rule *r)
@@ -727,7 +730,10 @@ bool policy_builder_add_rule(struct policy_builder *b, const struct policy_rule_
 			r.n_users++;
 		}
 	}
-	r.text = spec->name && spec->name[0] ? strdup(spec->name) : rule_canonical_text(&r);
+	r.canon = rule_canonical_text(&r);
+	if (!r.canon)
+		goto fail;
+	r.text = spec->name && spec->name[0] ? strdup(spec->name) : r.canon;
 	if (!r.text)
 		goto fail;
 	if (!grow((void **)&p->rules, &p->cap_rules, p->n_rules + 1, sizeof *p->rules))
@@ -1207,6 +1213,11 @@ size_t policy_rule_count(const struct policy *p)
 const char *policy_rule_text(const struct policy *p, size_t i)
 {
 	return i < p->n_rules ? p->rules[i].text : NULL;
+}
+
+const char *policy_rule_canonical(const struct policy *p, size_t i)
+{
+	return i < p->n_rules ? p->rules[i].canon : NULL;
 }
 
 size_t policy_route_count(const struct policy *p)

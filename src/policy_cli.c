@@ -253,8 +253,14 @@ int policy_cli_config(int argc, char **argv)
 		       policy_route_count(c->policy), policy_route_count(c->policy) == 1 ? "" : "s",
 		       policy_user_count(c->policy), policy_user_count(c->policy) == 1 ? "" : "s",
 		       c->n_listeners, c->n_listeners == 1 ? "" : "s", c->upstream.text);
-		for (size_t i = 0; i < policy_rule_count(c->policy); i++)
-			printf("  rule %zu: %s\n", i, policy_rule_text(c->policy, i));
+		for (size_t i = 0; i < policy_rule_count(c->policy); i++) {
+			const char *name = policy_rule_text(c->policy, i);
+			const char *canon = policy_rule_canonical(c->policy, i);
+			if (strcmp(name, canon) == 0)
+				printf("  rule %zu: %s\n", i, canon);
+			else
+				printf("  rule %zu (%s): %s\n", i, name, canon);
+		}
 	}
 	config_unref(c);
 	config_args_free(args);

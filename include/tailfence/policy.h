@@ -135,7 +135,8 @@ bool policy_dst_covers_all(const char *entry);
 
 /* ---- Introspection (tailfence check, config show) ---- */
 size_t policy_rule_count(const struct policy *p);
-const char *policy_rule_text(const struct policy *p, size_t i);
+const char *policy_rule_text(const struct policy *p, size_t i);	/* name or canonical */
+const char *policy_rule_canonical(const struct policy *p, size_t i);
 size_t policy_route_count(const struct policy *p);
 const struct cidr_prefix *policy_route(const struct policy *p, size_t i);
 bool policy_guard_lifted(const struct policy *p, const char *name);
