@@ -9,9 +9,14 @@
  *
  * Security rules enforced here: a request whose framing is ambiguous (both
  * Content-Length and Transfer-Encoding, several or invalid Content-Length,
- * a Transfer-Encoding other than a final "chunked") is refused with 400;
- * obsolete line folding, bare CR and NUL are refused; heads longer than the
- * limit get 431.
+ * a Transfer-Encoding whose final coding is not "chunked", or a second
+ * Transfer-Encoding header) is refused with 400; other codings before a
+ * final chunked ("gzip, chunked") get 501; obsolete line folding, bare CR
+ * and NUL are refused with 400; heads longer than the limit get 431.
+ * Line endings: CRLF, and a bare LF is also accepted as the end of a line in
+ * the request head (RFC 9112 2.2), since the head sent to the origin is
+ * rebuilt with CRLF; chunked body framing, forwarded raw, requires CRLF.
+ * The origin head keeps the client's HTTP/1.<minor> version.
  */
 #ifndef TAILFENCE_HTTPPROXY_H
 #define TAILFENCE_HTTPPROXY_H
