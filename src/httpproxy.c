@@ -672,7 +672,8 @@ void httpproxy_request_clear(struct httpproxy_request *r)
 enum {
 	CH_SIZE_FIRST,	/* expecting the first hex digit of a chunk-size */
 	CH_SIZE,	/* in the chunk-size */
-	CH_EXT,		/* after the size: BWS, ';' extensions, up to CR */
+	CH_BWS,		/* whitespace after the size: only ';' or CR may follow */
+	CH_EXT,		/* chunk extensions after ';', up to CR */
 	CH_SIZE_LF,	/* CR seen at the end of the size line */
 	CH_DATA,
 	CH_DATA_CR,
@@ -720,13 +721,23 @@ static enum httpproxy_step chunked_feed(struct httpproxy_body *b, const char *bu
 				}
 				b->remaining = b->remaining << 4 | d;
 				b->state = CH_SIZE;
-			} else if (b->state == CH_SIZE && (c == ';' || is_ows(c))) {
+			} else if (b->state == CH_SIZE && c == ';') {
 				b->state = CH_EXT;
+			} else if (b->state == CH_SIZE && is_ows(c)) {
+				b->state = CH_BWS;
 			} else if (b->state == CH_SIZE && c == '\r') {
 				b->state = CH_SIZE_LF;
 			} else {
 				b->state = CH_ERROR;
 			}
+			break;
+		case CH_BWS:
+			if (c == ';')
+				b->state = CH_EXT;
+			else if (c == '\r')
+				b->state = CH_SIZE_LF;
+			else if (!is_ows(c))
+				b->state = CH_ERROR;
 			break;
 		case CH_EXT:
 			if (c == '\r')
