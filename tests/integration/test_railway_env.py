@@ -72,6 +72,7 @@ BAD = [
     ("TAILFENCE_AUDIT_FILE", "/proc/tailfence/audit.jsonl", "not writable"),
     ("TAILFENCE_ALLOW_DEFAULT_ROUTE", "maybe", "must be true or false"),
     ("TAILFENCE_PROXY_USER", "litellm", "go together"),
+    ("TAILFENCE_EXPORT_ALL_PROXY", "no", "must be true or false"),
     ("NO_PROXY", "*", "around tailfence"),
     ("TAILSCALED_BIN", "/nonexistent/tailscaled", "no such executable"),
     ("TAILFENCE_BIN", "/nonexistent/tailfence", "no such executable"),

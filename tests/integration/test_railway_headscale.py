@@ -253,11 +253,17 @@ def test_dead_daemon_stops_the_container(tmp_path, headscale, origins, victim):
 
 def test_app_exit_status_is_the_container_status(tmp_path, headscale, origins):
     allowed, _ = origins
+    # Also: ALL_PROXY switched off for apps whose client cannot use
+    # socks5h:// (httpx without socksio); the HTTP proxy still works.
     env = container_env(tmp_path, headscale, "railway-exit",
-                        APP_URLS=allowed.url, APP_EXIT_NOW="3")
+                        APP_URLS=allowed.url, APP_EXIT_NOW="3",
+                        TAILFENCE_EXPORT_ALL_PROXY="false")
     ep = Entrypoint(env, [PYTHON, str(APP_STANDIN)])
     try:
         assert ep.wait(120) == 3, ep.transcript()
+        appenv = json.loads(ep.wait_line(r"^APPENV ").split(" ", 1)[1])
+        assert appenv["ALL_PROXY"] is None and appenv["all_proxy"] is None
+        assert appenv["HTTPS_PROXY"] == "http://" + env["TAILFENCE_LISTEN"]
         assert app_lines(ep, "http", allowed.url) == ["200 allowed-origin"], ep.transcript()
         assert "app exited with status 3" in ep.stdout()
     finally:

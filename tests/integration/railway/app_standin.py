@@ -36,6 +36,8 @@ def via_http_proxy(url):
 
 
 def via_socks(url):
+    if not os.environ.get("ALL_PROXY"):
+        return "no-ALL_PROXY", ""
     r = subprocess.run(
         ["curl", "-sS", "--max-time", "15", "--proxy", os.environ["ALL_PROXY"],
          "--noproxy", "", url],
