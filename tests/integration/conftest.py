@@ -52,6 +52,8 @@ Tailfence object
   .log() -> the daemon's stdout+stderr so far
   .stop(sig=SIGTERM, expect=0) -> exit status; asserts expect and no
         sanitizer report
+  .wait_exit(expect=0) the same without sending a signal (after the test
+        signalled d.proc.proc itself, or for a daemon expected to quit)
   .assert_serves(echo_origin) checks a SOCKS5 CONNECT still works
 Audit records are matched on their JSON keys, e.g.
   d.wait_audit(type="decision", verdict="deny", addr="127.0.1.1")
@@ -193,6 +195,20 @@ class Tailfence:
         and that there is no sanitizer report. Returns the exit status."""
         rc = self.proc.stop(sig, timeout)
         self.stopped = True
+        self.check(rc, expect)
+        return rc
+
+    def wait_exit(self, expect=0, timeout=30.0):
+        """Waits (sending nothing) until the daemon exits, e.g. after the
+        test signalled it itself; asserts like stop(). Returns the status."""
+        try:
+            self.proc.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+        alive = self.proc.poll() is None
+        rc = self.proc.stop(signal.SIGKILL)
+        self.stopped = True
+        assert not alive, "tailfence did not exit within %.0fs\noutput:\n%s" % (timeout, self.log()[-4000:])
         self.check(rc, expect)
         return rc
 

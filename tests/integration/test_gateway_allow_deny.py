@@ -243,7 +243,7 @@ def test_advertised_route_with_host_bits_is_refused(tailfence):
     while d.alive() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not d.alive(), "tailfence started with a route that has host bits set"
-    rc = d.stop(expect=None)
+    rc = d.wait_exit(expect=None)
     assert rc not in (0, None) and rc > 0, rc
     out = d.log()
     assert "127.0.2.1/24" in out and "127.0.2.0/24" in out, out
@@ -258,7 +258,7 @@ def test_default_route_is_not_allow_everything(tailfence, origins):
         pass
     if not d.alive():
         # refusing to start is fine, with a message naming the route
-        d.stop(expect=None)
+        d.wait_exit(expect=None)
         assert "0.0.0.0/0" in d.log(), d.log()
         return
     with d.connect() as s:

@@ -159,7 +159,7 @@ def test_sigterm_ends_open_relays_after_grace(tailfence, echo_origin):
         d.proc.proc.send_signal(signal.SIGTERM)
         # the idle relay is ended by the daemon once the grace period is over
         assert wait_closed(s, 30), "the open relay was not closed at shutdown"
-    d.stop(expect=0)
+    d.wait_exit(expect=0)
     close = [r for r in d.audit() if r.get("type") == "close" and r.get("conn") == dec["conn"]]
     assert len(close) == 1, d.audit()
     assert close[0]["end"] == "shutdown", close
@@ -178,7 +178,7 @@ def test_sigterm_lets_a_running_transfer_finish(tailfence, origins):
     with src._cond:
         src._cond.wait_for(lambda: src.sent, 10)
     assert (len(data), hashlib.sha256(data).hexdigest()) == src.sent[0]
-    d.stop(expect=0)
+    d.wait_exit(expect=0)
 
 
 def _transfer_1gib(d, origins, seed):
