@@ -11,7 +11,6 @@ import json
 import os
 import pathlib
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -311,29 +310,31 @@ class Entrypoint:
         self.proc.send_signal(sig)
 
     def kill_all(self):
-        """Last-resort cleanup: the whole session the entrypoint started."""
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        """Last-resort cleanup: every process of the session the entrypoint
+        leads (its children have process groups of their own)."""
+        for pid in session_members(self.proc.pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         try:
             self.proc.wait(10)
         except subprocess.TimeoutExpired:
             pass
 
 
-def processes_mentioning(text):
-    """PIDs of live processes whose command line contains text."""
+def session_members(sid):
+    """PIDs of live processes in session sid."""
     pids = []
     for d in pathlib.Path("/proc").iterdir():
         if not d.name.isdigit():
             continue
         try:
-            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            stat = (d / "stat").read_text()
+            fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if text in cmd and ") Z " not in stat:
+        # After the command: state ppid pgrp session ...
+        if fields[0] != "Z" and int(fields[3]) == sid:
             pids.append(int(d.name))
     return pids
 
@@ -351,6 +352,3 @@ def audit_records(lines):
                 pass
     return recs
 
-
-def have_shellcheck():
-    return shutil.which("shellcheck") is not None
