@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from railway.support import ENTRYPOINT, tailfence_bin
+from railway.support import ENTRYPOINT, sanitizer_env, tailfence_bin
 
 EX_CONFIG = 78
 
@@ -32,7 +32,7 @@ def base_env(tmp_path, **extra):
         "APP_COMMAND": "echo APP RAN",
     }
     env.update(extra)
-    return {k: v for k, v in env.items() if v is not None}
+    return sanitizer_env({k: v for k, v in env.items() if v is not None})
 
 
 def run(env, *args):

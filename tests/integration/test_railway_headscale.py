@@ -18,9 +18,10 @@ import time
 
 import pytest
 
+from helpers import sanitizer_report
 from railway.support import (APP_STANDIN, PYTHON, REPO, Entrypoint, Headscale,
                              Origin, audit_records, free_port, in_private_netns,
-                             tailfence_bin, tool, wait_until)
+                             sanitizer_env, tailfence_bin, tool, wait_until)
 
 HEALTHCHECK = REPO / "contrib" / "railway" / "healthcheck"
 
@@ -87,7 +88,7 @@ def container_env(tmp_path, headscale, hostname, **extra):
         "APP_STOP_TIMEOUT": "10",
     }
     env.update(extra)
-    return env
+    return sanitizer_env(env)
 
 
 def descendants(pid):
@@ -226,6 +227,7 @@ def test_entrypoint_joins_tailnet_fences_traffic_and_stops_cleanly(tmp_path, hea
         assert [p for p in kids if alive(p)] == [], ep.transcript()
         rc, msg = healthcheck(env, "")
         assert rc == 1 and "tailscaled does not answer" in msg, msg
+        assert sanitizer_report(ep.stderr()) is None, ep.stderr()
     finally:
         ep.kill_all()
 

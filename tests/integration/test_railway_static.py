@@ -14,9 +14,11 @@ import pytest
 
 from railway.support import REPO
 
-pytestmark = pytest.mark.skipif(
-    os.environ.get("TAILFENCE_SANITIZED") == "1",
-    reason="the static build is checked once, in the plain run")
+pytestmark = [
+    pytest.mark.skipif(os.environ.get("TAILFENCE_SANITIZED") == "1",
+                       reason="the static build is checked once, in the plain run"),
+    pytest.mark.timeout(900),  # a full release build on a busy machine
+]
 
 
 @pytest.fixture(scope="module")

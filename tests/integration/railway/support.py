@@ -39,6 +39,18 @@ def tailfence_bin():
     return None
 
 
+def sanitizer_env(env):
+    """With the sanitizer build under test (TAILFENCE_SANITIZED=1, set by
+    scripts/test), the same sanitizer options conftest gives the daemon, so
+    that a report makes tailfence exit non-zero and the entrypoint notice."""
+    if os.environ.get("TAILFENCE_SANITIZED") == "1":
+        env.setdefault("ASAN_OPTIONS", "detect_leaks=1:halt_on_error=1:abort_on_error=0:"
+                       "exitcode=86:detect_stack_use_after_return=1:strict_string_checks=1")
+        env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1:exitcode=87")
+        env.setdefault("LSAN_OPTIONS", "exitcode=88")
+    return env
+
+
 def in_private_netns():
     """True when this process runs in a network namespace of its own (not
     PID 1's) whose only interface is lo."""
