@@ -91,6 +91,10 @@ for _k in list(os.environ):
         del os.environ[_k]
 
 
+# Exit statuses _sanitizer_env() gives ASan, UBSan and LSan.
+SANITIZER_EXIT_CODES = (86, 87, 88)
+
+
 def _sanitizer_env(env):
     env.setdefault("ASAN_OPTIONS", "detect_leaks=1:halt_on_error=1:abort_on_error=0:"
                    "exitcode=86:detect_stack_use_after_return=1:strict_string_checks=1")
@@ -216,6 +220,8 @@ class Tailfence:
         out = self.log()
         report = sanitizer_report(out)
         assert report is None, "sanitizer report from tailfence:\n" + report
+        assert rc not in SANITIZER_EXIT_CODES, "tailfence exited with sanitizer status %d:\n%s" % (
+            rc, out[-4000:])
         if expect is not None:
             assert rc == expect, "tailfence exited with %s (expected %s)\ncommand: %s\noutput:\n%s" % (
                 rc, expect, " ".join(self.argv), out[-4000:])
