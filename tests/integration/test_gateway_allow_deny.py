@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from helpers import (EchoOrigin, curl, wait_listening, read_http_response, recv_all, recv_exact,
-                     socks4_connect, socks5_connect)
+from helpers import (EchoOrigin, connect, curl, free_port, read_http_response, recv_all,
+                     recv_exact, socks4_connect, socks5_connect, wait_listening)
 
 DENIED = "127.0.1.1"
 
@@ -264,3 +264,46 @@ def test_default_route_is_not_allow_everything(tailfence, origins):
     with d.connect() as s:
         assert socks5_connect(s, DENIED, outside.port)[0] == 0x02
     assert outside.count == 0
+
+
+def test_name_with_denied_and_allowed_addresses_uses_only_allowed(tailfence, origins, hosts_file):
+    # Every address of a name is checked; only allowed ones are tried.
+    allowed = origins.echo("127.0.0.1")
+    denied = origins._keep(EchoOrigin(DENIED, allowed.port))
+    hosts = hosts_file({"multi.test": DENIED})
+    with open(hosts, "a") as f:
+        f.write("127.0.0.1 multi.test\n")  # the same name, a second address
+    d = tailfence("--hosts-file", hosts)
+    with d.connect() as s:
+        rep, _, _ = socks5_connect(s, "multi.test", allowed.port)
+        assert rep == 0, "SOCKS5 reply 0x%02x for a name with one allowed address" % rep
+        s.sendall(b"m")
+        assert recv_exact(s, 1) == b"m"
+    assert allowed.count == 1
+    assert denied.count == 0
+    dec = d.wait_audit(type="decision", verdict="allow", host="multi.test")[0]
+    assert dec["addr"] == "127.0.0.1", dec
+
+
+def test_http_connect_ipv6_literal(tailfence, origins):
+    v6 = origins.echo("::1")
+    d = tailfence(allow=("127.0.0.0/24", "::1/128"))
+    with d.connect() as s:
+        s.sendall(("CONNECT [::1]:%d HTTP/1.1\r\nHost: [::1]:%d\r\n\r\n" % (v6.port, v6.port)).encode())
+        status, _, _, rest = read_http_response(s, body=False)
+        assert status == 200
+        s.sendall(b"six")
+        assert rest + recv_exact(s, 3 - len(rest)) == b"six"
+    dec = d.wait_audit(type="decision", verdict="allow", port=v6.port)[0]
+    assert dec["addr"] == "::1", dec
+
+
+def test_ipv6_listener(tailfence, echo_origin):
+    p4, p6 = free_port(), free_port("::1")
+    d = tailfence("--listen", "127.0.0.1:%d" % p4, "--listen", "[::1]:%d" % p6)
+    with connect(p6, "::1") as s:
+        assert socks5_connect(s, "127.0.0.1", echo_origin.port)[0] == 0
+        s.sendall(b"v6 client")
+        assert recv_exact(s, 9) == b"v6 client"
+    dec = d.wait_audit(type="decision", verdict="allow", port=echo_origin.port)[0]
+    assert dec["client"].startswith("[::1]") or dec["client"].startswith("::1"), dec

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from helpers import (ATYP_DOMAIN, SOCKS5_BIND, SOCKS5_UDP_ASSOCIATE, abort,
+from helpers import (ATYP_DOMAIN, SOCKS5_BIND, SOCKS5_UDP_ASSOCIATE, Origin, abort,
                      free_port, http_exchange, read_http_response, recv_exact,
                      socks4_connect, socks5_connect, socks5_greet, socks5_read_reply,
                      socks5_request_bytes, wait_closed)
@@ -258,3 +258,27 @@ def test_http_connect_with_body_bytes_pipelined(gw, echo_origin):
         status, _, _, rest = read_http_response(s, body=False)
         assert status == 200
         assert rest + recv_exact(s, 5 - len(rest)) == b"early"
+
+
+class SilentUpstream(Origin):
+    """Accepts and reads, never answers: an upstream proxy that hangs."""
+
+    name = "silent"
+
+    def handle(self, conn):
+        while conn.recv(4096):
+            pass
+
+
+@pytest.mark.parametrize("scheme", ["socks5", "http"])
+def test_upstream_that_hangs_times_out(scheme, tailfence, origins, echo_origin):
+    hang = origins._keep(SilentUpstream())
+    d = tailfence("--connect-timeout", "1s", upstream="%s://%s" % (scheme, hang.hostport))
+    with d.connect(timeout=30) as s:
+        rep, _, _ = socks5_connect(s, "127.0.0.1", echo_origin.port)
+        assert rep == 0x06, "SOCKS5 reply 0x%02x for an upstream timeout, expected 0x06" % rep
+    raw = ("CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (echo_origin.hostport, echo_origin.hostport)).encode()
+    status, _, _ = http_exchange(d.port, raw, timeout=30)
+    assert status == 504
+    assert echo_origin.count == 0
+    assert d.alive()

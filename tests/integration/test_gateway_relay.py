@@ -229,3 +229,17 @@ def test_one_gib_each_way_through_tailscaled(tailfence, tailscaled, origins):
     c_up, c_down = d.wait_close(up, timeout=30), d.wait_close(down, timeout=30)
     assert c_up["bytes_up"] == GiB + 8, c_up
     assert c_down["bytes_down"] == GiB, c_down
+
+
+def test_idle_timeout_closes_a_quiet_relay(tailfence, echo_origin):
+    d = tailfence("--idle-timeout", "1s")
+    s, _ = open_tunnel(d, "socks5", echo_origin)
+    with s:
+        s.sendall(b"once")
+        assert recv_exact(s, 4) == b"once"
+        # nothing more in either direction: the daemon ends the relay
+        assert wait_closed(s, 30), "a relay without traffic was never closed"
+    dec = d.wait_audit(type="decision", verdict="allow", port=echo_origin.port)[0]
+    close = d.wait_close(dec["conn"])
+    assert close["end"] == "idle_timeout", close
+    assert close["bytes_up"] == 4 and close["bytes_down"] == 4, close
