@@ -100,9 +100,10 @@ def test_oversized_http_head_gets_431(tailfence, http_origin, echo_origin):
     d.assert_serves(echo_origin)
 
 
-def test_oversized_socks5_hostname_handshake_is_refused(gw, echo_origin):
+def test_oversized_socks5_hostname_handshake_is_refused(tailfence, echo_origin):
     # A 255-byte name is the protocol maximum and must simply be handled
     # (it does not resolve: the reply is a failure, not a hang or a crash).
+    gw = tailfence("--dns-timeout", "1s")
     with gw.connect() as s:
         rep, _, _ = socks5_connect(s, "a" * 63 + "." + "b" * 63 + "." + "c" * 63 + "." + "d" * 58 + ".test", 80)
         assert rep != 0
