@@ -89,13 +89,16 @@ static int dial(const struct sockaddr_in *target, const struct sockaddr_in *prox
 	if (connect(fd, (const struct sockaddr *)to, sizeof *to) != 0)
 		goto fail;
 	if (proxy) {
-		uint8_t req[3 + 10] = { 5, 1, 0, 5, 1, 0, 1 };
-		memcpy(req + 7, &target->sin_addr, 4);
-		memcpy(req + 11, &target->sin_port, 2);
-		uint8_t rep[2 + 10];
-		/* Greeting and request in one write: the proxy must cope. */
-		if (!full_write(fd, req, sizeof req) || !full_read(fd, rep, sizeof rep) ||
-		    rep[1] != 0 || rep[3] != 0 || rep[5] != 1)
+		/* Greeting, then the request once the method is chosen: some
+		 * proxies (microsocks) assume one read is one message. */
+		uint8_t greet[3] = { 5, 1, 0 }, method[2];
+		uint8_t req[10] = { 5, 1, 0, 1 };
+		memcpy(req + 4, &target->sin_addr, 4);
+		memcpy(req + 8, &target->sin_port, 2);
+		uint8_t rep[10];
+		if (!full_write(fd, greet, sizeof greet) || !full_read(fd, method, 2) ||
+		    method[1] != 0 || !full_write(fd, req, sizeof req) ||
+		    !full_read(fd, rep, sizeof rep) || rep[1] != 0 || rep[3] != 1)
 			goto fail;
 	}
 	return fd;

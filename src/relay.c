@@ -17,6 +17,9 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
+/* Largest single read(2)/write(2) on either socket. */
+#define RELAY_MAX_SINGLE_IO (128 * 1024)
+
 struct relay_side {
 	struct bufferevent *bev;
 	struct relay *r;
@@ -232,6 +235,10 @@ static void relay_side_init(struct relay *r, struct relay_side *s,
 	bufferevent_setwatermark(bev, EV_READ, 0, 0);
 	bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
 	bufferevent_set_timeouts(bev, NULL, NULL);
+	/* libevent reads and writes 16 KiB at a time by default; bulk
+	 * transfers want fewer, larger system calls. */
+	bufferevent_set_max_single_read(bev, RELAY_MAX_SINGLE_IO);
+	bufferevent_set_max_single_write(bev, RELAY_MAX_SINGLE_IO);
 }
 
 struct relay *relay_start(struct bufferevent *client, struct bufferevent *upstream,
