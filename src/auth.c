@@ -405,23 +405,32 @@ static bool cache_mac(const struct auth_users *u, const char *user, const char *
 	return ok;
 }
 
+static bool cache_lookup(struct auth_users *u, const uint8_t mac[32])
+{
+	bool hit = false;
+	pthread_mutex_lock(&u->lock);
+	for (size_t i = 0; i < CACHE_SLOTS; i++)
+		if (u->cache[i].used && CRYPTO_memcmp(u->cache[i].mac, mac, 32) == 0) {
+			u->cache[i].stamp = ++u->clock;
+			hit = true;
+		}
+	pthread_mutex_unlock(&u->lock);
+	return hit;
+}
+
+bool auth_users_verify_cached(struct auth_users *u, const char *user, const char *pass)
+{
+	uint8_t mac[32];
+	return user && pass && cache_mac(u, user, pass, mac) && cache_lookup(u, mac);
+}
+
 bool auth_users_verify(struct auth_users *u, const char *user, const char *pass)
 {
 	uint8_t mac[32];
 	bool have_mac = user && pass && cache_mac(u, user, pass, mac);
 
-	if (have_mac) {
-		bool hit = false;
-		pthread_mutex_lock(&u->lock);
-		for (size_t i = 0; i < CACHE_SLOTS; i++)
-			if (u->cache[i].used && CRYPTO_memcmp(u->cache[i].mac, mac, 32) == 0) {
-				u->cache[i].stamp = ++u->clock;
-				hit = true;
-			}
-		pthread_mutex_unlock(&u->lock);
-		if (hit)
-			return true;
-	}
+	if (have_mac && cache_lookup(u, mac))
+		return true;
 	const struct parsed_hash *ph = &u->dummy;
 	bool known = false;
 	for (size_t i = 0; user && i < u->n; i++)

@@ -2,6 +2,7 @@
  * conn: the per-connection state machine.
  *
  *   SNIFF -> SOCKS | HTTP          first byte picks the protocol
+ *         -> [LOGIN]               password check on the worker thread
  *         -> [AUTH_DELAY]          a failed login waits before its answer
  *         -> RESOLVE               names only
  *         -> DIAL                  allowed addresses, in order
@@ -24,6 +25,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/listener.h>
+#include <openssl/crypto.h>
 
 #include "tailfence/audit.h"
 #include "tailfence/config.h"
@@ -35,11 +37,13 @@
 #include "tailfence/resolve.h"
 #include "tailfence/socks.h"
 #include "tailfence/upstream.h"
+#include "tailfence/worker.h"
 
 enum conn_state {
 	CONN_SNIFF,
 	CONN_SOCKS,
 	CONN_HTTP,
+	CONN_LOGIN,
 	CONN_AUTH_DELAY,
 	CONN_RESOLVE,
 	CONN_DIAL,
@@ -83,6 +87,17 @@ enum conn_failure {
 	CONN_FAIL_AUTH,
 };
 
+/* A password check that missed the cache runs the KDF (tens of ms) on the
+ * worker thread, with its own copies and its own config reference, so the
+ * connection may close meanwhile. */
+struct conn_login {
+	struct conn *c;			/* NULL once the connection is gone */
+	struct config *cfg;
+	char user[256];
+	char pass[256];
+	bool ok;
+};
+
 struct conn {
 	TAILQ_ENTRY(conn) link;
 	struct gateway *gw;
@@ -106,6 +121,7 @@ struct conn {
 
 	char user[256];
 	bool authenticated;
+	struct conn_login *login;	/* password check in flight */
 
 	/* The target as asked for, then the addresses the policy allowed. */
 	char host[256];
@@ -289,6 +305,8 @@ static void conn_close(struct conn *c, const char *end, const char *error)
 		  (unsigned long long)c->id, end, error ? ": " : "", error ? error : "",
 		  (unsigned long long)up, (unsigned long long)down);
 
+	if (c->login)
+		c->login->c = NULL;	/* the worker's answer finds nobody */
 	if (c->resolve)
 		resolve_cancel(c->resolve);
 	if (c->dial)
@@ -555,15 +573,14 @@ static void conn_set_target_name(struct conn *c, const char *name, uint16_t port
 
 /* ---------- authentication ---------- */
 
-static bool conn_check_credentials(struct conn *c, const char *user, const char *pass)
+static void conn_socks_read(struct conn *c);
+static void conn_http_authenticated(struct conn *c);
+
+static void conn_login_free(struct conn_login *l)
 {
-	bool ok = policy_authenticate(c->cfg->policy, user, pass);
-	gateway_auth_result(c->gw, &c->client_addr, ok);
-	if (ok) {
-		snprintf(c->user, sizeof c->user, "%s", user);
-		c->authenticated = true;
-	}
-	return ok;
+	config_unref(l->cfg);
+	OPENSSL_cleanse(l->pass, sizeof l->pass);
+	free(l);
 }
 
 /* A failed login is answered only after a delay that grows with the
@@ -586,6 +603,72 @@ static void conn_auth_delay_over(struct conn *c)
 		conn_flush_close(c, "auth_failed");
 	} else {
 		conn_fail(c, CONN_FAIL_AUTH, c->last_error);
+	}
+}
+
+/* The verdict on the credentials, whichever way it was reached. */
+static void conn_login_result(struct conn *c, const char *user, bool ok)
+{
+	gateway_auth_result(c->gw, &c->client_addr, ok);
+	if (!ok) {
+		conn_auth_failed(c, c->proto == CONN_PROTO_SOCKS5 ? "SOCKS5 login failed"
+								: "HTTP proxy login failed");
+		return;
+	}
+	snprintf(c->user, sizeof c->user, "%s", user);
+	c->authenticated = true;
+	if (c->proto == CONN_PROTO_SOCKS5) {
+		socks5_server_auth_result(&c->socks, true);
+		conn_send(c, c->socks.out, c->socks.out_len);
+		c->socks.out_len = 0;
+		c->state = CONN_SOCKS;
+		bufferevent_enable(c->client, EV_READ);
+		conn_socks_read(c);	/* the request may be buffered already */
+	} else {
+		conn_http_authenticated(c);
+	}
+}
+
+static void conn_login_work(void *arg)
+{
+	struct conn_login *l = arg;
+	l->ok = policy_authenticate(l->cfg->policy, l->user, l->pass);
+}
+
+static void conn_login_done(void *arg, bool cancelled)
+{
+	struct conn_login *l = arg;
+	struct conn *c = l->c;
+	if (!cancelled && c) {
+		c->login = NULL;
+		conn_login_result(c, l->user, l->ok);
+	}
+	conn_login_free(l);
+}
+
+static void conn_login(struct conn *c, const char *user, const char *pass)
+{
+	if (policy_authenticate_cached(c->cfg->policy, user, pass)) {
+		conn_login_result(c, user, true);
+		return;
+	}
+	struct conn_login *l = calloc(1, sizeof *l);
+	if (!l) {
+		conn_fail(c, CONN_FAIL_GENERAL, "out of memory");
+		return;
+	}
+	l->c = c;
+	l->cfg = config_ref(c->cfg);
+	snprintf(l->user, sizeof l->user, "%s", user);
+	snprintf(l->pass, sizeof l->pass, "%s", pass);
+	/* The handshake timeout keeps running while the KDF does. */
+	c->state = CONN_LOGIN;
+	bufferevent_disable(c->client, EV_READ);
+	c->login = l;
+	if (!worker_submit(c->gw->worker, conn_login_work, conn_login_done, l)) {
+		c->login = NULL;
+		conn_login_free(l);
+		conn_fail(c, CONN_FAIL_GENERAL, "out of memory");
 	}
 }
 
@@ -638,15 +721,8 @@ static void conn_socks_read(struct conn *c)
 			break;
 		case SOCKS_AUTH:
 			c->proto = CONN_PROTO_SOCKS5;
-			if (conn_check_credentials(c, s->user, s->pass)) {
-				st = socks5_server_auth_result(s, true);
-				conn_send(c, s->out, s->out_len);
-				s->out_len = 0;
-			} else {
-				conn_auth_failed(c, "SOCKS5 login failed");
-				return;
-			}
-			break;
+			conn_login(c, s->user, s->pass);
+			return;
 		case SOCKS_REQUEST:
 			if (s->version == 5)
 				c->proto = CONN_PROTO_SOCKS5;
@@ -700,11 +776,14 @@ static void conn_http_read(struct conn *c)
 			conn_flush_close(c, "auth_required");
 			return;
 		}
-		if (!conn_check_credentials(c, c->http.user, c->http.pass)) {
-			conn_auth_failed(c, "HTTP proxy login failed");
-			return;
-		}
+		conn_login(c, c->http.user, c->http.pass);
+		return;
 	}
+	conn_http_authenticated(c);
+}
+
+static void conn_http_authenticated(struct conn *c)
+{
 	if (c->http.host_is_addr)
 		conn_set_target_addr(c, &c->http.addr, c->http.port);
 	else
@@ -757,6 +836,7 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 	case CONN_SNIFF:
 	case CONN_SOCKS:
 	case CONN_HTTP:
+	case CONN_LOGIN:
 		if (c->state == CONN_HTTP) {
 			c->proto = CONN_PROTO_HTTP;
 			conn_send_http_error(c, 408, "request head not received in time");

@@ -28,6 +28,7 @@
 #include "tailfence/log.h"
 #include "tailfence/policy.h"
 #include "tailfence/resolve.h"
+#include "tailfence/worker.h"
 
 /* How long accepting pauses after the process ran out of descriptors. */
 #define GATEWAY_EMFILE_PAUSE_MS 1000
@@ -271,6 +272,7 @@ static void gateway_free(struct gateway *gw)
 		event_free(gw->grace);
 	if (gw->accept_resume)
 		event_free(gw->accept_resume);
+	worker_free(gw->worker);
 	if (gw->dns)
 		evdns_base_free(gw->dns, 0);
 	if (gw->audit)
@@ -320,6 +322,11 @@ int gateway_main(int argc, char **argv)
 	gw.audit = audit_open(&gw.cfg->audit, err, sizeof err);
 	if (!gw.audit) {
 		log_error("audit: %s", err);
+		goto out;
+	}
+	gw.worker = worker_new(gw.base);
+	if (!gw.worker) {
+		log_error("cannot start the worker thread");
 		goto out;
 	}
 	gw.accept_resume = evtimer_new(gw.base, gateway_accept_resume_cb, &gw);

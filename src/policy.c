@@ -1200,6 +1200,11 @@ bool policy_authenticate(const struct policy *p, const char *user, const char *p
 	return auth_users_verify(p->users, user, pass);
 }
 
+bool policy_authenticate_cached(const struct policy *p, const char *user, const char *pass)
+{
+	return user && pass && auth_users_verify_cached(p->users, user, pass);
+}
+
 const char *const *policy_guard_names(void)
 {
 	return guard_names;

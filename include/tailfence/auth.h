@@ -49,6 +49,11 @@ const char *auth_users_name(const struct auth_users *u, size_t i);
  * a dummy hash, so it costs the same as a wrong password. */
 bool auth_users_verify(struct auth_users *u, const char *user, const char *pass);
 
+/* True only when these credentials verified before (the cache): costs one
+ * HMAC, never the KDF, so the event loop may call it. False means "run
+ * auth_users_verify() off the loop", not "wrong". */
+bool auth_users_verify_cached(struct auth_users *u, const char *user, const char *pass);
+
 /* Per-client-address failure throttle: a small fixed table; callers pass
  * the current time (monotonic, ms). Not thread-safe; one per event loop. */
 #define AUTH_THROTTLE_SLOTS 256

@@ -21,6 +21,7 @@ struct event;
 struct event_base;
 struct evconnlistener;
 struct evdns_base;
+struct worker;
 
 struct gateway_listener {
 	struct gateway *gw;
@@ -43,6 +44,7 @@ struct gateway {
 	struct config *cfg;		/* current; connections hold their own ref */
 	struct config_args *args;
 	struct audit *audit;
+	struct worker *worker;		/* password KDFs, off the loop */
 
 	struct gateway_listener *listeners;
 	size_t n_listeners;

@@ -75,6 +75,11 @@ bool policy_auth_required(const struct policy *p);
  * connection of the same client. Never logs credentials. */
 bool policy_authenticate(const struct policy *p, const char *user, const char *pass);
 
+/* The cheap half of policy_authenticate(): true when these credentials were
+ * verified before. Safe on the event loop; false means "ask
+ * policy_authenticate() on a worker thread". */
+bool policy_authenticate_cached(const struct policy *p, const char *user, const char *pass);
+
 /* Names of the built-in guards, NULL-terminated. */
 const char *const *policy_guard_names(void);
 
