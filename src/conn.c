@@ -117,6 +117,7 @@ struct conn {
 	struct socks_server socks;
 	struct httpproxy_request http;
 	bool http_parsed;
+	size_t http_scanned;		/* head bytes already known to hold no new line */
 	struct httpproxy_body body;
 
 	char user[256];
@@ -748,8 +749,19 @@ static void conn_http_read(struct conn *c)
 	size_t max = c->cfg->max_head_bytes;
 	size_t len = evbuffer_get_length(in);
 	size_t look = len < max + 1 ? len : max + 1;
-	const char *p = (const char *)evbuffer_pullup(in, (ev_ssize_t)look);
 	size_t used = 0;
+
+	/* A head can only have ended if a line ended: parse again only then,
+	 * so a client dribbling bytes costs linear, not quadratic, time. */
+	if (look <= max) {
+		struct evbuffer_ptr from, nl;
+		evbuffer_ptr_set(in, &from, c->http_scanned, EVBUFFER_PTR_SET);
+		nl = evbuffer_search(in, "\n", 1, &from);
+		c->http_scanned = look;
+		if (nl.pos < 0)
+			return;
+	}
+	const char *p = (const char *)evbuffer_pullup(in, (ev_ssize_t)look);
 
 	if (c->http_parsed)
 		httpproxy_request_clear(&c->http);
