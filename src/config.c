@@ -69,7 +69,7 @@ enum opt_id {
 	OPT_CONFIG, OPT_AUDIT_LOG, OPT_AUDIT_SYSLOG, OPT_AUDIT_HMAC_KEY, OPT_AUDIT_ON_FAILURE,
 	OPT_LOG_LEVEL, OPT_HANDSHAKE_TIMEOUT, OPT_CONNECT_TIMEOUT, OPT_DNS_TIMEOUT,
 	OPT_IDLE_TIMEOUT, OPT_SHUTDOWN_GRACE, OPT_MAX_HEAD_BYTES, OPT_MAX_CONNECTIONS,
-	OPT_BUFFER_BYTES, OPT_DNS_SERVER, OPT_HOSTS_FILE, OPT_FORCE_PUBLIC_LISTEN,
+	OPT_BUFFER_BYTES, OPT_RELAY, OPT_DNS_SERVER, OPT_HOSTS_FILE, OPT_FORCE_PUBLIC_LISTEN,
 	OPT_VERSION, OPT_HELP, OPT_USER, OPT_SRC,
 };
 
@@ -77,7 +77,7 @@ enum opt_id {
 enum scalar {
 	SC_UPSTREAM, SC_AUDIT_SYSLOG, SC_AUDIT_HMAC_KEY, SC_AUDIT_ON_FAILURE, SC_LOG_LEVEL,
 	SC_HANDSHAKE_TIMEOUT, SC_CONNECT_TIMEOUT, SC_DNS_TIMEOUT, SC_IDLE_TIMEOUT,
-	SC_SHUTDOWN_GRACE, SC_MAX_HEAD_BYTES, SC_MAX_CONNECTIONS, SC_BUFFER_BYTES,
+	SC_SHUTDOWN_GRACE, SC_MAX_HEAD_BYTES, SC_MAX_CONNECTIONS, SC_BUFFER_BYTES, SC_RELAY,
 	SC_HOSTS_FILE, SC_COUNT
 };
 
@@ -109,6 +109,7 @@ static const struct option long_opts[] = {
 	{ "max-head-bytes", required_argument, NULL, OPT_MAX_HEAD_BYTES },
 	{ "max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS },
 	{ "buffer-bytes", required_argument, NULL, OPT_BUFFER_BYTES },
+	{ "relay", required_argument, NULL, OPT_RELAY },
 	{ "dns-server", required_argument, NULL, OPT_DNS_SERVER },
 	{ "hosts-file", required_argument, NULL, OPT_HOSTS_FILE },
 	{ "force-public-listen", no_argument, NULL, OPT_FORCE_PUBLIC_LISTEN },
@@ -154,6 +155,8 @@ static const char help_text[] =
 	"  --max-head-bytes N        HTTP request head limit (default 16384)\n"
 	"  --max-connections N       concurrent connections (default 4096)\n"
 	"  --buffer-bytes N          per-direction buffer high watermark (default 262144)\n"
+	"  --relay splice|copy       move relayed bytes with splice(2) in the kernel, or\n"
+	"                            copy them through user space (default splice)\n"
 	"  --dns-server IP[:PORT]    nameserver, repeatable (default: /etc/resolv.conf)\n"
 	"  --hosts-file PATH         hosts file to consult (default /etc/hosts)\n"
 	"  --force-public-listen     allow a non-loopback listener without users (default off)\n"
@@ -226,6 +229,7 @@ int config_args_parse_sub(int argc, char **argv, bool check_opts, size_t max_pos
 		case OPT_MAX_HEAD_BYTES: set_str(&a->scalar[SC_MAX_HEAD_BYTES], v); break;
 		case OPT_MAX_CONNECTIONS: set_str(&a->scalar[SC_MAX_CONNECTIONS], v); break;
 		case OPT_BUFFER_BYTES: set_str(&a->scalar[SC_BUFFER_BYTES], v); break;
+		case OPT_RELAY: set_str(&a->scalar[SC_RELAY], v); break;
 		case OPT_DNS_SERVER: strv_add(&a->dns_server, v); break;
 		case OPT_HOSTS_FILE: set_str(&a->scalar[SC_HOSTS_FILE], v); break;
 		case OPT_FORCE_PUBLIC_LISTEN: a->force_public_listen = true; break;
@@ -1471,6 +1475,7 @@ static void build_effective(struct settings *st, const struct config_args *args)
 	cJSON_AddNumberToObject(lim, "max_head_bytes", (double)c->max_head_bytes);
 	cJSON_AddNumberToObject(lim, "max_connections", (double)c->max_connections);
 	cJSON_AddNumberToObject(lim, "buffer_bytes", (double)c->buffer_bytes);
+	cJSON_AddStringToObject(lim, "relay", c->relay_splice ? "splice" : "copy");
 	cJSON *dns = cJSON_AddObjectToObject(e, "dns");
 	cJSON *sv = cJSON_AddArrayToObject(dns, "servers");
 	for (size_t i = 0; i < c->n_dns_servers; i++)
@@ -1540,6 +1545,7 @@ struct config *config_build(const struct config_args *args, char *err, size_t er
 	c->max_head_bytes = 16384;
 	c->max_connections = 4096;
 	c->buffer_bytes = 262144;
+	c->relay_splice = true;
 	c->log_level = LOG_LEVEL_INFO;
 	c->audit.flush_ms = 200;
 
@@ -1690,6 +1696,14 @@ struct config *config_build(const struct config_args *args, char *err, size_t er
 			goto bad;
 		if (s[SC_HOSTS_FILE])
 			set_str(&c->hosts_file, s[SC_HOSTS_FILE]);
+		if (s[SC_RELAY]) {
+			if (strcmp(s[SC_RELAY], "splice") != 0 && strcmp(s[SC_RELAY], "copy") != 0) {
+				fail(&x, "--relay: \"%s\" is not a relay mode; expected splice or copy",
+				     s[SC_RELAY]);
+				goto bad;
+			}
+			c->relay_splice = strcmp(s[SC_RELAY], "splice") == 0;
+		}
 		for (size_t i = 0; i < args->allow.n; i++) {
 			char why[300];
 			if (!policy_dst_check(args->allow.v[i], why, sizeof why)) {

@@ -362,6 +362,7 @@ static void conn_start_relay(struct conn *c, struct bufferevent *up)
 	struct relay_params p = {
 		.high_watermark = c->cfg->buffer_bytes,
 		.idle_ms = c->cfg->idle_timeout_ms,
+		.splice = c->cfg->relay_splice,
 	};
 	if (c->proto == CONN_PROTO_HTTP) {
 		httpproxy_body_init(&c->body, &c->http);

@@ -2,20 +2,34 @@
  * relay: the byte pump between a client and its destination.
  *
  * Each direction is a relay_side: the side we read from, and its peer whose
- * output buffer we fill. The mechanism is libevent's: when the peer's
- * output passes the high watermark, stop reading this side and ask for a
- * write callback when the peer drains to half; then read again.
+ * output buffer we fill. Two engines move the bytes:
+ *
+ *  - copy: libevent's bufferevents. When the peer's output passes the high
+ *    watermark, stop reading this side and ask for a write callback when
+ *    the peer drains to half; then read again. Used first, always for a
+ *    limited (HTTP forward) relay, and whenever splice is not possible.
+ *  - splice: once a relay has moved RELAY_SPLICE_AFTER bytes and every
+ *    bufferevent buffer is empty, each direction moves
+ *    socket -> pipe -> socket with splice(2), so the bytes never enter user
+ *    space. A pipe holds at most high_watermark bytes; while any are stuck
+ *    (the peer is not writable) the source is not read.
  */
 #include "tailfence/relay.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 #include <sys/socket.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
+
+/* A relay moves to splice only after this many bytes: short exchanges
+ * (most requests) would pay for two pipes and never win them back. */
+#define RELAY_SPLICE_AFTER (64 * 1024)
 
 /* Largest single read(2)/write(2) on either socket. */
 #define RELAY_MAX_SINGLE_IO (128 * 1024)
@@ -29,6 +43,13 @@ struct relay_side {
 	bool paused;		/* reading stopped for backpressure */
 	bool want_fin;		/* shut this side's socket once its output drains */
 	bool shut;		/* shutdown(SHUT_WR) done on this side's socket */
+
+	/* splice engine */
+	int fd;
+	int pipe[2];		/* this side's bytes on their way to the peer */
+	size_t in_pipe;
+	struct event *ev_read;	/* this side's socket readable */
+	struct event *ev_write;	/* this side's socket writable */
 };
 
 struct relay {
@@ -43,6 +64,8 @@ struct relay {
 	bool have_first_eof;
 	enum relay_end first_eof;
 	bool finished;
+	bool spliced;		/* the splice engine runs */
+	size_t pipe_cap;
 };
 
 static void relay_finish(struct relay *r, enum relay_end end, const char *error)
@@ -52,6 +75,13 @@ static void relay_finish(struct relay *r, enum relay_end end, const char *error)
 	r->finished = true;
 	bufferevent_disable(r->client.bev, EV_READ | EV_WRITE);
 	bufferevent_disable(r->upstream.bev, EV_READ | EV_WRITE);
+	struct relay_side *sides[] = { &r->client, &r->upstream };
+	for (size_t i = 0; i < 2; i++) {
+		if (sides[i]->ev_read)
+			event_del(sides[i]->ev_read);
+		if (sides[i]->ev_write)
+			event_del(sides[i]->ev_write);
+	}
 	r->done(r->arg, end, error);
 }
 
@@ -59,7 +89,7 @@ static void relay_finish(struct relay *r, enum relay_end end, const char *error)
  * left the peer's output buffer. The relay is over when both are. */
 static bool relay_direction_done(const struct relay_side *src)
 {
-	return src->eof &&
+	return src->eof && src->in_pipe == 0 &&
 	       evbuffer_get_length(bufferevent_get_output(src->peer->bev)) == 0;
 }
 
@@ -73,7 +103,7 @@ static void relay_check_done(struct relay *r)
 /* Sends the FIN that a side owes its peer once its output is empty. */
 static void relay_fin_if_drained(struct relay_side *dst)
 {
-	if (dst->want_fin && !dst->shut &&
+	if (dst->want_fin && !dst->shut && dst->peer->in_pipe == 0 &&
 	    evbuffer_get_length(bufferevent_get_output(dst->bev)) == 0) {
 		dst->shut = true;
 		shutdown(bufferevent_getfd(dst->bev), SHUT_WR);
@@ -102,6 +132,8 @@ static void relay_mark_eof(struct relay_side *s, bool send_fin)
 	relay_fin_if_drained(s->peer);
 	relay_check_done(r);
 }
+
+static void relay_try_splice(struct relay *r);
 
 static void relay_pump(struct relay_side *s)
 {
@@ -143,6 +175,158 @@ static void relay_pump(struct relay_side *s)
 	}
 }
 
+static void relay_error(struct relay *r, const struct relay_side *s, int err)
+{
+	char msg[96];
+	snprintf(msg, sizeof msg, "%s: %s", s == &r->client ? "client" : "destination",
+		 err ? strerror(err) : "connection closed while writing");
+	relay_finish(r, RELAY_END_ERROR, msg);
+}
+
+/* ---------- splice engine ---------- */
+
+/* Moves what the pipe holds to the peer; resumes reading once it is empty. */
+static void relay_splice_drain(struct relay_side *src)
+{
+	struct relay *r = src->r;
+	struct relay_side *dst = src->peer;
+
+	while (src->in_pipe > 0) {
+		ssize_t n = splice(src->pipe[0], NULL, dst->fd, NULL, src->in_pipe,
+				   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+		if (n > 0) {
+			src->in_pipe -= (size_t)n;
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN) {
+			event_add(dst->ev_write, NULL);
+			return;
+		}
+		relay_error(r, dst, n < 0 ? errno : 0);
+		return;
+	}
+	if (src->eof) {
+		relay_fin_if_drained(dst);
+		relay_check_done(r);
+	} else if (src->paused) {
+		src->paused = false;
+		event_add(src->ev_read, NULL);
+	}
+}
+
+static void relay_splice_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct relay_side *s = arg;
+	struct relay *r = s->r;
+	(void)what;
+
+	ssize_t n = splice(fd, NULL, s->pipe[1], NULL, r->pipe_cap - s->in_pipe,
+			   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+	if (n > 0) {
+		s->in_pipe += (size_t)n;
+		s->bytes += (uint64_t)n;
+		event_base_gettimeofday_cached(event_get_base(s->ev_read), &r->last);
+	} else if (n == 0) {
+		s->eof = true;
+		event_del(s->ev_read);
+		if (!r->have_first_eof) {
+			r->have_first_eof = true;
+			r->first_eof = s == &r->client ? RELAY_END_CLIENT_EOF
+						       : RELAY_END_UPSTREAM_EOF;
+		}
+		s->peer->want_fin = true;
+	} else if (errno != EAGAIN && errno != EINTR) {
+		relay_error(r, s, errno);
+		return;
+	}
+	relay_splice_drain(s);
+	if (r->finished)
+		return;
+	/* Bytes stuck in the pipe: read no more until the peer takes them.
+	 * (This also keeps a pipe that is full of partial pages from making
+	 * a readable socket spin.) */
+	if (s->in_pipe > 0 && !s->eof && !s->paused) {
+		s->paused = true;
+		event_del(s->ev_read);
+	}
+}
+
+static void relay_splice_write_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct relay_side *dst = arg;
+	(void)fd;
+	(void)what;
+	relay_splice_drain(dst->peer);
+}
+
+static void relay_splice_undo(struct relay *r)
+{
+	struct relay_side *sides[] = { &r->client, &r->upstream };
+	for (size_t i = 0; i < 2; i++) {
+		struct relay_side *s = sides[i];
+		if (s->pipe[0] >= 0) {
+			close(s->pipe[0]);
+			close(s->pipe[1]);
+		}
+		s->pipe[0] = s->pipe[1] = -1;
+		if (s->ev_read)
+			event_free(s->ev_read);
+		if (s->ev_write)
+			event_free(s->ev_write);
+		s->ev_read = s->ev_write = NULL;
+	}
+}
+
+/* Hands both directions to the splice engine once nothing is left in the
+ * bufferevents (their order with spliced bytes would otherwise be lost).
+ * Stays with the copy engine when a pipe cannot be had. */
+static void relay_try_splice(struct relay *r)
+{
+	struct relay_side *sides[] = { &r->client, &r->upstream };
+
+	if (!r->p.splice || r->p.limiter.take || r->spliced || r->finished ||
+	    r->client.bytes + r->upstream.bytes < RELAY_SPLICE_AFTER)
+		return;
+	for (size_t i = 0; i < 2; i++) {
+		struct bufferevent *b = sides[i]->bev;
+		if (sides[i]->paused || evbuffer_get_length(bufferevent_get_input(b)) ||
+		    evbuffer_get_length(bufferevent_get_output(b)))
+			return;
+	}
+	struct event_base *base = bufferevent_get_base(r->client.bev);
+	for (size_t i = 0; i < 2; i++) {
+		struct relay_side *s = sides[i];
+		s->fd = bufferevent_getfd(s->bev);
+		if (pipe2(s->pipe, O_NONBLOCK | O_CLOEXEC) != 0) {
+			s->pipe[0] = s->pipe[1] = -1;
+			relay_splice_undo(r);
+			r->p.splice = false;	/* out of descriptors: stay with copy */
+			return;
+		}
+		int cap = fcntl(s->pipe[1], F_SETPIPE_SZ, (int)r->p.high_watermark);
+		if (cap <= 0)
+			cap = fcntl(s->pipe[1], F_GETPIPE_SZ);
+		r->pipe_cap = i == 0 || (size_t)cap < r->pipe_cap ? (size_t)cap : r->pipe_cap;
+		s->ev_read = event_new(base, s->fd, EV_READ | EV_PERSIST, relay_splice_read_cb, s);
+		s->ev_write = event_new(base, s->fd, EV_WRITE, relay_splice_write_cb, s);
+		if (!s->ev_read || !s->ev_write) {
+			relay_splice_undo(r);
+			r->p.splice = false;
+			return;
+		}
+	}
+	bufferevent_disable(r->client.bev, EV_READ | EV_WRITE);
+	bufferevent_disable(r->upstream.bev, EV_READ | EV_WRITE);
+	r->spliced = true;
+	for (size_t i = 0; i < 2; i++)
+		if (!sides[i]->eof)
+			event_add(sides[i]->ev_read, NULL);
+}
+
+/* ---------- copy engine ---------- */
+
 static void relay_read_cb(struct bufferevent *bev, void *arg)
 {
 	(void)bev;
@@ -170,6 +354,7 @@ static void relay_write_cb(struct bufferevent *bev, void *arg)
 		relay_fin_if_drained(dst);
 		relay_check_done(r);
 	}
+	relay_try_splice(r);
 }
 
 static void relay_event_cb(struct bufferevent *bev, short what, void *arg)
@@ -185,14 +370,8 @@ static void relay_event_cb(struct bufferevent *bev, short what, void *arg)
 		relay_mark_eof(s, true);
 		return;
 	}
-	if (what & (BEV_EVENT_ERROR | BEV_EVENT_EOF)) {
-		int err = EVUTIL_SOCKET_ERROR();
-		char msg[96];
-		snprintf(msg, sizeof msg, "%s: %s",
-			 s == &r->client ? "client" : "destination",
-			 err ? strerror(err) : "connection closed while writing");
-		relay_finish(r, RELAY_END_ERROR, msg);
-	}
+	if (what & (BEV_EVENT_ERROR | BEV_EVENT_EOF))
+		relay_error(r, s, EVUTIL_SOCKET_ERROR());
 }
 
 static void relay_idle_cb(evutil_socket_t fd, short what, void *arg)
@@ -223,6 +402,7 @@ static void relay_kick_cb(evutil_socket_t fd, short what, void *arg)
 	relay_pump(&r->upstream);
 	if (!r->finished)
 		relay_pump(&r->client);
+	relay_try_splice(r);
 }
 
 static void relay_side_init(struct relay *r, struct relay_side *s,
@@ -231,6 +411,8 @@ static void relay_side_init(struct relay *r, struct relay_side *s,
 	s->bev = bev;
 	s->r = r;
 	s->peer = peer;
+	s->fd = -1;
+	s->pipe[0] = s->pipe[1] = -1;
 	bufferevent_setcb(bev, relay_read_cb, relay_write_cb, relay_event_cb, s);
 	bufferevent_setwatermark(bev, EV_READ, 0, 0);
 	bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
@@ -288,6 +470,7 @@ void relay_free(struct relay *r)
 	if (r->idle)
 		event_free(r->idle);
 	event_free(r->kick);
+	relay_splice_undo(r);
 	bufferevent_free(r->client.bev);
 	bufferevent_free(r->upstream.bev);
 	free(r);

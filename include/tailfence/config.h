@@ -59,6 +59,7 @@ struct config {
 	size_t max_head_bytes;		/* HTTP request head: 16 KiB */
 	size_t max_connections;		/* concurrent: 4096 */
 	size_t buffer_bytes;		/* per direction high watermark: 256 KiB */
+	bool relay_splice;		/* splice(2) once nothing is buffered: true */
 
 	/* DNS: nameservers "IP[:PORT]" (empty: /etc/resolv.conf) and whether
 	 * /etc/hosts is read. */

@@ -11,9 +11,9 @@
  * ends the relay.
  *
  * The relay only sees two bufferevents and a done callback; how bytes move
- * is its own business, so a splice(2) path for plain sockets can replace the
- * copy without touching the connection code, and nothing here is global, so
- * one relay per event loop per core needs no change either.
+ * is its own business (a copy through bufferevents, or splice(2) through a
+ * pipe once nothing is buffered), and nothing here is global, so one event
+ * loop per core needs no change either.
  */
 #ifndef TAILFENCE_RELAY_H
 #define TAILFENCE_RELAY_H
@@ -47,6 +47,7 @@ struct relay_params {
 	size_t high_watermark;	/* per direction, bytes */
 	unsigned idle_ms;	/* 0: no idle timeout */
 	struct relay_limiter limiter;	/* .take NULL: no limit */
+	bool splice;		/* may move bytes with splice(2) (not with a limiter) */
 };
 
 struct relay;
