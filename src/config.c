@@ -1100,7 +1100,8 @@ static bool apply_file(struct settings *st, struct ctx *x, const char *name, cJS
 	if ((v = cJSON_GetObjectItemCaseSensitive(root, "limits"))) {
 		static const char *const keys[] = {
 			"handshake_timeout", "connect_timeout", "dns_timeout", "idle_timeout",
-			"shutdown_grace", "max_head_bytes", "max_connections", "buffer_bytes", NULL,
+			"shutdown_grace", "max_head_bytes", "max_connections", "buffer_bytes",
+			"relay", NULL,
 		};
 		snprintf(path, sizeof path, "%s: limits", name);
 		if (!cJSON_IsObject(v))
@@ -1130,6 +1131,17 @@ static bool apply_file(struct settings *st, struct ctx *x, const char *name, cJS
 			if (!scalar_text(x, path, it, buf, sizeof buf, false) ||
 			    !set_size(x, path, buf, sz[i], lo[i], hi[i]))
 				return false;
+		}
+		cJSON *relay = cJSON_GetObjectItemCaseSensitive(v, "relay");
+		if (relay) {
+			const char *m = cJSON_GetStringValue(relay);
+			if (!m)
+				return fail(x, "%s: limits.relay: is %s; expected \"splice\" or \"copy\"",
+					    name, type_name(relay));
+			if (strcmp(m, "splice") != 0 && strcmp(m, "copy") != 0)
+				return fail(x, "%s: limits.relay: \"%s\" is not a relay mode; expected "
+					    "\"splice\" or \"copy\"", name, m);
+			c->relay_splice = strcmp(m, "splice") == 0;
 		}
 	}
 	if ((v = cJSON_GetObjectItemCaseSensitive(root, "dns"))) {
