@@ -339,20 +339,35 @@ static size_t conn_body_take(void *arg, struct evbuffer *in, bool *done)
 {
 	struct conn *c = arg;
 	size_t total = 0;
-	struct evbuffer_iovec vec[8];
-	int n = evbuffer_peek(in, -1, NULL, vec, 8);
+	size_t len = evbuffer_get_length(in);
 
-	for (int i = 0; i < n && i < 8; i++) {
+	if (len == 0) {
+		/* Nothing pending: only a body-less request can be complete. */
 		size_t used = 0;
-		enum httpproxy_step st = httpproxy_body_feed(&c->body, vec[i].iov_base,
-							     vec[i].iov_len, &used);
-		total += used;
-		if (st == HTTPPROXY_ERROR)
-			return (size_t)-1;
-		if (st == HTTPPROXY_DONE) {
-			*done = true;
-			return total;
+		*done = httpproxy_body_feed(&c->body, "", 0, &used) == HTTPPROXY_DONE;
+		return 0;
+	}
+	/* Walk the buffer's chains in place, a few at a time. */
+	struct evbuffer_ptr pos;
+	evbuffer_ptr_set(in, &pos, 0, EVBUFFER_PTR_SET);
+	while (total < len) {
+		struct evbuffer_iovec vec[8];
+		int n = evbuffer_peek(in, (ev_ssize_t)(len - total), &pos, vec, 8);
+		if (n <= 0)
+			break;
+		for (int i = 0; i < n && i < 8; i++) {
+			size_t used = 0;
+			enum httpproxy_step st = httpproxy_body_feed(&c->body, vec[i].iov_base,
+								     vec[i].iov_len, &used);
+			total += used;
+			if (st == HTTPPROXY_ERROR)
+				return (size_t)-1;
+			if (st == HTTPPROXY_DONE) {
+				*done = true;
+				return total;
+			}
 		}
+		evbuffer_ptr_set(in, &pos, total, EVBUFFER_PTR_SET);
 	}
 	return total;
 }

@@ -142,11 +142,14 @@ static void relay_pump(struct relay_side *s)
 	struct evbuffer *out = bufferevent_get_output(s->peer->bev);
 	size_t n = evbuffer_get_length(in);
 
-	if (n == 0 || s->eof)
+	bool limited = s == &r->client && r->p.limiter.take;
+	/* A limited side is asked even with nothing pending: a request
+	 * without a body is complete before its first byte. */
+	if (s->eof || (n == 0 && !limited))
 		return;
 	event_base_gettimeofday_cached(bufferevent_get_base(s->bev), &r->last);
 
-	if (s == &r->client && r->p.limiter.take) {
+	if (limited) {
 		bool done = false;
 		size_t take = r->p.limiter.take(r->p.limiter.arg, in, &done);
 		if (take == (size_t)-1) {
