@@ -3,13 +3,17 @@
  * object, and the pure decision functions over it.
  *
  * Index: every prefix destination (including the expansion of "routes:" and
- * "*") is stored at its node of a binary trie per family (one trie with
- * every rule, one with deny rules only). A lookup walks the address's path
- * and, at each node, scans that node's entries in rule order, stopping at
- * the first match or at the best rule found so far, so the cost grows with
- * the prefix length and the rules sharing one prefix, not with the number
- * of rules. Hostname and *.domain destinations live in sorted arrays looked
- * up by the name and each of its parent domains.
+ * "*") is first put at its node of a binary trie per family (one trie with
+ * every rule, one with deny rules only), which is then compiled into a
+ * multibit trie (6 bits per level, nodes of two bitmaps and two base
+ * indexes in one contiguous array) whose leaves name the deepest prefix
+ * covering the address; from there a chain of shorter covering prefixes
+ * holds the candidate rules, scanned in rule order, stopping at the first
+ * match or once no rule left on the chain can beat the best found so far.
+ * The cost grows with the number of nested prefixes covering the address
+ * and the rules sharing one prefix, not with the number of rules; a lookup
+ * touches at most 6 nodes for IPv4. Hostname and *.domain destinations live
+ * in sorted arrays looked up by the name and each of its parent domains.
  */
 #include "tailfence/policy.h"
 
@@ -48,6 +52,8 @@ struct rule {
 	size_t n_users;
 };
 
+/* Build-time binary trie: one node per prefix bit, entries listed at the
+ * node where their prefix ends. Compiled into a prefix_index, then freed. */
 struct trie_entry {
 	uint32_t rule, dst;
 	uint32_t next;		/* index + 1 into entries; 0 ends */
@@ -63,6 +69,50 @@ struct trie {
 	size_t n_nodes, cap_nodes;
 	struct trie_entry *entries;
 	size_t n_entries, cap_entries;
+};
+
+/* The compiled index. Every distinct prefix is a group: its entries in rule
+ * order, a link to the group of the next shorter prefix covering it, and
+ * the lowest rule index on that chain. The address space is cut into a
+ * multibit trie of IX_STRIDE bits per level whose nodes hold two bitmaps
+ * over their 64 slots (slots with a child node; slots where a run of equal
+ * leaves starts) and the base indexes of their children and leaves, which
+ * are stored contiguously, so a slot's child or leaf is found by counting
+ * bits. A leaf is the deepest group covering the slot (pushed down from
+ * shorter prefixes). A lookup reads at most 6 nodes for IPv4 (22 for IPv6),
+ * one leaf, then walks the group chain, stopping when the chain's lowest
+ * rule cannot beat the best match so far. */
+#define IX_STRIDE 6
+#define IX_NONE UINT32_MAX
+#define IX_SLOW 0x80000000u	/* in ix_entry.dst: the full check is needed */
+
+struct ix_entry {
+	uint32_t rule;
+	uint32_t dst;		/* index into the rule's dst, maybe | IX_SLOW */
+	uint16_t lo, hi;	/* the dst's one port range (without IX_SLOW) */
+};
+
+struct ix_group {
+	uint32_t first, count;	/* entries[first .. first + count) */
+	uint32_t parent;	/* group of the next shorter covering prefix, or IX_NONE */
+	uint32_t min_rule;	/* lowest rule in this group and its ancestors */
+};
+
+struct ix_node {
+	uint64_t children;	/* bit v: slot v has a child node */
+	uint64_t runs;		/* bit v: slot v is a leaf that starts a new run */
+	uint32_t leaf_base, child_base;
+};
+
+struct prefix_index {
+	struct ix_node *nodes;
+	size_t n_nodes, cap_nodes;
+	uint32_t *leaves;	/* group or IX_NONE */
+	size_t n_leaves, cap_leaves;
+	struct ix_group *groups;
+	size_t n_groups;
+	struct ix_entry *entries;
+	size_t n_entries;
 };
 
 struct name_entry {
@@ -126,7 +176,7 @@ struct policy {
 	struct cidr_prefix guard_pfx[N_GUARD_PREFIXES];
 	struct auth_users *users;
 
-	struct trie all[2], deny[2];	/* [0] IPv4, [1] IPv6 */
+	struct prefix_index all[2], deny[2];	/* [0] IPv4, [1] IPv6 */
 	struct name_index hosts, wildcards;
 	uint32_t *addr_accepts;		/* accept rules with an address dst, in order */
 	size_t n_addr_accepts;
@@ -134,7 +184,11 @@ struct policy {
 
 struct policy_builder {
 	struct policy *p;
+	struct trie all[2], deny[2];	/* filled by policy_builder_finish */
 };
+
+static void trie_free(struct trie *t);
+static void ix_free(struct prefix_index *ix);
 
 /* ------------------------------------------------------------------ */
 /* small helpers */
@@ -576,6 +630,10 @@ void policy_builder_free(struct policy_builder *b)
 {
 	if (!b)
 		return;
+	for (int f = 0; f < 2; f++) {
+		trie_free(&b->all[f]);
+		trie_free(&b->deny[f]);
+	}
 	policy_free(b->p);
 	free(b);
 }
@@ -795,6 +853,164 @@ static void trie_free(struct trie *t)
 {
 	free(t->nodes);
 	free(t->entries);
+	memset(t, 0, sizeof *t);
+}
+
+static void ix_free(struct prefix_index *ix)
+{
+	free(ix->nodes);
+	free(ix->leaves);
+	free(ix->groups);
+	free(ix->entries);
+}
+
+struct ix_build {
+	const struct policy *p;
+	const struct trie *t;
+	uint32_t *group_of;		/* binary trie node -> group, or IX_NONE */
+	struct prefix_index *ix;
+};
+
+/* One of a stride node's slots while it is being built: the binary trie
+ * node that continues below it (IX_NONE for a leaf) and the deepest group
+ * covering it. */
+struct ix_slot {
+	uint32_t node, group;
+};
+
+/* Walks IX_STRIDE levels of the binary trie below node n (covered by group
+ * g), filling slots[v << (IX_STRIDE - level) ...]. */
+static void ix_fill(const struct ix_build *bd, uint32_t n, unsigned level, unsigned v,
+		    uint32_t g, struct ix_slot *slots)
+{
+	const struct trie_node *tn = &bd->t->nodes[n];
+	if (level == IX_STRIDE) {
+		slots[v].node = (tn->child[0] || tn->child[1]) ? n : IX_NONE;
+		slots[v].group = g;
+		return;
+	}
+	for (unsigned b = 0; b < 2; b++) {
+		uint32_t c = tn->child[b];
+		unsigned vv = v << 1 | b;
+		if (c) {
+			uint32_t cg = bd->group_of[c] != IX_NONE ? bd->group_of[c] : g;
+			ix_fill(bd, c, level + 1, vv, cg, slots);
+		} else {
+			unsigned span = 1u << (IX_STRIDE - 1 - level);
+			for (unsigned k = vv * span; k < (vv + 1) * span; k++) {
+				slots[k].node = IX_NONE;
+				slots[k].group = g;
+			}
+		}
+	}
+}
+
+/* Builds stride node `at` (already allocated) from binary node n. */
+static bool ix_build_node(struct ix_build *bd, uint32_t n, uint32_t g, uint32_t at)
+{
+	struct ix_slot slots[1u << IX_STRIDE];
+	struct prefix_index *ix = bd->ix;
+	uint64_t children = 0, runs = 0;
+	size_t n_children = 0, n_leaves = 0;
+	uint32_t last = IX_NONE;
+
+	ix_fill(bd, n, 0, 0, g, slots);
+	for (unsigned v = 0; v < (1u << IX_STRIDE); v++) {
+		uint64_t bit = (uint64_t)1 << v;
+		if (slots[v].node != IX_NONE) {
+			children |= bit;
+			n_children++;
+		} else if (n_leaves == 0 || slots[v].group != last) {
+			runs |= bit;
+			n_leaves++;
+			last = slots[v].group;
+		}
+	}
+	size_t cb = ix->n_nodes, lb = ix->n_leaves;
+	if (cb + n_children > UINT32_MAX || lb + n_leaves > UINT32_MAX ||
+	    !grow((void **)&ix->nodes, &ix->cap_nodes, cb + n_children, sizeof *ix->nodes) ||
+	    !grow((void **)&ix->leaves, &ix->cap_leaves, lb + n_leaves, sizeof *ix->leaves))
+		return false;
+	ix->n_nodes += n_children;
+	ix->n_leaves += n_leaves;
+	for (unsigned v = 0, k = 0; v < (1u << IX_STRIDE); v++)
+		if (runs & ((uint64_t)1 << v))
+			ix->leaves[lb + k++] = slots[v].group;
+	ix->nodes[at].children = children;
+	ix->nodes[at].runs = runs;
+	ix->nodes[at].leaf_base = (uint32_t)lb;
+	ix->nodes[at].child_base = (uint32_t)cb;
+	for (unsigned v = 0; v < (1u << IX_STRIDE); v++)
+		if (slots[v].node != IX_NONE &&
+		    !ix_build_node(bd, slots[v].node, slots[v].group, (uint32_t)cb++))
+			return false;
+	return true;
+}
+
+/* Compiles binary trie t (entries in rule order at each node) into ix. */
+static bool ix_compile(const struct policy *p, const struct trie *t, struct prefix_index *ix)
+{
+	struct ix_build bd = { .p = p, .t = t, .ix = ix };
+	uint32_t *up = NULL;
+	bool ok = false;
+
+	memset(ix, 0, sizeof *ix);
+	if (t->n_nodes == 0)
+		return true;
+	if (t->n_nodes > UINT32_MAX / 2 || t->n_entries > UINT32_MAX / 2)
+		return false;
+	bd.group_of = calloc(t->n_nodes, sizeof *bd.group_of);
+	up = calloc(t->n_nodes, sizeof *up);
+	ix->groups = calloc(t->n_nodes, sizeof *ix->groups);
+	ix->entries = calloc(t->n_entries ? t->n_entries : 1, sizeof *ix->entries);
+	if (!bd.group_of || !up || !ix->groups || !ix->entries)
+		goto out;
+	/* Groups, parents before children (a child's index is always larger
+	 * than its parent's). up[n]: nearest group strictly above n. */
+	up[0] = IX_NONE;
+	for (size_t n = 0; n < t->n_nodes; n++) {
+		const struct trie_node *tn = &t->nodes[n];
+		uint32_t gid = IX_NONE;
+		if (tn->head) {
+			gid = (uint32_t)ix->n_groups++;
+			struct ix_group *gr = &ix->groups[gid];
+			gr->first = (uint32_t)ix->n_entries;
+			gr->parent = up[n];
+			for (uint32_t e = tn->head; e; e = t->entries[e - 1].next) {
+				const struct trie_entry *te = &t->entries[e - 1];
+				const struct rule *r = &p->rules[te->rule];
+				const struct dst *d = &r->dst[te->dst];
+				struct ix_entry *ie = &ix->entries[ix->n_entries++];
+				ie->rule = te->rule;
+				ie->dst = te->dst;
+				ie->lo = d->ports[0].lo;
+				ie->hi = d->ports[0].hi;
+				if (d->n_ports != 1 || r->n_src || r->n_users)
+					ie->dst |= IX_SLOW;
+			}
+			gr->count = (uint32_t)ix->n_entries - gr->first;
+			gr->min_rule = ix->entries[gr->first].rule;
+			if (gr->parent != IX_NONE && ix->groups[gr->parent].min_rule < gr->min_rule)
+				gr->min_rule = ix->groups[gr->parent].min_rule;
+		}
+		bd.group_of[n] = gid;
+		uint32_t nearest = gid != IX_NONE ? gid : up[n];
+		for (int b = 0; b < 2; b++)
+			if (tn->child[b])
+				up[tn->child[b]] = nearest;
+	}
+	if (!grow((void **)&ix->nodes, &ix->cap_nodes, 1, sizeof *ix->nodes))
+		goto out;
+	ix->n_nodes = 1;
+	ok = ix_build_node(&bd, 0, bd.group_of[0], 0);
+out:
+	free(bd.group_of);
+	free(up);
+	if (!ok) {
+		ix_free(ix);
+		memset(ix, 0, sizeof *ix);
+	}
+	return ok;
 }
 
 static int name_cmp(const void *a, const void *b)
@@ -819,13 +1035,13 @@ static bool name_add(struct name_index *ix, const char *key, uint32_t rule, uint
 	return true;
 }
 
-static bool index_prefix(struct policy *p, const struct cidr_prefix *pfx, uint32_t ri,
+static bool index_prefix(struct policy_builder *b, const struct cidr_prefix *pfx, uint32_t ri,
 			 uint32_t di)
 {
 	int f = pfx->addr.family == AF_INET ? 0 : 1;
-	if (!trie_insert(&p->all[f], pfx, ri, di))
+	if (!trie_insert(&b->all[f], pfx, ri, di))
 		return false;
-	if (p->rules[ri].action == POLICY_DENY && !trie_insert(&p->deny[f], pfx, ri, di))
+	if (b->p->rules[ri].action == POLICY_DENY && !trie_insert(&b->deny[f], pfx, ri, di))
 		return false;
 	return true;
 }
@@ -847,18 +1063,18 @@ struct policy *policy_builder_finish(struct policy_builder *b)
 			struct dst *d = &r->dst[di];
 			switch (d->kind) {
 			case DST_PREFIX:
-				if (!index_prefix(p, &d->prefix, ri, di))
+				if (!index_prefix(b, &d->prefix, ri, di))
 					goto fail;
 				has_addr = true;
 				break;
 			case DST_ANY:
-				if (!index_prefix(p, &any4, ri, di) || !index_prefix(p, &any6, ri, di))
+				if (!index_prefix(b, &any4, ri, di) || !index_prefix(b, &any6, ri, di))
 					goto fail;
 				has_addr = true;
 				break;
 			case DST_ROUTES:
 				for (size_t k = 0; k < p->n_routes; k++)
-					if (!index_prefix(p, &p->routes[k], ri, di))
+					if (!index_prefix(b, &p->routes[k], ri, di))
 						goto fail;
 				has_addr = has_addr || p->n_routes > 0;
 				break;
@@ -876,8 +1092,13 @@ struct policy *policy_builder_finish(struct policy_builder *b)
 			p->addr_accepts[p->n_addr_accepts++] = ri;
 	}
 	for (int f = 0; f < 2; f++) {
-		trie_finish(&p->all[f]);
-		trie_finish(&p->deny[f]);
+		trie_finish(&b->all[f]);
+		trie_finish(&b->deny[f]);
+		if (!ix_compile(p, &b->all[f], &p->all[f]) ||
+		    !ix_compile(p, &b->deny[f], &p->deny[f]))
+			goto fail;
+		trie_free(&b->all[f]);
+		trie_free(&b->deny[f]);
 	}
 	if (p->hosts.n)
 		qsort(p->hosts.v, p->hosts.n, sizeof *p->hosts.v, name_cmp);
@@ -900,8 +1121,8 @@ void policy_free(struct policy *p)
 	free(p->routes);
 	auth_users_free(p->users);
 	for (int f = 0; f < 2; f++) {
-		trie_free(&p->all[f]);
-		trie_free(&p->deny[f]);
+		ix_free(&p->all[f]);
+		ix_free(&p->deny[f]);
 	}
 	free(p->hosts.v);
 	free(p->wildcards.v);
@@ -942,34 +1163,72 @@ static bool meta_match(const struct rule *r, const struct policy_query *q)
 	return true;
 }
 
-/* Lowest rule index matching addr (port, src, user included) in trie t;
- * UINT32_MAX if none. *dst_out gets the matching dst. */
-static uint32_t trie_lookup(const struct policy *p, const struct trie *t,
-			    const struct cidr_addr *a, const struct policy_query *q,
-			    uint32_t best, uint32_t *dst_out)
+/* Bits pos .. pos + 5 (0 = most significant) of the 128-bit hi:lo, bits
+ * past the end reading as zero. */
+static unsigned ix_chunk(uint64_t hi, uint64_t lo, unsigned pos)
 {
-	if (t->n_nodes == 0)
+	if (pos <= 64 - IX_STRIDE)
+		return (unsigned)(hi >> (64 - IX_STRIDE - pos)) & ((1u << IX_STRIDE) - 1);
+	if (pos < 64)
+		return (unsigned)((hi << (pos - (64 - IX_STRIDE))) |
+				  (lo >> (128 - IX_STRIDE - pos))) & ((1u << IX_STRIDE) - 1);
+	pos -= 64;
+	if (pos <= 64 - IX_STRIDE)
+		return (unsigned)(lo >> (64 - IX_STRIDE - pos)) & ((1u << IX_STRIDE) - 1);
+	return (unsigned)(lo << (pos - (64 - IX_STRIDE))) & ((1u << IX_STRIDE) - 1);
+}
+
+/* Lowest rule index below best matching a (port, src, user included) in
+ * ix; best if none. *dst_out gets the matching dst. */
+static uint32_t ix_lookup(const struct policy *p, const struct prefix_index *ix,
+			  const struct cidr_addr *a, const struct policy_query *q,
+			  uint32_t best, uint32_t *dst_out)
+{
+	if (ix->n_nodes == 0)
 		return best;
-	unsigned max = a->family == AF_INET ? 32 : 128;
-	uint32_t n = 0;
-	for (unsigned depth = 0;; depth++) {
-		for (uint32_t e = t->nodes[n].head; e; e = t->entries[e - 1].next) {
-			const struct trie_entry *te = &t->entries[e - 1];
-			if (te->rule >= best)
+	uint64_t hi = 0, lo = 0;
+	if (a->family == AF_INET) {
+		hi = (uint64_t)a->b[0] << 56 | (uint64_t)a->b[1] << 48 | (uint64_t)a->b[2] << 40 |
+		     (uint64_t)a->b[3] << 32;
+	} else {
+		for (int i = 0; i < 8; i++) {
+			hi = hi << 8 | a->b[i];
+			lo = lo << 8 | a->b[8 + i];
+		}
+	}
+	const struct ix_node *nd = &ix->nodes[0];
+	uint32_t g;
+	for (unsigned pos = 0;; pos += IX_STRIDE) {
+		uint64_t bit = (uint64_t)1 << ix_chunk(hi, lo, pos);
+		if (nd->children & bit) {
+			nd = &ix->nodes[nd->child_base +
+					(uint32_t)__builtin_popcountll(nd->children & (bit - 1))];
+			continue;
+		}
+		/* bit << 1 wraps to 0 for slot 63: the mask is then all ones */
+		g = ix->leaves[nd->leaf_base +
+			       (uint32_t)__builtin_popcountll(nd->runs & ((bit << 1) - 1)) - 1];
+		break;
+	}
+	for (; g != IX_NONE && ix->groups[g].min_rule < best; g = ix->groups[g].parent) {
+		const struct ix_group *gr = &ix->groups[g];
+		for (uint32_t i = gr->first; i < gr->first + gr->count; i++) {
+			const struct ix_entry *e = &ix->entries[i];
+			if (e->rule >= best)
 				break;
-			const struct rule *r = &p->rules[te->rule];
-			if (port_match(&r->dst[te->dst], q->port) && meta_match(r, q)) {
-				best = te->rule;
-				*dst_out = te->dst;
+			bool hit;
+			if (e->dst & IX_SLOW) {
+				const struct rule *r = &p->rules[e->rule];
+				hit = port_match(&r->dst[e->dst & ~IX_SLOW], q->port) && meta_match(r, q);
+			} else {
+				hit = q->port >= e->lo && q->port <= e->hi;
+			}
+			if (hit) {
+				best = e->rule;
+				*dst_out = e->dst & ~IX_SLOW;
 				break;
 			}
 		}
-		if (depth == max)
-			break;
-		uint32_t c = t->nodes[n].child[cidr_addr_bit(a, depth)];
-		if (!c)
-			break;
-		n = c;
 	}
 	return best;
 }
@@ -1101,7 +1360,7 @@ void policy_decide(const struct policy *p, const struct policy_query *q,
 
 	/* 2. rules, first match wins */
 	uint32_t dsti = 0;
-	uint32_t best = trie_lookup(p, &p->all[a.family == AF_INET ? 0 : 1], &a, &qq,
+	uint32_t best = ix_lookup(p, &p->all[a.family == AF_INET ? 0 : 1], &a, &qq,
 				    UINT32_MAX, &dsti);
 	bool by_name = false;
 	if (query_name(&qq, name, sizeof name)) {
@@ -1121,7 +1380,7 @@ void policy_decide(const struct policy *p, const struct policy_query *q,
 		/* A name accepted; the address it resolved to must not be denied
 		 * by any rule. */
 		uint32_t di = 0;
-		uint32_t deny = trie_lookup(p, &p->deny[a.family == AF_INET ? 0 : 1], &a, &qq,
+		uint32_t deny = ix_lookup(p, &p->deny[a.family == AF_INET ? 0 : 1], &a, &qq,
 					    UINT32_MAX, &di);
 		if (deny != UINT32_MAX) {
 			fill(d, p, deny, POLICY_DENY);
