@@ -1301,25 +1301,109 @@ static void fill(struct policy_decision *d, const struct policy *p, uint32_t rul
 	d->guard = NULL;
 }
 
+/* Reason text is built with these instead of snprintf, which cost several
+ * times the index lookup on every decision. Same truncation as snprintf:
+ * at most cap - 1 bytes, always NUL-terminated. */
+struct sbuf {
+	char *buf;
+	size_t len, cap;
+};
+
+static void sb_mem(struct sbuf *b, const char *s, size_t n)
+{
+	size_t room = b->cap - 1 - b->len;
+	if (n > room)
+		n = room;
+	memcpy(b->buf + b->len, s, n);
+	b->len += n;
+	b->buf[b->len] = '\0';
+}
+
+static void sb_str(struct sbuf *b, const char *s)
+{
+	sb_mem(b, s, strlen(s));
+}
+
+static void sb_uint(struct sbuf *b, unsigned v)
+{
+	char t[12];
+	size_t i = sizeof t;
+	do {
+		t[--i] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	sb_mem(b, t + i, sizeof t - i);
+}
+
+static void sb_addr(struct sbuf *b, const struct cidr_addr *a)
+{
+	if (a->family == AF_INET) {
+		for (int i = 0; i < 4; i++) {
+			if (i)
+				sb_mem(b, ".", 1);
+			sb_uint(b, a->b[i]);
+		}
+	} else {
+		char t[CIDR_ADDR_STRLEN];
+		sb_str(b, cidr_addr_format(a, t, sizeof t));
+	}
+}
+
+/* "addr:port", IPv6 in brackets, as cidr_addr_format_port. */
+static void sb_addr_port(struct sbuf *b, const struct cidr_addr *a, uint16_t port)
+{
+	if (a->family == AF_INET6)
+		sb_mem(b, "[", 1);
+	sb_addr(b, a);
+	sb_mem(b, a->family == AF_INET6 ? "]:" : ":", a->family == AF_INET6 ? 2 : 1);
+	sb_uint(b, port);
+}
+
+static void sb_user(struct sbuf *b, const struct policy_query *q)
+{
+	if (q->user) {
+		sb_str(b, " for user ");
+		sb_str(b, q->user);
+	}
+}
+
+/* "host (addr:port)", "host:port", "addr:port" or "port N". */
 static void describe_target(const struct policy_query *q, char *buf, size_t len)
 {
-	char a[CIDR_ADDR_STRLEN + 16];
-	if (q->dst.family)
-		cidr_addr_format_port(&q->dst, q->port, a, sizeof a);
-	else
-		snprintf(a, sizeof a, "port %u", (unsigned)q->port);
-	if (q->host && q->dst.family)
-		snprintf(buf, len, "%.80s (%s)", q->host, a);
-	else if (q->host)
-		snprintf(buf, len, "%.80s:%u", q->host, (unsigned)q->port);
-	else
-		snprintf(buf, len, "%s", a);
+	struct sbuf b = { buf, 0, len };
+	buf[0] = '\0';
+	if (q->host) {
+		sb_mem(&b, q->host, strnlen(q->host, 80));
+		if (q->dst.family) {
+			sb_str(&b, " (");
+			sb_addr_port(&b, &q->dst, q->port);
+			sb_str(&b, ")");
+		} else {
+			sb_str(&b, ":");
+			sb_uint(&b, q->port);
+		}
+	} else if (q->dst.family) {
+		sb_addr_port(&b, &q->dst, q->port);
+	} else {
+		sb_str(&b, "port ");
+		sb_uint(&b, q->port);
+	}
+}
+
+/* "no rule accepts TARGET[ for user U]" */
+static void reason_no_rule(struct policy_decision *d, const char *target,
+			   const struct policy_query *q)
+{
+	struct sbuf b = { d->reason, 0, sizeof d->reason };
+	sb_str(&b, "no rule accepts ");
+	sb_str(&b, target);
+	sb_user(&b, q);
 }
 
 void policy_decide(const struct policy *p, const struct policy_query *q,
 		   struct policy_decision *d)
 {
-	char target[160], name[256], abuf[CIDR_ADDR_STRLEN];
+	char target[160], name[256];
 	struct cidr_addr a = q->dst;
 
 	memset(d, 0, sizeof *d);
@@ -1331,7 +1415,6 @@ void policy_decide(const struct policy *p, const struct policy_query *q,
 	qq.dst = a;
 	cidr_addr_normalize(&qq.src);
 	describe_target(&qq, target, sizeof target);
-	cidr_addr_format(&a, abuf, sizeof abuf);
 
 	if (a.family != AF_INET && a.family != AF_INET6) {
 		reasonf(d, "no address to decide on for %s", target);
@@ -1343,6 +1426,8 @@ void policy_decide(const struct policy *p, const struct policy_query *q,
 		if (p->lifted & (1u << g))
 			continue;
 		if (cidr_prefix_contains(&p->guard_pfx[i], &a)) {
+			char abuf[CIDR_ADDR_STRLEN];
+			cidr_addr_format(&a, abuf, sizeof abuf);
 			d->guard = guard_names[g];
 			reasonf(d, "guard %s: %s %s", guard_names[g], abuf,
 				 guard_prefixes[i].what);
@@ -1371,8 +1456,7 @@ void policy_decide(const struct policy *p, const struct policy_query *q,
 		}
 	}
 	if (best == UINT32_MAX) {
-		reasonf(d, "no rule accepts %s%s%s", target,
-			 qq.user ? " for user " : "", qq.user ? qq.user : "");
+		reason_no_rule(d, target, &qq);
 		return;
 	}
 	const struct rule *r = &p->rules[best];
@@ -1391,9 +1475,12 @@ void policy_decide(const struct policy *p, const struct policy_query *q,
 		}
 	}
 	fill(d, p, best, r->action);
-	reasonf(d, "rule %u %s %s%s%s", best,
-		 r->action == POLICY_ACCEPT ? "accepts" : "denies", target,
-		 qq.user ? " for user " : "", qq.user ? qq.user : "");
+	struct sbuf sb = { d->reason, 0, sizeof d->reason };
+	sb_str(&sb, "rule ");
+	sb_uint(&sb, best);
+	sb_str(&sb, r->action == POLICY_ACCEPT ? " accepts " : " denies ");
+	sb_str(&sb, target);
+	sb_user(&sb, &qq);
 }
 
 bool policy_precheck(const struct policy *p, const struct policy_query *q,
@@ -1442,8 +1529,7 @@ bool policy_precheck(const struct policy *p, const struct policy_query *q,
 		reasonf(d, "rule %u denies %s", h, target);
 		return false;
 	}
-	reasonf(d, "no rule accepts %s%s%s", target,
-		 qq.user ? " for user " : "", qq.user ? qq.user : "");
+	reason_no_rule(d, target, &qq);
 	return false;
 }
 
