@@ -59,20 +59,30 @@ struct relay {
 	relay_done_cb done;
 	void *arg;
 	struct event *idle;	/* idle timeout, re-armed lazily */
-	struct event *kick;	/* forwards bytes buffered before the start */
+	struct event *kick;	/* forwards bytes buffered before the start;
+				 * later delivers the end */
 	struct timeval last;	/* last byte read, either side */
 	bool have_first_eof;
 	enum relay_end first_eof;
-	bool finished;
+	bool finished;		/* ended; done() follows from the kick event */
+	enum relay_end end;
+	char error[96];
 	bool spliced;		/* the splice engine runs */
 	size_t pipe_cap;
 };
 
+/* Ends the relay. The done callback (which frees it) runs from the loop, not
+ * from inside the callback that noticed the end, so no caller ever touches a
+ * freed relay. */
 static void relay_finish(struct relay *r, enum relay_end end, const char *error)
 {
 	if (r->finished)
 		return;
 	r->finished = true;
+	r->end = end;
+	snprintf(r->error, sizeof r->error, "%s", error ? error : "");
+	struct timeval zero = { 0, 0 };
+	evtimer_add(r->kick, &zero);
 	bufferevent_disable(r->client.bev, EV_READ | EV_WRITE);
 	bufferevent_disable(r->upstream.bev, EV_READ | EV_WRITE);
 	struct relay_side *sides[] = { &r->client, &r->upstream };
@@ -82,7 +92,6 @@ static void relay_finish(struct relay *r, enum relay_end end, const char *error)
 		if (sides[i]->ev_write)
 			event_del(sides[i]->ev_write);
 	}
-	r->done(r->arg, end, error);
 }
 
 /* A direction is complete when its source hit EOF and everything read has
@@ -402,6 +411,10 @@ static void relay_kick_cb(evutil_socket_t fd, short what, void *arg)
 	struct relay *r = arg;
 	(void)fd;
 	(void)what;
+	if (r->finished) {
+		r->done(r->arg, r->end, r->error[0] ? r->error : NULL);
+		return;
+	}
 	relay_pump(&r->upstream);
 	if (!r->finished)
 		relay_pump(&r->client);
@@ -438,18 +451,22 @@ struct relay *relay_start(struct bufferevent *client, struct bufferevent *upstre
 		r->p.high_watermark = 256 * 1024;
 	r->done = done;
 	r->arg = arg;
+	r->kick = evtimer_new(base, relay_kick_cb, r);
+	if (!r->kick) {
+		free(r);
+		return NULL;
+	}
 	relay_side_init(r, &r->client, client, &r->upstream);
 	relay_side_init(r, &r->upstream, upstream, &r->client);
 	event_base_gettimeofday_cached(base, &r->last);
 
-	r->kick = evtimer_new(base, relay_kick_cb, r);
-	if (r->p.idle_ms)
+	if (r->p.idle_ms) {
 		r->idle = evtimer_new(base, relay_idle_cb, r);
-	if (!r->kick || (r->p.idle_ms && !r->idle)) {
-		if (r->kick)
+		if (!r->idle) {
 			event_free(r->kick);
-		free(r);
-		return NULL;
+			free(r);
+			return NULL;
+		}
 	}
 	if (r->idle) {
 		struct timeval tv = { (time_t)(r->p.idle_ms / 1000),
