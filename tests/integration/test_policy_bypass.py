@@ -387,7 +387,7 @@ HOSTS_TRAILING_DOT_BUG = pytest.mark.xfail(
 def test_mixed_case_and_trailing_dot_match_the_rule(variant, tailfence, origins, hosts_file, tmp_path):
     o = origins.echo("127.0.0.1")
     d = daemon(tailfence, tmp_path, [name_rule(o.port)], True,
-               "--hosts-file", hosts_file({NAME: "127.0.0.1"}))
+               "--hosts-file", hosts_file({NAME: "127.0.0.1"}), "--dns-timeout", "1s")
     assert socks5_rep(d, variant, o.port) == 0, "SOCKS5 %s" % variant
     assert http_connect_status(d, "%s:%d" % (variant, o.port)) == 200, "CONNECT %s" % variant
     assert socks4a_code(d, variant, o.port) == 0x5A, "SOCKS4a %s" % variant
@@ -424,7 +424,7 @@ def test_mixed_case_and_trailing_dot_still_meet_the_guard(variant, tailfence, or
     # the same names from a hosts file: whatever the resolver makes of
     # them, nothing reaches loopback
     d2 = daemon(tailfence, tmp_path, [name_rule()], False, "--hosts-file",
-                hosts_file({NAME: "127.0.0.1"}), name="policy2.json")
+                hosts_file({NAME: "127.0.0.1"}), "--dns-timeout", "1s", name="policy2.json")
     assert socks5_rep(d2, variant, o.port) not in (0, None)
     assert http_connect_status(d2, "%s:%d" % (variant, o.port)) != 200
     assert o.count == 0
