@@ -3,22 +3,66 @@
  *   tailfence check [--config FILE] [FLAGS] [--user U] [--src ADDR] HOST:PORT
  *   tailfence config check [FILE] | tailfence config show [FLAGS]
  *   tailfence passwd
- * `check` resolves names with getaddrinfo (blocking is fine in a CLI; the
- * daemon uses evdns) and decides every address as the daemon would.
+ * `check` resolves names with the daemon's own resolver and DNS settings
+ * (evdns, --dns-server, --hosts-file) and decides every address as the
+ * daemon would.
  */
 #include "tailfence/auth.h"
 #include "tailfence/cli.h"
 #include "tailfence/config.h"
 #include "tailfence/policy.h"
 
-#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <termios.h>
 #include <unistd.h>
 
+#include <event2/dns.h>
+#include <event2/event.h>
 #include <openssl/crypto.h>
+
+#include "tailfence/resolve.h"
+
+struct check_lookup {
+	struct resolve_result res;
+	bool done;
+};
+
+static void check_resolved(void *arg, const struct resolve_result *res)
+{
+	struct check_lookup *l = arg;
+	l->res = *res;
+	l->done = true;
+}
+
+/* Resolves host exactly as the daemon would: same resolver, same settings. */
+static bool check_resolve(const struct config *c, const char *host,
+			  struct resolve_result *out, char *err, size_t errlen)
+{
+	struct check_lookup l = { .done = false };
+	struct event_base *base = event_base_new();
+	if (!base) {
+		snprintf(err, errlen, "cannot create an event loop");
+		return false;
+	}
+	struct evdns_base *dns = resolve_new_base(base, c, err, errlen);
+	if (!dns) {
+		event_base_free(base);
+		return false;
+	}
+	bool ok = resolve_start(base, dns, host, check_resolved, &l) != NULL;
+	if (ok)
+		event_base_dispatch(base);
+	evdns_base_free(dns, 0);
+	event_base_free(base);
+	if (!ok || !l.done) {
+		snprintf(err, errlen, "out of memory");
+		return false;
+	}
+	*out = l.res;
+	return true;
+}
 
 /* Splits HOST:PORT / [v6]:PORT. host gets the name or literal without
  * brackets. */
@@ -153,13 +197,15 @@ int policy_cli_check(int argc, char **argv)
 		rc = 1;
 		goto out;
 	}
-	struct addrinfo hints, *res = NULL;
-	memset(&hints, 0, sizeof hints);
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
-	int gai = getaddrinfo(host, NULL, &hints, &res);
-	if (gai != 0) {
-		printf("addresses: none (%s)\n", gai_strerror(gai));
+	struct resolve_result res;
+	char rerr[256];
+	if (!check_resolve(c, host, &res, rerr, sizeof rerr)) {
+		fprintf(stderr, "tailfence check: %s\n", rerr);
+		rc = 2;
+		goto out;
+	}
+	if (res.error) {
+		printf("addresses: none (%s)\n", res.error_text);
 		printf("verdict: deny\nreason: %s does not resolve\n", host);
 		rc = 1;
 		goto out;
@@ -167,22 +213,11 @@ int policy_cli_check(int argc, char **argv)
 	printf("addresses:\n");
 	struct policy_decision first_allow, first_deny;
 	bool any_allow = false, any_deny = false;
-	struct cidr_addr seen[64];
-	size_t n_seen = 0;
-	for (struct addrinfo *ai = res; ai && n_seen < 64; ai = ai->ai_next) {
-		struct cidr_addr a;
-		if (!cidr_addr_from_sockaddr(ai->ai_addr, &a, NULL))
-			continue;
-		bool dup = false;
-		for (size_t i = 0; i < n_seen; i++)
-			dup = dup || cidr_addr_equal(&seen[i], &a);
-		if (dup)
-			continue;
-		seen[n_seen++] = a;
-		qy.dst = a;
+	for (size_t i = 0; i < res.n; i++) {
+		qy.dst = res.addrs[i];
 		policy_decide(c->policy, &qy, &d);
 		char ab[CIDR_ADDR_STRLEN];
-		printf("  %-39s %s  %s\n", cidr_addr_format(&a, ab, sizeof ab),
+		printf("  %-39s %s  %s\n", cidr_addr_format(&res.addrs[i], ab, sizeof ab),
 		       d.action == POLICY_ACCEPT ? "allow" : "deny ", d.reason);
 		if (d.action == POLICY_ACCEPT && !any_allow) {
 			first_allow = d;
@@ -192,7 +227,6 @@ int policy_cli_check(int argc, char **argv)
 			any_deny = true;
 		}
 	}
-	freeaddrinfo(res);
 	if (any_allow) {
 		print_decision(c, &first_allow);
 		if (any_deny)

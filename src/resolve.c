@@ -132,6 +132,15 @@ struct resolve_req *resolve_start(struct event_base *base, struct evdns_base *dn
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
 	hints.ai_protocol = IPPROTO_TCP;
+	/* "db.internal." and "db.internal" are one name; the hosts file and
+	 * the resolver only know the second spelling. */
+	char bare[256];
+	size_t len = strlen(name);
+	if (len > 1 && len < sizeof bare && name[len - 1] == '.') {
+		memcpy(bare, name, len - 1);
+		bare[len - 1] = '\0';
+		name = bare;
+	}
 	struct evdns_getaddrinfo_request *r =
 		evdns_getaddrinfo(dns, name, NULL, &hints, resolve_gai_cb, req);
 	if (!req->answered)
