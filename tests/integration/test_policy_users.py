@@ -351,3 +351,38 @@ def test_proxychains_credentials_per_user(kind, two_users, tmp_path):
     d.wait_audit(type="decision", verdict="allow", user="bob", proto=proto, port=b.port)
     d.wait_audit(type="close", end="auth_failed")
     assert_no_secret(d)
+
+
+def test_passwords_with_colons_spaces_and_utf8(tailfence, origins, tailfence_bin, tmp_path):
+    # Basic splits user:password at the first colon; SOCKS5 carries them
+    # separately (up to 255 bytes each). Both must reach the same verdict.
+    a = origins.http(A_HOST, label="origin-A")
+    pw = "c:ol@ pw:\u00fc" + "x" * 200  # (curl URL-decodes %XX in --proxy-user)
+    long_pw = "L" * 255
+    hashes = {}
+    for user, p in (("carol", pw), ("dave", long_pw)):
+        h = subprocess.run([tailfence_bin, "passwd"], input=p + "\n", capture_output=True, text=True,
+                           env=clean_env(), timeout=60)
+        assert h.returncode == 0, h.stderr
+        hashes[user] = h.stdout.strip()
+    path = tmp_path / "odd.json"
+    path.write_text(json.dumps({"users": hashes, "lift_guards": ["loopback"],
+                                "rules": [{"action": "accept", "dst": ["%s:%d" % (A_HOST, a.port)]}]}))
+    d = tailfence("--config", path, allow=(), lift_guards=())
+
+    r = curl(a.url + "carol", "--proxy-user", "carol:" + pw, proxy=d.url("http"))
+    assert r.http_code == 200, r
+    r = curl(a.url + "carol-bad", "--proxy-user", "carol:" + pw[:-1], proxy=d.url("http"))
+    assert r.http_code == 407, r
+    for user, p, ok in (("carol", pw, True), ("dave", long_pw, True), ("dave", long_pw[:-1], False)):
+        with d.connect() as s:
+            assert socks5_greet(s, (0x02,)) == 0x02
+            u, b = user.encode(), p.encode()
+            s.sendall(bytes([1, len(u)]) + u + bytes([len(b)]) + b)
+            ver, status = recv_exact(s, 2)
+            assert (status == 0) == ok, "RFC 1929 status %d for %s" % (status, user)
+    assert origin_saw(a) == ["/carol"]
+    dec = d.wait_audit(type="decision", verdict="allow", user="carol")[0]
+    assert dec["proto"] == "http"
+    trail = open(d.audit_path, encoding="utf-8").read() + d.log()
+    assert pw not in trail and long_pw not in trail and pw[:40] not in trail
