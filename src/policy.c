@@ -71,48 +71,50 @@ struct trie {
 	size_t n_entries, cap_entries;
 };
 
-/* The compiled index. Every distinct prefix is a group: its entries in rule
- * order, a link to the group of the next shorter prefix covering it, and
- * the lowest rule index on that chain. The address space is cut into a
- * multibit trie of IX_STRIDE bits per level whose nodes hold two bitmaps
- * over their 64 slots (slots with a child node; slots where a run of equal
- * leaves starts) and the base indexes of their children and leaves, which
- * are stored contiguously, so a slot's child or leaf is found by counting
- * bits. A leaf is the deepest group covering the slot (pushed down from
- * shorter prefixes). A lookup reads at most 6 nodes for IPv4 (22 for IPv6),
- * one leaf, then walks the group chain, stopping when the chain's lowest
- * rule cannot beat the best match so far. */
+/* The compiled index. Every distinct prefix is a group: a header cell
+ * (the group of the next shorter prefix covering it, the lowest rule index
+ * on that chain, the number of entries) followed by its entries in rule
+ * order, each carrying what a decision needs (port range, action, via),
+ * so the common case never reads the rule itself; cells are 12 bytes, as
+ * the index must stay small to stay in the cache. The address
+ * space is cut into a multibit trie of IX_STRIDE bits per level. A node is
+ * a record in one array of 32-bit words: a bitmap of the slots with a child
+ * node, a bitmap of the slots where a run of equal leaves starts, the
+ * children's offsets, then the leaves; a slot's child or leaf is found by
+ * counting bits, next to the bitmaps. A leaf is the deepest group covering
+ * the slot (pushed down from shorter prefixes). A lookup reads at most 6
+ * node records for IPv4 (22 for IPv6), then walks the group chain, stopping
+ * when the chain's lowest rule cannot beat the best match so far. */
 #define IX_STRIDE 6
 #define IX_NONE UINT32_MAX
 #define IX_SLOW 0x80000000u	/* in ix_entry.dst: the full check is needed */
+#define IX_ACCEPT 0x40000000u	/* in ix_entry.dst: an accept rule */
+#define IX_DIRECT 0x20000000u	/* in ix_entry.dst: via direct */
+#define IX_DST_MASK 0x1fffffffu
+#define IX_HDR 4		/* words before a node's child offsets */
 
 struct ix_entry {
 	uint32_t rule;
-	uint32_t dst;		/* index into the rule's dst, maybe | IX_SLOW */
+	uint32_t dst;		/* index into the rule's dst | IX_SLOW | IX_ACCEPT | IX_DIRECT */
 	uint16_t lo, hi;	/* the dst's one port range (without IX_SLOW) */
 };
 
 struct ix_group {
-	uint32_t first, count;	/* entries[first .. first + count) */
-	uint32_t parent;	/* group of the next shorter covering prefix, or IX_NONE */
+	uint32_t parent;	/* cell of the next shorter covering prefix, or IX_NONE */
 	uint32_t min_rule;	/* lowest rule in this group and its ancestors */
+	uint32_t count;		/* entries in the cells that follow */
 };
 
-struct ix_node {
-	uint64_t children;	/* bit v: slot v has a child node */
-	uint64_t runs;		/* bit v: slot v is a leaf that starts a new run */
-	uint32_t leaf_base, child_base;
+union ix_cell {
+	struct ix_group g;
+	struct ix_entry e;
 };
 
 struct prefix_index {
-	struct ix_node *nodes;
-	size_t n_nodes, cap_nodes;
-	uint32_t *leaves;	/* group or IX_NONE */
-	size_t n_leaves, cap_leaves;
-	struct ix_group *groups;
-	size_t n_groups;
-	struct ix_entry *entries;
-	size_t n_entries;
+	uint32_t *words;	/* node records; the root at 0 */
+	size_t n_words, cap_words;
+	union ix_cell *cells;	/* groups, each followed by its entries */
+	size_t n_cells;
 };
 
 struct name_entry {
@@ -178,6 +180,7 @@ struct policy {
 
 	struct prefix_index all[2], deny[2];	/* [0] IPv4, [1] IPv6 */
 	struct name_index hosts, wildcards;
+	const char **texts;		/* rule texts, dense, for decisions from the index */
 	uint32_t *addr_accepts;		/* accept rules with an address dst, in order */
 	size_t n_addr_accepts;
 };
@@ -858,16 +861,14 @@ static void trie_free(struct trie *t)
 
 static void ix_free(struct prefix_index *ix)
 {
-	free(ix->nodes);
-	free(ix->leaves);
-	free(ix->groups);
-	free(ix->entries);
+	free(ix->words);
+	free(ix->cells);
 }
 
 struct ix_build {
 	const struct policy *p;
 	const struct trie *t;
-	uint32_t *group_of;		/* binary trie node -> group, or IX_NONE */
+	uint32_t *group_of;		/* binary trie node -> group cell, or IX_NONE */
 	struct prefix_index *ix;
 };
 
@@ -905,8 +906,9 @@ static void ix_fill(const struct ix_build *bd, uint32_t n, unsigned level, unsig
 	}
 }
 
-/* Builds stride node `at` (already allocated) from binary node n. */
-static bool ix_build_node(struct ix_build *bd, uint32_t n, uint32_t g, uint32_t at)
+/* Appends the node record for binary node n (covered by group g) and,
+ * after it, its children's; *out gets its offset. */
+static bool ix_build_node(struct ix_build *bd, uint32_t n, uint32_t g, uint32_t *out)
 {
 	struct ix_slot slots[1u << IX_STRIDE];
 	struct prefix_index *ix = bd->ix;
@@ -926,24 +928,25 @@ static bool ix_build_node(struct ix_build *bd, uint32_t n, uint32_t g, uint32_t 
 			last = slots[v].group;
 		}
 	}
-	size_t cb = ix->n_nodes, lb = ix->n_leaves;
-	if (cb + n_children > UINT32_MAX || lb + n_leaves > UINT32_MAX ||
-	    !grow((void **)&ix->nodes, &ix->cap_nodes, cb + n_children, sizeof *ix->nodes) ||
-	    !grow((void **)&ix->leaves, &ix->cap_leaves, lb + n_leaves, sizeof *ix->leaves))
+	size_t o = ix->n_words, need = IX_HDR + n_children + n_leaves;
+	if (o + need > UINT32_MAX ||
+	    !grow((void **)&ix->words, &ix->cap_words, o + need, sizeof *ix->words))
 		return false;
-	ix->n_nodes += n_children;
-	ix->n_leaves += n_leaves;
+	ix->n_words += need;
+	memcpy(&ix->words[o], &children, sizeof children);
+	memcpy(&ix->words[o + 2], &runs, sizeof runs);
 	for (unsigned v = 0, k = 0; v < (1u << IX_STRIDE); v++)
 		if (runs & ((uint64_t)1 << v))
-			ix->leaves[lb + k++] = slots[v].group;
-	ix->nodes[at].children = children;
-	ix->nodes[at].runs = runs;
-	ix->nodes[at].leaf_base = (uint32_t)lb;
-	ix->nodes[at].child_base = (uint32_t)cb;
-	for (unsigned v = 0; v < (1u << IX_STRIDE); v++)
-		if (slots[v].node != IX_NONE &&
-		    !ix_build_node(bd, slots[v].node, slots[v].group, (uint32_t)cb++))
+			ix->words[o + IX_HDR + n_children + k++] = slots[v].group;
+	for (unsigned v = 0, k = 0; v < (1u << IX_STRIDE); v++) {
+		if (slots[v].node == IX_NONE)
+			continue;
+		uint32_t child;
+		if (!ix_build_node(bd, slots[v].node, slots[v].group, &child))
 			return false;
+		ix->words[o + IX_HDR + k++] = child;
+	}
+	*out = (uint32_t)o;
 	return true;
 }
 
@@ -957,13 +960,12 @@ static bool ix_compile(const struct policy *p, const struct trie *t, struct pref
 	memset(ix, 0, sizeof *ix);
 	if (t->n_nodes == 0)
 		return true;
-	if (t->n_nodes > UINT32_MAX / 2 || t->n_entries > UINT32_MAX / 2)
+	if (t->n_nodes > UINT32_MAX / 4 || t->n_entries > UINT32_MAX / 4)
 		return false;
 	bd.group_of = calloc(t->n_nodes, sizeof *bd.group_of);
 	up = calloc(t->n_nodes, sizeof *up);
-	ix->groups = calloc(t->n_nodes, sizeof *ix->groups);
-	ix->entries = calloc(t->n_entries ? t->n_entries : 1, sizeof *ix->entries);
-	if (!bd.group_of || !up || !ix->groups || !ix->entries)
+	ix->cells = calloc(t->n_nodes + t->n_entries, sizeof *ix->cells);
+	if (!bd.group_of || !up || !ix->cells)
 		goto out;
 	/* Groups, parents before children (a child's index is always larger
 	 * than its parent's). up[n]: nearest group strictly above n. */
@@ -972,26 +974,33 @@ static bool ix_compile(const struct policy *p, const struct trie *t, struct pref
 		const struct trie_node *tn = &t->nodes[n];
 		uint32_t gid = IX_NONE;
 		if (tn->head) {
-			gid = (uint32_t)ix->n_groups++;
-			struct ix_group *gr = &ix->groups[gid];
-			gr->first = (uint32_t)ix->n_entries;
+			gid = (uint32_t)ix->n_cells++;
+			struct ix_group *gr = &ix->cells[gid].g;
 			gr->parent = up[n];
+			gr->min_rule = UINT32_MAX;
 			for (uint32_t e = tn->head; e; e = t->entries[e - 1].next) {
 				const struct trie_entry *te = &t->entries[e - 1];
 				const struct rule *r = &p->rules[te->rule];
 				const struct dst *d = &r->dst[te->dst];
-				struct ix_entry *ie = &ix->entries[ix->n_entries++];
+				if (te->dst > IX_DST_MASK)
+					goto out;
+				struct ix_entry *ie = &ix->cells[ix->n_cells++].e;
 				ie->rule = te->rule;
 				ie->dst = te->dst;
 				ie->lo = d->ports[0].lo;
 				ie->hi = d->ports[0].hi;
 				if (d->n_ports != 1 || r->n_src || r->n_users)
 					ie->dst |= IX_SLOW;
+				if (r->action == POLICY_ACCEPT)
+					ie->dst |= IX_ACCEPT;
+				if (r->via == POLICY_VIA_DIRECT)
+					ie->dst |= IX_DIRECT;
+				if (te->rule < gr->min_rule)
+					gr->min_rule = te->rule;
+				gr->count++;
 			}
-			gr->count = (uint32_t)ix->n_entries - gr->first;
-			gr->min_rule = ix->entries[gr->first].rule;
-			if (gr->parent != IX_NONE && ix->groups[gr->parent].min_rule < gr->min_rule)
-				gr->min_rule = ix->groups[gr->parent].min_rule;
+			if (gr->parent != IX_NONE && ix->cells[gr->parent].g.min_rule < gr->min_rule)
+				gr->min_rule = ix->cells[gr->parent].g.min_rule;
 		}
 		bd.group_of[n] = gid;
 		uint32_t nearest = gid != IX_NONE ? gid : up[n];
@@ -999,10 +1008,8 @@ static bool ix_compile(const struct policy *p, const struct trie *t, struct pref
 			if (tn->child[b])
 				up[tn->child[b]] = nearest;
 	}
-	if (!grow((void **)&ix->nodes, &ix->cap_nodes, 1, sizeof *ix->nodes))
-		goto out;
-	ix->n_nodes = 1;
-	ok = ix_build_node(&bd, 0, bd.group_of[0], 0);
+	uint32_t root;
+	ok = ix_build_node(&bd, 0, bd.group_of[0], &root);
 out:
 	free(bd.group_of);
 	free(up);
@@ -1054,8 +1061,11 @@ struct policy *policy_builder_finish(struct policy_builder *b)
 	cidr_prefix_parse("0.0.0.0/0", 9, &any4, NULL, 0);
 	cidr_prefix_parse("::/0", 4, &any6, NULL, 0);
 	p->addr_accepts = calloc(p->n_rules ? p->n_rules : 1, sizeof *p->addr_accepts);
-	if (!p->addr_accepts)
+	p->texts = calloc(p->n_rules ? p->n_rules : 1, sizeof *p->texts);
+	if (!p->addr_accepts || !p->texts)
 		goto fail;
+	for (size_t ri = 0; ri < p->n_rules; ri++)
+		p->texts[ri] = p->rules[ri].text;
 	for (uint32_t ri = 0; ri < p->n_rules; ri++) {
 		struct rule *r = &p->rules[ri];
 		bool has_addr = false;
@@ -1127,6 +1137,7 @@ void policy_free(struct policy *p)
 	free(p->hosts.v);
 	free(p->wildcards.v);
 	free(p->addr_accepts);
+	free(p->texts);
 	free(p);
 }
 
@@ -1178,14 +1189,26 @@ static unsigned ix_chunk(uint64_t hi, uint64_t lo, unsigned pos)
 	return (unsigned)(lo << (pos - (64 - IX_STRIDE))) & ((1u << IX_STRIDE) - 1);
 }
 
-/* Lowest rule index below best matching a (port, src, user included) in
- * ix; best if none. *dst_out gets the matching dst. */
-static uint32_t ix_lookup(const struct policy *p, const struct prefix_index *ix,
-			  const struct cidr_addr *a, const struct policy_query *q,
-			  uint32_t best, uint32_t *dst_out)
+static unsigned ix_popcount(uint64_t x)
 {
-	if (ix->n_nodes == 0)
-		return best;
+#ifdef __POPCNT__
+	return (unsigned)__builtin_popcountll(x);
+#else
+	x = x - ((x >> 1) & 0x5555555555555555ULL);
+	x = (x & 0x3333333333333333ULL) + ((x >> 2) & 0x3333333333333333ULL);
+	x = (x + (x >> 4)) & 0x0f0f0f0f0f0f0f0fULL;
+	return (unsigned)((x * 0x0101010101010101ULL) >> 56);
+#endif
+}
+
+/* The entry of the lowest rule index below *best matching a (port, src,
+ * user included) in ix, with *best updated; NULL if none. */
+static const struct ix_entry *ix_lookup(const struct policy *p, const struct prefix_index *ix,
+					const struct cidr_addr *a, const struct policy_query *q,
+					uint32_t *best)
+{
+	if (ix->n_words == 0)
+		return NULL;
 	uint64_t hi = 0, lo = 0;
 	if (a->family == AF_INET) {
 		hi = (uint64_t)a->b[0] << 56 | (uint64_t)a->b[1] << 48 | (uint64_t)a->b[2] << 40 |
@@ -1196,41 +1219,43 @@ static uint32_t ix_lookup(const struct policy *p, const struct prefix_index *ix,
 			lo = lo << 8 | a->b[8 + i];
 		}
 	}
-	const struct ix_node *nd = &ix->nodes[0];
-	uint32_t g;
+	const uint32_t *w = ix->words;
+	uint32_t o = 0, g;
 	for (unsigned pos = 0;; pos += IX_STRIDE) {
-		uint64_t bit = (uint64_t)1 << ix_chunk(hi, lo, pos);
-		if (nd->children & bit) {
-			nd = &ix->nodes[nd->child_base +
-					(uint32_t)__builtin_popcountll(nd->children & (bit - 1))];
+		uint64_t children, runs, bit = (uint64_t)1 << ix_chunk(hi, lo, pos);
+		memcpy(&children, &w[o], sizeof children);
+		if (children & bit) {
+			o = w[o + IX_HDR + ix_popcount(children & (bit - 1))];
 			continue;
 		}
+		memcpy(&runs, &w[o + 2], sizeof runs);
 		/* bit << 1 wraps to 0 for slot 63: the mask is then all ones */
-		g = ix->leaves[nd->leaf_base +
-			       (uint32_t)__builtin_popcountll(nd->runs & ((bit << 1) - 1)) - 1];
+		g = w[o + IX_HDR + ix_popcount(children) + ix_popcount(runs & ((bit << 1) - 1)) - 1];
 		break;
 	}
-	for (; g != IX_NONE && ix->groups[g].min_rule < best; g = ix->groups[g].parent) {
-		const struct ix_group *gr = &ix->groups[g];
-		for (uint32_t i = gr->first; i < gr->first + gr->count; i++) {
-			const struct ix_entry *e = &ix->entries[i];
-			if (e->rule >= best)
+	const struct ix_entry *hit = NULL;
+	for (; g != IX_NONE && ix->cells[g].g.min_rule < *best; g = ix->cells[g].g.parent) {
+		const union ix_cell *c = &ix->cells[g];
+		for (uint32_t i = 1; i <= c->g.count; i++) {
+			const struct ix_entry *e = &c[i].e;
+			if (e->rule >= *best)
 				break;
-			bool hit;
+			bool ok;
 			if (e->dst & IX_SLOW) {
 				const struct rule *r = &p->rules[e->rule];
-				hit = port_match(&r->dst[e->dst & ~IX_SLOW], q->port) && meta_match(r, q);
+				ok = port_match(&r->dst[e->dst & IX_DST_MASK], q->port) &&
+				     meta_match(r, q);
 			} else {
-				hit = q->port >= e->lo && q->port <= e->hi;
+				ok = q->port >= e->lo && q->port <= e->hi;
 			}
-			if (hit) {
-				best = e->rule;
-				*dst_out = e->dst & ~IX_SLOW;
+			if (ok) {
+				*best = e->rule;
+				hit = e;
 				break;
 			}
 		}
 	}
-	return best;
+	return hit;
 }
 
 static uint32_t names_lookup(const struct policy *p, const struct name_index *ix,
@@ -1444,9 +1469,9 @@ void policy_decide(const struct policy *p, const struct policy_query *q,
 	}
 
 	/* 2. rules, first match wins */
-	uint32_t dsti = 0;
-	uint32_t best = ix_lookup(p, &p->all[a.family == AF_INET ? 0 : 1], &a, &qq,
-				    UINT32_MAX, &dsti);
+	uint32_t best = UINT32_MAX;
+	const struct ix_entry *hit = ix_lookup(p, &p->all[a.family == AF_INET ? 0 : 1], &a, &qq,
+					       &best);
 	bool by_name = false;
 	if (query_name(&qq, name, sizeof name)) {
 		uint32_t nb = name_match(p, name, &qq);
@@ -1459,29 +1484,37 @@ void policy_decide(const struct policy *p, const struct policy_query *q,
 		reason_no_rule(d, target, &qq);
 		return;
 	}
-	const struct rule *r = &p->rules[best];
-	if (r->action == POLICY_ACCEPT && by_name) {
-		/* A name accepted; the address it resolved to must not be denied
-		 * by any rule. */
-		uint32_t di = 0;
-		uint32_t deny = ix_lookup(p, &p->deny[a.family == AF_INET ? 0 : 1], &a, &qq,
-					    UINT32_MAX, &di);
-		if (deny != UINT32_MAX) {
-			fill(d, p, deny, POLICY_DENY);
-			reasonf(d,
-				 "rule %u denies %s (the name was accepted by rule %u)", deny, target,
-				 best);
-			return;
+	if (by_name) {
+		const struct rule *r = &p->rules[best];
+		if (r->action == POLICY_ACCEPT) {
+			/* A name accepted; the address it resolved to must not
+			 * be denied by any rule. */
+			uint32_t deny = UINT32_MAX;
+			if (ix_lookup(p, &p->deny[a.family == AF_INET ? 0 : 1], &a, &qq, &deny)) {
+				fill(d, p, deny, POLICY_DENY);
+				reasonf(d, "rule %u denies %s (the name was accepted by rule %u)",
+					deny, target, best);
+				return;
+			}
 		}
+		fill(d, p, best, r->action);
+	} else {
+		/* everything from the index entry: no access to the rule */
+		d->action = (hit->dst & IX_ACCEPT) ? POLICY_ACCEPT : POLICY_DENY;
+		d->rule = (int)best;
+		d->rule_text = p->texts[best];
+		d->via = d->action == POLICY_ACCEPT && (hit->dst & IX_DIRECT) ? POLICY_VIA_DIRECT
+									: POLICY_VIA_UPSTREAM;
+		d->guard = NULL;
 	}
-	fill(d, p, best, r->action);
 	struct sbuf sb = { d->reason, 0, sizeof d->reason };
 	sb_str(&sb, "rule ");
 	sb_uint(&sb, best);
-	sb_str(&sb, r->action == POLICY_ACCEPT ? " accepts " : " denies ");
+	sb_str(&sb, d->action == POLICY_ACCEPT ? " accepts " : " denies ");
 	sb_str(&sb, target);
 	sb_user(&sb, &qq);
 }
+
 
 bool policy_precheck(const struct policy *p, const struct policy_query *q,
 		     struct policy_decision *d)
