@@ -3,9 +3,15 @@
  * reported as ns per decision and as the ratio to the 10-rule case.
  *
  * Rules are random IPv4 prefixes inside 127.0.0.0/8 (the loopback guard is
- * lifted so that the rules decide), /16 to /32, accept or deny, with ports
- * "*", one port of a small pool, or a range; a catch-all accept
- * 127.0.0.0/9:* comes last. Every size gets the same query mix, drawn once
+ * lifted so that the rules decide), accept or deny, with ports "*", one
+ * port of a small pool, or a range; a catch-all accept 127.0.0.0/9:* comes
+ * last. Two shapes: "sparse", /24 to /32, where an address stays covered
+ * by about one rule at every size, and "nested", /16 to /32, where 100,000
+ * random rules pile up on the short prefixes (about 46 rules cover a
+ * typical address, most on other ports): every one of those is a candidate
+ * that a first-match decision has to consider, so there the cost follows
+ * the number of covering rules, which the "covering" column shows (rules
+ * whose prefix contains the address, any port, averaged over the queries). Every size gets the same query mix, drawn once
  * before timing: half the queries are random addresses inside a random rule
  * of that set (half of them on that rule's port), half are random addresses
  * anywhere in 127.0.0.0/8 (mostly outside every rule: the catch-all or the
@@ -68,7 +74,7 @@ static uint32_t mask_of(unsigned bits)
 	return bits ? ~0u << (32 - bits) : 0;
 }
 
-static void make_set(struct set *s, size_t n)
+static void make_set(struct set *s, size_t n, unsigned shortest)
 {
 	struct policy_builder *b = policy_builder_new();
 	char dst[64], err[256];
@@ -88,7 +94,7 @@ static void make_set(struct set *s, size_t n)
 	for (size_t i = 0; i <= n; i++) {
 		struct lrule *l = &s->lin[i];
 		char ports[32];
-		unsigned bits = i < n ? 16 + rnd() % 17 : 9;
+		unsigned bits = i < n ? shortest + rnd() % (33 - shortest) : 9;
 		l->mask = mask_of(bits);
 		l->addr = ((127u << 24) | (rnd() & 0x00ffffffu)) & l->mask;
 		if (i == n)
@@ -213,6 +219,16 @@ static double linear_ns(const struct set *s, unsigned passes)
 	return best;
 }
 
+/* Average number of rules whose prefix covers the address (any port). */
+static double covering(const struct set *s)
+{
+	size_t step = s->n > 1000 ? 64 : 1, total = 0, nq = 0;
+	for (size_t i = 0; i < N_QUERIES; i += step, nq++)
+		for (size_t k = 0; k <= s->n; k++)
+			total += (s->qaddr[i] & s->lin[k].mask) == s->lin[k].addr;
+	return (double)total / (double)nq;
+}
+
 /* The engine and the linear evaluator must agree on every query. */
 static size_t disagreements(const struct set *s, unsigned *accepts)
 {
@@ -237,38 +253,45 @@ static size_t disagreements(const struct set *s, unsigned *accepts)
 int main(void)
 {
 	static const size_t sizes[] = { 10, 1000, 100000 };
-	double base = 0, lin_base = 0;
+	static const struct {
+		const char *name;
+		unsigned shortest;
+	} shapes[] = { { "sparse", 24 }, { "nested", 16 } };
 
 	printf("%zu queries per size, IPv4, half inside a random rule, half anywhere in 127/8\n",
 	       (size_t)N_QUERIES);
-	printf("%-12s %12s %8s %12s %8s %10s %9s\n", "prefix rules", "ns/decision", "ratio",
-	       "linear ns", "ratio", "compile s", "accepted");
-	for (size_t i = 0; i < 3; i++) {
-		struct set s;
-		double t0 = now();
-		make_set(&s, sizes[i]);
-		double build = now() - t0;
-		unsigned acc;
-		size_t bad = disagreements(&s, &acc);
-		double ns = engine_ns(&s, 8);
-		if (i == 0)
-			base = ns;
-		char lin[32] = "-", linr[32] = "-";
-		if (sizes[i] <= 1000) {
-			double l = linear_ns(&s, sizes[i] <= 10 ? 32 : 4);
+	printf("%-7s %8s %12s %7s %10s %7s %9s %9s %9s\n", "shape", "rules", "ns/decision",
+	       "ratio", "linear ns", "ratio", "covering", "compile s", "accepted");
+	for (size_t sh = 0; sh < 2; sh++) {
+		double base = 0, lin_base = 0;
+		for (size_t i = 0; i < 3; i++) {
+			struct set s;
+			double t0 = now();
+			make_set(&s, sizes[i], shapes[sh].shortest);
+			double build = now() - t0;
+			unsigned acc;
+			size_t bad = disagreements(&s, &acc);
+			double ns = engine_ns(&s, 8);
 			if (i == 0)
-				lin_base = l;
-			snprintf(lin, sizeof lin, "%.1f", l);
-			snprintf(linr, sizeof linr, "%.2f", l / lin_base);
-		}
-		printf("%-12zu %12.1f %8.2f %12s %8s %10.3f %8.1f%%\n", sizes[i], ns, ns / base, lin,
-		       linr, build, 100.0 * acc / N_QUERIES);
-		if (bad) {
-			printf("  %zu decisions differ from the linear evaluator\n", bad);
+				base = ns;
+			char lin[32] = "-", linr[32] = "-";
+			if (sizes[i] <= 1000) {
+				double l = linear_ns(&s, sizes[i] <= 10 ? 32 : 4);
+				if (i == 0)
+					lin_base = l;
+				snprintf(lin, sizeof lin, "%.1f", l);
+				snprintf(linr, sizeof linr, "%.2f", l / lin_base);
+			}
+			printf("%-7s %8zu %12.1f %7.2f %10s %7s %9.1f %9.3f %8.1f%%\n", shapes[sh].name,
+			       sizes[i], ns, ns / base, lin, linr, covering(&s), build,
+			       100.0 * acc / N_QUERIES);
+			if (bad) {
+				printf("  %zu decisions differ from the linear evaluator\n", bad);
+				free_set(&s);
+				return 1;
+			}
 			free_set(&s);
-			return 1;
 		}
-		free_set(&s);
 	}
 	return 0;
 }
