@@ -14,8 +14,9 @@
  * authenticated user", routes being TAILSCALE_ADVERTISE_ROUTES plus --allow.
  *
  * Decision cost does not grow with the number of prefix rules: prefixes are
- * indexed in a binary trie per family that yields candidate rules along the
- * address's path.
+ * indexed per family in a trie that reads 6 address bits per level (at most
+ * 6 node reads for IPv4) and yields candidate rules along the address's
+ * path; the lowest index among them wins.
  */
 #ifndef TAILFENCE_POLICY_H
 #define TAILFENCE_POLICY_H
