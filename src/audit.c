@@ -583,6 +583,9 @@ void audit_close(struct audit *a, const struct audit_close *c)
 {
 	cJSON *o = rec_new("close");
 	cJSON_AddNumberToObject(o, "conn", (double)c->conn_id);
+	add_str(o, "client", c->client);
+	add_str(o, "proto", c->proto);
+	add_str(o, "addr", c->addr);
 	cJSON_AddNumberToObject(o, "bytes_up", (double)c->bytes_up);
 	cJSON_AddNumberToObject(o, "bytes_down", (double)c->bytes_down);
 	cJSON_AddNumberToObject(o, "duration_ms", (double)c->duration_ms);

@@ -132,6 +132,7 @@ struct conn {
 	enum policy_via via[RESOLVE_MAX_ADDRS];
 	size_t n_allowed;
 	size_t next_dial;
+	struct cidr_addr connected;	/* the address the dial reached */
 	struct resolve_req *resolve;
 	struct upstream_dial *dial;
 	bool decided;			/* a decision record was written */
@@ -291,8 +292,13 @@ static void conn_close(struct conn *c, const char *end, const char *error)
 		up = c->head_up + relay_bytes_up(c->relay);
 		down = relay_bytes_down(c->relay);
 	}
+	char addr_text[CIDR_ADDR_STRLEN];
 	struct audit_close rec = {
 		.conn_id = c->id,
+		.client = c->client_text,
+		.proto = conn_proto_names[c->proto],
+		.addr = c->connected.family ? cidr_addr_format(&c->connected, addr_text,
+							       sizeof addr_text) : NULL,
 		.bytes_up = up,
 		.bytes_down = down,
 		.duration_ms = conn_elapsed_ms(c),
@@ -422,6 +428,7 @@ static void conn_dial_cb(void *arg, struct upstream_result *res)
 		return;
 	}
 
+	c->connected = c->allowed[c->next_dial - 1];
 	uint8_t out[32];
 	char head[128];
 	switch (c->proto) {

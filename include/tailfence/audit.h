@@ -58,11 +58,14 @@ struct audit_decision {
 
 struct audit_close {
 	uint64_t conn_id;
+	const char *client;	/* as in the decision; also for connections that
+				 * never got as far as one (garbage, timeouts) */
+	const char *proto;	/* NULL until the handshake said */
+	const char *addr;	/* the address actually connected, or NULL */
 	uint64_t bytes_up;	/* client -> destination */
 	uint64_t bytes_down;	/* destination -> client */
 	uint64_t duration_ms;
-	const char *end;	/* client_eof | upstream_eof | idle_timeout |
-				 * shutdown | denied | error | ... */
+	const char *end;	/* see docs/audit.md for the list */
 	const char *error;	/* error text when end is "error", else NULL */
 };
 

@@ -165,7 +165,11 @@ static void test_format(void)
 		.reason = "rule web accepts", .upstream = "socks5://127.0.0.1:1055",
 	};
 	CHECK(audit_decision(a, &d), "decision accepted");
-	struct audit_close c = { 42, 1234, 56789, 1500, "error", "connection reset by peer" };
+	struct audit_close c = {
+		.conn_id = 42, .client = "127.0.0.1:40000", .proto = "http-connect",
+		.addr = "127.0.0.9", .bytes_up = 1234, .bytes_down = 56789, .duration_ms = 1500,
+		.end = "error", .error = "connection reset by peer",
+	};
 	audit_close(a, &c);
 	audit_event(a, "reload", "config.json");
 	audit_free(a);
@@ -204,6 +208,10 @@ static void test_format(void)
 
 	o = cJSON_Parse(l.v[1]);
 	CHECK(o && strcmp(cJSON_GetObjectItem(o, "type")->valuestring, "close") == 0, "close type");
+	CHECK(o && strcmp(cJSON_GetObjectItem(o, "client")->valuestring, "127.0.0.1:40000") == 0,
+	      "close names the client");
+	CHECK(o && strcmp(cJSON_GetObjectItem(o, "addr")->valuestring, "127.0.0.9") == 0,
+	      "close names the connected address");
 	CHECK(o && cJSON_GetObjectItem(o, "bytes_up")->valuedouble == 1234, "bytes_up");
 	CHECK(o && cJSON_GetObjectItem(o, "bytes_down")->valuedouble == 56789, "bytes_down");
 	CHECK(o && cJSON_GetObjectItem(o, "duration_ms")->valuedouble == 1500, "duration_ms");
