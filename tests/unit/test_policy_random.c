@@ -12,21 +12,7 @@
 #include <string.h>
 #include <strings.h>
 
-static int passed, failed;
-
-#define CHECK(cond, ...)                                                    \
-	do {                                                                \
-		if (cond) {                                                 \
-			passed++;                                           \
-		} else {                                                    \
-			failed++;                                           \
-			if (failed < 20) {                                  \
-				printf("FAIL %s:%d: ", __FILE__, __LINE__); \
-				printf(__VA_ARGS__);                        \
-				printf("\n");                               \
-			}                                                   \
-		}                                                           \
-	} while (0)
+#include "check.h"
 
 static uint64_t rng = 0x9e3779b97f4a7c15ULL;
 
