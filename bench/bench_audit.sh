@@ -9,40 +9,13 @@
 # bench/loadgen (meson -Dbench=true) as client and echo origin. Not a test.
 set -euo pipefail
 
-here=$(cd "$(dirname "$0")/.." && pwd)
-if [ "${TAILFENCE_BENCH_NS:-}" != 1 ]; then
-	exec unshare --net env TAILFENCE_BENCH_NS=1 bash "$0" "$@"
-fi
-ip link set lo up
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
+bench_setup "$0" "$@"
 
 N=20000; ROUNDS=5; THREADS=4
 [ "${1:-}" = --quick ] && { N=4000; ROUNDS=3; }
 
-build=${BENCH_BUILD:-$here/build-bench}
-if [ ! -d "$build" ]; then
-	meson setup "$build" "$here" -Dbench=true --buildtype=release >/dev/null
-fi
-meson compile -C "$build" >/dev/null
-LG=$build/bench/loadgen
-TF=$build/tailfence
-
-work=$(mktemp -d)
-pids=()
-cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	rm -rf "$work"
-}
-trap cleanup EXIT
-
-wait_port() {
-	for _ in $(seq 100); do
-		(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-		sleep 0.1
-	done
-	echo "port $1 did not open" >&2
-	return 1
-}
 
 head -c 32 /dev/urandom | base64 >"$work/audit.key"
 chmod 600 "$work/audit.key"

@@ -11,11 +11,9 @@
 # machine. Not part of the tests.
 set -euo pipefail
 
-here=$(cd "$(dirname "$0")/.." && pwd)
-if [ "${TAILFENCE_BENCH_NS:-}" != 1 ]; then
-	exec unshare --net env TAILFENCE_BENCH_NS=1 bash "$0" "$@"
-fi
-ip link set lo up
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
+bench_setup "$0" "$@"
 
 quick=0
 [ "${1:-}" = --quick ] && quick=1
@@ -27,31 +25,6 @@ fi
 THREADS=4
 TSBIN=${TSBIN:-/opt/tfgo/bin}
 
-build=${BENCH_BUILD:-$here/build-bench}
-if [ ! -d "$build" ]; then
-	meson setup "$build" "$here" -Dbench=true --buildtype=release >/dev/null
-fi
-meson compile -C "$build" >/dev/null
-LG=$build/bench/loadgen
-TF=$build/tailfence
-
-work=$(mktemp -d)
-pids=()
-cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	rm -rf "$work"
-}
-trap cleanup EXIT
-
-wait_port() {
-	for _ in $(seq 100); do
-		(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-		sleep 0.1
-	done
-	echo "port $1 did not open" >&2
-	return 1
-}
 
 ORIGIN=127.0.0.1:7001
 "$LG" serve 7001 & pids+=($!)
