@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include <event2/dns.h>
 #include <event2/event.h>
@@ -260,6 +261,27 @@ static bool gateway_listen(struct gateway *gw)
 	return true;
 }
 
+/* Each connection holds two sockets, and two pipes more once it splices:
+ * raise the soft descriptor limit to the hard one, and say so when even
+ * that cannot hold max_connections. */
+static void gateway_raise_nofile(const struct config *cfg)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return;
+	if (rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+		getrlimit(RLIMIT_NOFILE, &rl);
+	}
+	rlim_t want = (rlim_t)cfg->max_connections * 2 + 64;
+	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want)
+		log_warn("open file limit %llu is below what limits.max_connections=%zu needs "
+			 "(%llu); raise it (ulimit -n, LimitNOFILE=) or lower the limit",
+			 (unsigned long long)rl.rlim_cur, cfg->max_connections,
+			 (unsigned long long)want);
+}
+
 static void gateway_free(struct gateway *gw)
 {
 	for (size_t i = 0; i < gw->n_listeners; i++)
@@ -307,6 +329,7 @@ int gateway_main(int argc, char **argv)
 	log_set_level((enum log_level)gw.cfg->log_level);
 	/* A peer that vanishes must be an error on write, not a signal. */
 	signal(SIGPIPE, SIG_IGN);
+	gateway_raise_nofile(gw.cfg);
 	evthread_use_pthreads();
 
 	gw.base = event_base_new();
