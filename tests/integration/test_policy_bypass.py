@@ -28,7 +28,7 @@ import threading
 
 import pytest
 
-from helpers import (ATYP_DOMAIN, ATYP_IPV6, EchoOrigin, connect, free_port, read_http_response,
+from helpers import (ATYP_DOMAIN, ATYP_IPV6, EchoOrigin, clean_env, free_port, read_http_response,
                      recv_exact, socks4_connect, socks5_connect)
 
 NAME = "db.internal"
@@ -375,15 +375,8 @@ def test_ip_literal_does_not_match_a_hostname_rule(tailfence, origins, hosts_fil
 
 VARIANTS = ["DB.Internal", "db.internal.", "DB.INTERNAL.", "dB.iNtErNaL"]
 
-HOSTS_TRAILING_DOT_BUG = pytest.mark.xfail(
-    strict=True, reason="resolve.c resolve_start hands the name with its trailing dot to "
-    "evdns_getaddrinfo, whose hosts-file lookup does not ignore the dot: the name matches the "
-    "rule but does not resolve (SOCKS5 0x04, HTTP 502)")
 
-
-@pytest.mark.parametrize("variant", [v if not v.endswith(".") else
-                                     pytest.param(v, marks=HOSTS_TRAILING_DOT_BUG)
-                                     for v in VARIANTS])
+@pytest.mark.parametrize("variant", VARIANTS)
 def test_mixed_case_and_trailing_dot_match_the_rule(variant, tailfence, origins, hosts_file, tmp_path):
     o = origins.echo("127.0.0.1")
     d = daemon(tailfence, tmp_path, [name_rule(o.port)], True,
@@ -529,3 +522,52 @@ def _free4(port):
         return True
     except OSError:
         return False
+
+
+# ----------------------------------------------- the system's hosts file
+
+def start_with_etc_hosts(tailfence_bin, tmp_path, hosts, *args):
+    """A daemon started in a mount namespace of its own with `hosts` bound
+    over /etc/hosts (unshare and sh exec into tailfence: same pid)."""
+    from conftest import Tailfence, _sanitizer_env
+    f = tmp_path / "etc-hosts"
+    f.write_text(hosts)
+    port = free_port()
+    audit = str(tmp_path / "audit-etc-hosts.jsonl")
+    argv = ["unshare", "--mount", "--", "sh", "-c", 'mount --bind "$0" /etc/hosts && exec "$@"', str(f),
+            tailfence_bin, "--listen", "127.0.0.1:%d" % port, "--upstream", "direct",
+            "--audit-log", audit] + [str(a) for a in args]
+    d = Tailfence(tailfence_bin, argv, [port], audit, tmp_path / "tailfence-etc-hosts.log",
+                  _sanitizer_env(clean_env()))
+    d.wait_ready()
+    return d
+
+
+SYSTEM_HOSTS_IGNORED = pytest.mark.xfail(
+    strict=True, reason="resolve.c resolve_new_base: with dns servers configured and no hosts "
+    "file it calls evdns_base_load_hosts(dns, NULL), which loads only the built-in localhost "
+    "entries, not /etc/hosts; names from /etc/hosts then go to DNS (SOCKS5 0x04)")
+
+
+@SYSTEM_HOSTS_IGNORED
+@pytest.mark.parametrize("lift", [False, True], ids=["guarded", "control-lifted"])
+def test_name_from_the_system_hosts_file_with_a_dns_server(lift, tailfence_bin, origins, dns, tmp_path):
+    # No --hosts-file: the system's /etc/hosts answers before the configured
+    # nameserver (docs/config.md, dns.hosts_file: "system default").
+    o = origins.echo("127.0.0.1")
+    server = dns({})
+    path = config(tmp_path, [name_rule()], lift)
+    d = start_with_etc_hosts(tailfence_bin, tmp_path, "127.0.0.1 %s\n" % NAME, "--config", path,
+                             "--dns-server", server.addr, "--dns-timeout", "1s")
+    try:
+        rep = socks5_rep(d, NAME, o.port)
+        if lift:
+            assert rep == 0, "SOCKS5 0x%02x for a name in /etc/hosts (DNS asked: %r)" % (
+                rep if rep is not None else -1, server.queries)
+            assert o.count == 1
+        else:
+            assert rep == 0x02, rep
+            assert o.count == 0
+            assert_guard_denied(d, o.port)
+    finally:
+        assert d.stop() == 0
