@@ -21,7 +21,7 @@ import subprocess
 
 import pytest
 
-from helpers import (clean_env, connect, curl, read_http_response, recv_exact,
+from helpers import (clean_env, curl, read_http_response, recv_exact,
                      socks5_greet, socks5_read_reply, socks5_request_bytes, wait_closed)
 
 A_HOST = "127.0.0.1"
