@@ -52,8 +52,10 @@ static bool check_resolve(const struct config *c, const char *host,
 		return false;
 	}
 	bool ok = resolve_start(base, dns, host, check_resolved, &l) != NULL;
-	if (ok)
-		event_base_dispatch(base);
+	/* The resolver keeps its nameserver socket registered: run the loop
+	 * until the answer is in, not until the loop is empty. */
+	while (ok && !l.done && event_base_loop(base, EVLOOP_ONCE) == 0)
+		;
 	evdns_base_free(dns, 0);
 	event_base_free(base);
 	if (!ok || !l.done) {

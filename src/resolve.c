@@ -51,7 +51,7 @@ struct evdns_base *resolve_new_base(struct event_base *base, const struct config
 	if (cfg->hosts_file)
 		evdns_base_load_hosts(dns, cfg->hosts_file);
 	else if (cfg->n_dns_servers > 0)
-		evdns_base_load_hosts(dns, NULL);
+		evdns_base_load_hosts(dns, "/etc/hosts");
 	char timeout[32];
 	snprintf(timeout, sizeof timeout, "%.3f",
 		 (cfg->dns_timeout_ms ? cfg->dns_timeout_ms : 5000) / 1000.0 / 2);

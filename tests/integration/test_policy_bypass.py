@@ -543,13 +543,6 @@ def start_with_etc_hosts(tailfence_bin, tmp_path, hosts, *args):
     return d
 
 
-SYSTEM_HOSTS_IGNORED = pytest.mark.xfail(
-    strict=True, reason="resolve.c resolve_new_base: with dns servers configured and no hosts "
-    "file it calls evdns_base_load_hosts(dns, NULL), which loads only the built-in localhost "
-    "entries, not /etc/hosts; names from /etc/hosts then go to DNS (SOCKS5 0x04)")
-
-
-@SYSTEM_HOSTS_IGNORED
 @pytest.mark.parametrize("lift", [False, True], ids=["guarded", "control-lifted"])
 def test_name_from_the_system_hosts_file_with_a_dns_server(lift, tailfence_bin, origins, dns, tmp_path):
     # No --hosts-file: the system's /etc/hosts answers before the configured
