@@ -265,7 +265,7 @@ static bool conn_audit_decision(struct conn *c, const struct cidr_addr *addr, bo
 		.listener = c->listener_text,
 		.proto = conn_proto_names[c->proto],
 		.user = c->user[0] ? c->user : NULL,
-		.host = c->host,
+		.host = c->host[0] ? c->host : NULL,
 		.port = c->port,
 		.addr = addr && addr->family ? cidr_addr_format(addr, addr_text, sizeof addr_text)
 					     : NULL,
@@ -561,6 +561,18 @@ static void conn_target_ready(struct conn *c)
 		return;
 	}
 
+	/* "0177.0.0.1" or "127.1" are not names, and resolvers read them in
+	 * different ways: refuse rather than guess which address was meant. */
+	if (strspn(c->host, "0123456789.") == strlen(c->host)) {
+		char why[400];
+		snprintf(why, sizeof why,
+			 "\"%s\" is neither a host name nor an IPv4 address in dotted-quad form",
+			 c->host);
+		conn_audit_decision(c, NULL, false, NULL, why);
+		conn_fail(c, CONN_FAIL_DENIED, why);
+		return;
+	}
+
 	struct policy_query q;
 	struct policy_decision d;
 	conn_query_init(c, &q);
@@ -621,6 +633,14 @@ static void conn_auth_failed(struct conn *c, const char *why)
 
 static void conn_auth_delay_over(struct conn *c)
 {
+	/* The refusal is a decision like any other, and names who tried. */
+	const char *tried = c->proto == CONN_PROTO_SOCKS5 ? c->socks.user : c->http.user;
+	char why[320];
+	snprintf(why, sizeof why, "login failed for user \"%s\"", tried);
+	snprintf(c->user, sizeof c->user, "%s", tried);
+	struct policy_decision d = { .action = POLICY_DENY, .rule = -1, .guard = "auth" };
+	conn_audit_decision(c, NULL, false, &d, why);
+
 	if (c->proto == CONN_PROTO_SOCKS5) {
 		socks5_server_auth_result(&c->socks, false);
 		conn_send(c, c->socks.out, c->socks.out_len);
@@ -802,6 +822,10 @@ static void conn_http_read(struct conn *c)
 	}
 	evbuffer_drain(in, used);
 	bufferevent_disable(c->client, EV_READ);
+	if (c->http.host_is_addr)
+		conn_set_target_addr(c, &c->http.addr, c->http.port);
+	else
+		conn_set_target_name(c, c->http.host, c->http.port);
 
 	if (policy_auth_required(c->cfg->policy)) {
 		if (!c->http.have_credentials) {
@@ -819,10 +843,6 @@ static void conn_http_read(struct conn *c)
 
 static void conn_http_authenticated(struct conn *c)
 {
-	if (c->http.host_is_addr)
-		conn_set_target_addr(c, &c->http.addr, c->http.port);
-	else
-		conn_set_target_name(c, c->http.host, c->http.port);
 	conn_target_ready(c);
 }
 

@@ -346,6 +346,24 @@ def test_loopback_spellings_control(tailfence, origins, dns, tmp_path):
     assert o.count == 1
 
 
+# Digits and dots that are not a dotted quad are not names, and resolvers
+# disagree on them (0177 octal or decimal?): refused outright, even with the
+# loopback guard lifted, before any lookup.
+NUMERIC = ["127.1", "0177.0.0.1", "2130706433", "127.000.000.001", "127.0.0.1."]
+
+
+@pytest.mark.parametrize("spelling", NUMERIC)
+def test_numeric_names_are_refused_before_any_lookup(spelling, tailfence, origins, dns, tmp_path):
+    o = origins.echo("127.0.0.1")
+    server = dns({"*": ["127.0.0.1"]})
+    d = daemon(tailfence, tmp_path, [LO_PREFIXES], True, "--dns-server", server.addr)
+    assert socks5_rep(d, spelling, o.port, atyp=ATYP_DOMAIN) == 0x02
+    assert o.count == 0
+    dec = d.wait_audit(type="decision", verdict="deny", port=o.port)[0]
+    assert "neither a host name nor an IPv4 address" in dec["reason"], dec
+    assert not server.queries, "a numeric name was sent to DNS: %r" % server.queries
+
+
 # ---------------------------------- IP literal when only a hostname rule allows
 
 def test_ip_literal_does_not_match_a_hostname_rule(tailfence, origins, hosts_file, tmp_path):

@@ -131,6 +131,10 @@ def test_curl_socks5_wrong_password_refused(two_users):
     assert a.count == 0, "origin A was reached without a valid login"
     closes = d.wait_audit(type="close", end="auth_failed", n=2)
     assert not d.decisions(verdict="allow"), d.decisions()
+    # each refusal is a decision that names who tried (never the password)
+    tried = d.wait_audit(type="decision", verdict="deny", guard="auth", n=2)
+    assert sorted(t["user"] for t in tried) == ["alice", "mallory"], tried
+    assert all("login failed" in t["reason"] for t in tried), tried
     assert all(c["bytes_up"] == 0 and c["bytes_down"] == 0 for c in closes), closes
     # the right password still works afterwards (after the throttle's delay)
     r = curl(a.url + "right", proxy=proxy_url(d, "socks5h", "alice"))
@@ -250,6 +254,9 @@ def test_curl_http_wrong_password_407(two_users):
     assert a.count == 0
     d.wait_audit(type="close", end="auth_failed", n=2)
     assert not d.decisions(verdict="allow")
+    tried = d.wait_audit(type="decision", verdict="deny", guard="auth", n=2)
+    assert sorted(t["user"] for t in tried) == ["alice", "mallory"], tried
+    assert all(t["port"] == a.port for t in tried), "HTTP knows the target before the login"
     assert_no_secret(d)
 
 
