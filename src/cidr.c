@@ -8,6 +8,7 @@
  * IPv4-mapped IPv6 (::ffff:a.b.c.d) is normalised to plain IPv4 everywhere.
  */
 #include "tailfence/cidr.h"
+#include "tailfence/log.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -167,23 +168,6 @@ static void mask_addr(struct cidr_addr *a, unsigned bits)
 }
 
 /* Shows at most 60 bytes of a value inside an error message. */
-static void quote_value(const char *s, size_t len, char *out, size_t outlen)
-{
-	size_t n = len > 60 ? 60 : len;
-	size_t j = 0;
-	for (size_t i = 0; i < n && j + 5 < outlen; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\')
-			j += (size_t)snprintf(out + j, outlen - j, "\\x%02x", c);
-		else
-			out[j++] = (char)c;
-	}
-	if (n < len && j + 4 < outlen) {
-		memcpy(out + j, "...", 3);
-		j += 3;
-	}
-	out[j < outlen ? j : outlen - 1] = '\0';
-}
 
 bool cidr_prefix_parse_reason(const char *s, size_t len, struct cidr_prefix *out,
 			      char *reason, size_t reasonlen)
@@ -294,7 +278,7 @@ bool cidr_prefix_parse(const char *s, size_t len, struct cidr_prefix *out,
 		return true;
 	if (err && errlen) {
 		char q[256];
-		quote_value(s ? s : "", s ? len : 0, q, sizeof q);
+		log_quote(s ? s : "", s ? len : 0, 60, q, sizeof q);
 		if (strncmp(reason, "has ", 4) == 0 || strncmp(reason, "is ", 3) == 0 ||
 		    strncmp(reason, "contains ", 9) == 0)
 			snprintf(err, errlen, "\"%s\" %s", q, reason);

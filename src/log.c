@@ -20,6 +20,24 @@ int log_level_parse(const char *s)
 	return -1;
 }
 
+void log_quote(const char *s, size_t len, size_t max, char *out, size_t outlen)
+{
+	size_t n = len > max ? max : len;
+	size_t j = 0;
+	for (size_t i = 0; i < n && j + 5 < outlen; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\')
+			j += (size_t)snprintf(out + j, outlen - j, "\\x%02x", c);
+		else
+			out[j++] = (char)c;
+	}
+	if (n < len && j + 4 < outlen) {
+		memcpy(out + j, "...", 3);
+		j += 3;
+	}
+	out[j < outlen ? j : outlen - 1] = '\0';
+}
+
 void log_msg(enum log_level level, const char *fmt, ...)
 {
 	if (level > current)

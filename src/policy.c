@@ -16,6 +16,7 @@
  * in sorted arrays looked up by the name and each of its parent domains.
  */
 #include "tailfence/policy.h"
+#include "tailfence/log.h"
 
 #include "tailfence/auth.h"
 
@@ -224,24 +225,6 @@ static char lower(char c)
 	return (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
 }
 
-static void quote(const char *s, size_t len, char *out, size_t outlen)
-{
-	size_t j = 0;
-	size_t n = len > 80 ? 80 : len;
-	for (size_t i = 0; i < n && j + 6 < outlen; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\')
-			j += (size_t)snprintf(out + j, outlen - j, "\\x%02x", c);
-		else
-			out[j++] = (char)c;
-	}
-	if (n < len && j + 4 < outlen) {
-		memcpy(out + j, "...", 3);
-		j += 3;
-	}
-	if (outlen)
-		out[j < outlen ? j : outlen - 1] = '\0';
-}
 
 /* Lower-cases a requested name and drops one trailing dot. Returns false
  * when it is empty, too long, or not a name at all. */
@@ -542,7 +525,7 @@ bool policy_dst_check(const char *entry, char *err, size_t errlen)
 		dst_free(&d);
 		return true;
 	}
-	quote(entry, strlen(entry), q, sizeof q);
+	log_quote(entry, strlen(entry), 80, q, sizeof q);
 	snprintf(err, errlen, "\"%s\": %s", q, reason);
 	return false;
 }
@@ -751,7 +734,7 @@ bool policy_builder_add_rule(struct policy_builder *b, const struct policy_rule_
 	for (size_t i = 0; i < spec->n_dst; i++) {
 		const char *e = spec->dst[i] ? spec->dst[i] : "";
 		if (!parse_dst(e, &r.dst[i], reason, sizeof reason)) {
-			quote(e, strlen(e), q, sizeof q);
+			log_quote(e, strlen(e), 80, q, sizeof q);
 			snprintf(err, errlen, "dst[%zu]: \"%s\": %s", i, q, reason);
 			goto fail;
 		}
@@ -760,7 +743,7 @@ bool policy_builder_add_rule(struct policy_builder *b, const struct policy_rule_
 	for (size_t i = 0; i < spec->n_src; i++) {
 		const char *e = spec->src[i] ? spec->src[i] : "";
 		if (!cidr_prefix_parse_reason(e, strlen(e), &r.src[i], reason, sizeof reason)) {
-			quote(e, strlen(e), q, sizeof q);
+			log_quote(e, strlen(e), 80, q, sizeof q);
 			snprintf(err, errlen, "src[%zu]: \"%s\": %s", i, q, reason);
 			goto fail;
 		}
@@ -774,7 +757,7 @@ bool policy_builder_add_rule(struct policy_builder *b, const struct policy_rule_
 			continue;
 		}
 		if (!auth_users_has(p->users, u)) {
-			quote(u, strlen(u), q, sizeof q);
+			log_quote(u, strlen(u), 80, q, sizeof q);
 			snprintf(err, errlen, "users[%zu]: \"%s\" is not a configured user%s", i, q,
 				 auth_users_count(p->users) ? "" : " (no \"users\" are configured)");
 			goto fail;

@@ -5,6 +5,8 @@
 #ifndef TAILFENCE_LOG_H
 #define TAILFENCE_LOG_H
 
+#include <stddef.h>
+
 enum log_level {
 	LOG_LEVEL_ERROR = 0,
 	LOG_LEVEL_WARN,
@@ -17,6 +19,11 @@ enum log_level log_get_level(void);
 
 /* Parses "error", "warn", "info", "debug"; returns -1 otherwise. */
 int log_level_parse(const char *s);
+
+/* Copies at most max bytes of an untrusted value into out for a message:
+ * control bytes, non-ASCII, quote and backslash become \xNN, a cut value
+ * ends in "...". Always NUL-terminates (outlen > 0). */
+void log_quote(const char *s, size_t len, size_t max, char *out, size_t outlen);
 
 void log_msg(enum log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
