@@ -366,6 +366,11 @@ int gateway_main(int argc, char **argv)
 		goto out;
 
 	log_info("tailfence %s: upstream %s", TAILFENCE_VERSION, gw.cfg->upstream.text);
+	const struct policy *p = gw.cfg->policy;
+	if (policy_route_count(p) == 0 && policy_rule_count(p) == 1 &&
+	    strncmp(policy_rule_text(p, 0), "default:", 8) == 0)
+		log_warn("no routes (TAILSCALE_ADVERTISE_ROUTES is empty), no rules and no --allow: "
+			 "every destination will be denied");
 	audit_event(gw.audit, "start", gw.cfg->upstream.text);
 	event_base_dispatch(gw.base);
 	audit_event(gw.audit, "shutdown", NULL);
