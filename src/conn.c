@@ -121,7 +121,6 @@ struct conn {
 	struct httpproxy_body body;
 
 	char user[256];
-	bool authenticated;
 	struct conn_login *login;	/* password check in flight */
 
 	/* The target as asked for, then the addresses the policy allowed. */
@@ -135,7 +134,6 @@ struct conn {
 	struct cidr_addr connected;	/* the address the dial reached */
 	struct resolve_req *resolve;
 	struct upstream_dial *dial;
-	bool decided;			/* a decision record was written */
 	enum conn_failure last_failure;
 	char last_error[160];
 
@@ -277,7 +275,6 @@ static bool conn_audit_decision(struct conn *c, const struct cidr_addr *addr, bo
 			    : d && d->via == POLICY_VIA_DIRECT ? "direct"
 			    : c->cfg->upstream.text,
 	};
-	c->decided = true;
 	return audit_decision(c->gw->audit, &rec);
 }
 
@@ -610,7 +607,6 @@ static void conn_set_target_name(struct conn *c, const char *name, uint16_t port
 /* ---------- authentication ---------- */
 
 static void conn_socks_read(struct conn *c);
-static void conn_http_authenticated(struct conn *c);
 
 static void conn_login_free(struct conn_login *l)
 {
@@ -660,7 +656,6 @@ static void conn_login_result(struct conn *c, const char *user, bool ok)
 		return;
 	}
 	snprintf(c->user, sizeof c->user, "%s", user);
-	c->authenticated = true;
 	if (c->proto == CONN_PROTO_SOCKS5) {
 		socks5_server_auth_result(&c->socks, true);
 		conn_send(c, c->socks.out, c->socks.out_len);
@@ -669,7 +664,7 @@ static void conn_login_result(struct conn *c, const char *user, bool ok)
 		bufferevent_enable(c->client, EV_READ);
 		conn_socks_read(c);	/* the request may be buffered already */
 	} else {
-		conn_http_authenticated(c);
+		conn_target_ready(c);
 	}
 }
 
@@ -838,11 +833,6 @@ static void conn_http_read(struct conn *c)
 		conn_login(c, c->http.user, c->http.pass);
 		return;
 	}
-	conn_http_authenticated(c);
-}
-
-static void conn_http_authenticated(struct conn *c)
-{
 	conn_target_ready(c);
 }
 
