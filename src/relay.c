@@ -241,14 +241,8 @@ static void relay_splice_read_cb(evutil_socket_t fd, short what, void *arg)
 		s->bytes += (uint64_t)n;
 		event_base_gettimeofday_cached(event_get_base(s->ev_read), &r->last);
 	} else if (n == 0) {
-		s->eof = true;
 		event_del(s->ev_read);
-		if (!r->have_first_eof) {
-			r->have_first_eof = true;
-			r->first_eof = s == &r->client ? RELAY_END_CLIENT_EOF
-						       : RELAY_END_UPSTREAM_EOF;
-		}
-		s->peer->want_fin = true;
+		relay_mark_eof(s, true);
 	} else if (errno != EAGAIN && errno != EINTR) {
 		relay_error(r, s, errno);
 		return;
