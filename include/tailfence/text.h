@@ -1,0 +1,67 @@
+/*
+ * text: locale-free character classes and small byte-string helpers.
+ *
+ * Every parser in tailfence reads bytes from the network or from files
+ * written by people; <ctype.h> depends on the locale and is undefined for
+ * negative chars, so the parsers use these instead. Pure and inline.
+ */
+#ifndef TAILFENCE_TEXT_H
+#define TAILFENCE_TEXT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+static inline bool text_is_digit(char c)
+{
+	return c >= '0' && c <= '9';
+}
+
+static inline bool text_is_alpha(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+static inline bool text_is_alnum(char c)
+{
+	return text_is_digit(c) || text_is_alpha(c);
+}
+
+static inline bool text_is_hex(char c)
+{
+	return text_is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+/* C0 controls and DEL. */
+static inline bool text_is_ctl(char c)
+{
+	return (unsigned char)c < 0x20 || c == 0x7f;
+}
+
+static inline char text_lower(char c)
+{
+	return (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
+}
+
+/* True when a[0..n) and b[0..n) are equal ignoring ASCII case. */
+static inline bool text_ieq(const char *a, const char *b, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (text_lower(a[i]) != text_lower(b[i]))
+			return false;
+	return true;
+}
+
+/* Decodes standard base64 (RFC 4648 alphabet, '=' padding optional but
+ * only at the end, no whitespace) from in[0..len) into out (at most cap
+ * bytes). Returns false on any other byte, a bad length, non-zero
+ * leftover bits or too small a buffer. Pure. */
+bool text_base64_decode(const char *in, size_t len, unsigned char *out, size_t cap,
+			size_t *outlen);
+
+/* Length of the decoded form of len base64 characters, at most. */
+static inline size_t text_base64_max(size_t len)
+{
+	return len / 4 * 3 + 3;
+}
+
+#endif

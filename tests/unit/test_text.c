@@ -1,0 +1,121 @@
+/*
+ * test_text: the locale-free classes and base64, plus the DNS answer reader.
+ */
+#include "tailfence/dnsmsg.h"
+#include "tailfence/text.h"
+
+#include <string.h>
+
+#include "check.h"
+
+static void test_classes(void)
+{
+	for (int c = -128; c < 128; c++) {
+		char ch = (char)c;
+		bool digit = c >= '0' && c <= '9';
+		bool alpha = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+		CHECK(text_is_digit(ch) == digit, "digit %d", c);
+		CHECK(text_is_alpha(ch) == alpha, "alpha %d", c);
+		CHECK(text_is_alnum(ch) == (digit || alpha), "alnum %d", c);
+		CHECK(text_is_ctl(ch) == ((c >= 0 && c < 32) || c == 127), "ctl %d", c);
+		CHECK(text_lower(ch) == (c >= 'A' && c <= 'Z' ? c + 32 : c), "lower %d", c);
+	}
+	CHECK(text_ieq("Local-TailscaleD.Sock", "local-tailscaled.sock", 21), "ieq");
+	CHECK(!text_ieq("abc", "abd", 3), "ieq differs");
+}
+
+static void test_base64(void)
+{
+	static const struct {
+		const char *in;
+		const char *out;	/* NULL: refused */
+		size_t outlen;
+	} cases[] = {
+		{ "", "", 0 },
+		{ "Zg==", "f", 1 },
+		{ "Zg", "f", 1 },
+		{ "Zm8=", "fo", 2 },
+		{ "Zm9v", "foo", 3 },
+		{ "Zm9vYmFy", "foobar", 6 },
+		{ "YWxpY2U6c2VjcmV0", "alice:secret", 12 },
+		{ "AP8=", "\x00\xff", 2 },
+		{ "Z", NULL, 0 },		/* one char: no whole byte */
+		{ "Zh==", NULL, 0 },		/* leftover bits not zero */
+		{ "Zg=", NULL, 0 },		/* padding without a full group */
+		{ "Z=g=", NULL, 0 },		/* padding in the middle */
+		{ "Zm9v\n", NULL, 0 },		/* whitespace */
+		{ "Zm-v", NULL, 0 },		/* URL alphabet */
+		{ "Zg===", NULL, 0 },
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		unsigned char out[32];
+		size_t n = 99;
+		bool ok = text_base64_decode(cases[i].in, strlen(cases[i].in), out, sizeof out, &n);
+		if (cases[i].out)
+			CHECK(ok && n == cases[i].outlen && memcmp(out, cases[i].out, n) == 0,
+			      "base64 \"%s\"", cases[i].in);
+		else
+			CHECK(!ok, "base64 \"%s\" refused", cases[i].in);
+	}
+	unsigned char small[2];
+	size_t n;
+	CHECK(!text_base64_decode("Zm9v", 4, small, sizeof small, &n), "too small a buffer");
+}
+
+/* A response for db.corp.example: one question, a CNAME, two A answers. */
+static const unsigned char dns_a[] = {
+	0x12, 0x34, 0x81, 0x80, 0x00, 0x01, 0x00, 0x03, 0x00, 0x00, 0x00, 0x00,
+	/* question: db.corp.example A IN */
+	2, 'd', 'b', 4, 'c', 'o', 'r', 'p', 7, 'e', 'x', 'a', 'm', 'p', 'l', 'e', 0,
+	0x00, 0x01, 0x00, 0x01,
+	/* CNAME (pointer to the question name) -> pointer */
+	0xc0, 0x0c, 0x00, 0x05, 0x00, 0x01, 0x00, 0x00, 0x00, 0x3c, 0x00, 0x02, 0xc0, 0x0c,
+	/* A 192.0.2.10 */
+	0xc0, 0x0c, 0x00, 0x01, 0x00, 0x01, 0x00, 0x00, 0x00, 0x3c, 0x00, 0x04, 192, 0, 2, 10,
+	/* A 192.0.2.10 again (dropped) */
+	0xc0, 0x0c, 0x00, 0x01, 0x00, 0x01, 0x00, 0x00, 0x00, 0x3c, 0x00, 0x04, 192, 0, 2, 10,
+};
+
+static void test_dnsmsg(void)
+{
+	struct cidr_addr out[4];
+	size_t n;
+	int rcode;
+	const char *why = NULL;
+	CHECK(dnsmsg_answers(dns_a, sizeof dns_a, DNSMSG_TYPE_A, out, 4, &n, &rcode, &why),
+	      "A answer parses: %s", why ? why : "");
+	CHECK(n == 1 && out[0].family == AF_INET && out[0].b[0] == 192 && out[0].b[3] == 10,
+	      "one distinct address");
+	CHECK(rcode == 0, "NOERROR");
+	CHECK(dnsmsg_answers(dns_a, sizeof dns_a, DNSMSG_TYPE_AAAA, out, 4, &n, &rcode, &why) &&
+	      n == 0, "no AAAA in it");
+	/* every truncation is refused or yields no more than the whole */
+	for (size_t len = 0; len < sizeof dns_a; len++) {
+		bool ok = dnsmsg_answers(dns_a, len, DNSMSG_TYPE_A, out, 4, &n, &rcode, &why);
+		CHECK(!ok, "truncated at %zu refused", len);
+	}
+	unsigned char nx[12] = { 0, 1, 0x81, 0x83, 0, 0, 0, 0, 0, 0, 0, 0 };
+	CHECK(dnsmsg_answers(nx, sizeof nx, DNSMSG_TYPE_A, out, 4, &n, &rcode, &why) && n == 0 &&
+	      rcode == 3, "NXDOMAIN");
+	unsigned char query[12] = { 0, 1, 0x01, 0x00, 0, 0, 0, 0, 0, 0, 0, 0 };
+	CHECK(!dnsmsg_answers(query, sizeof query, DNSMSG_TYPE_A, out, 4, &n, &rcode, &why),
+	      "a query is not a response");
+	unsigned char tc[12] = { 0, 1, 0x83, 0x00, 0, 0, 0, 0, 0, 0, 0, 0 };
+	CHECK(!dnsmsg_answers(tc, sizeof tc, DNSMSG_TYPE_A, out, 4, &n, &rcode, &why) &&
+	      strstr(why, "truncated"), "a truncated response is refused");
+	/* an A record whose length is not 4 */
+	unsigned char bad[sizeof dns_a];
+	memcpy(bad, dns_a, sizeof bad);
+	bad[sizeof bad - 5] = 5;
+	CHECK(!dnsmsg_answers(bad, sizeof bad, DNSMSG_TYPE_A, out, 4, &n, &rcode, &why),
+	      "bad rdlength refused");
+}
+
+int main(void)
+{
+	test_classes();
+	test_base64();
+	test_dnsmsg();
+	printf("%d passed, %d failed\n", passed, failed);
+	return failed != 0;
+}
