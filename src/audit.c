@@ -573,6 +573,15 @@ bool audit_decision(struct audit *a, const struct audit_decision *d)
 		add_str(o, "reason", d->reason);
 	}
 	add_str(o, "upstream", d->upstream);
+	add_str(o, "path", d->path);
+	if (d->peer_name) {
+		cJSON *peer = cJSON_AddObjectToObject(o, "peer");
+		add_str(peer, "name", d->peer_name);
+		add_str(peer, "id", d->peer_id);
+		add_str(peer, "route", d->peer_route);
+	} else {
+		cJSON_AddNullToObject(o, "peer");
+	}
 	bool queued = enqueue(a, o);
 	if (!a->fail_closed)
 		return true;
@@ -591,6 +600,32 @@ void audit_close(struct audit *a, const struct audit_close *c)
 	cJSON_AddNumberToObject(o, "duration_ms", (double)c->duration_ms);
 	add_str(o, "end", c->end);
 	add_str(o, "error", c->error);
+	enqueue(a, o);
+}
+
+static void add_carried(cJSON *o, const char *key, const struct audit_carried *v, size_t n)
+{
+	cJSON *arr = cJSON_AddArrayToObject(o, key);
+	for (size_t i = 0; i < n; i++) {
+		cJSON *e = cJSON_CreateObject();
+		add_str(e, "prefix", v[i].prefix);
+		add_str(e, "peer", v[i].peer);
+		add_str(e, "peer_id", v[i].peer_id);
+		add_str(e, "kind", v[i].kind);
+		cJSON_AddItemToArray(arr, e);
+	}
+}
+
+void audit_tailnet(struct audit *a, const struct audit_tailnet *t)
+{
+	cJSON *o = rec_new("tailnet");
+	add_str(o, "state", t->state);
+	add_str(o, "reason", t->reason);
+	add_str(o, "self", t->self);
+	cJSON_AddNumberToObject(o, "peers", (double)t->peers);
+	cJSON_AddNumberToObject(o, "carried", (double)t->carried);
+	add_carried(o, "added", t->added, t->n_added);
+	add_carried(o, "removed", t->removed, t->n_removed);
 	enqueue(a, o);
 }
 

@@ -31,6 +31,8 @@
 
 #define DEFAULT_LISTEN "127.0.0.1:1080"
 #define DEFAULT_UPSTREAM "socks5://127.0.0.1:1055"
+/* tailscaled's own default, and what the `tailscale` CLI uses. */
+#define DEFAULT_TAILSCALED_SOCKET "/var/run/tailscale/tailscaled.sock"
 
 /* ------------------------------------------------------------------ */
 /* string lists */
@@ -70,7 +72,7 @@ enum opt_id {
 	OPT_LOG_LEVEL, OPT_HANDSHAKE_TIMEOUT, OPT_CONNECT_TIMEOUT, OPT_DNS_TIMEOUT,
 	OPT_IDLE_TIMEOUT, OPT_SHUTDOWN_GRACE, OPT_MAX_HEAD_BYTES, OPT_MAX_CONNECTIONS,
 	OPT_BUFFER_BYTES, OPT_RELAY, OPT_DNS_SERVER, OPT_HOSTS_FILE, OPT_FORCE_PUBLIC_LISTEN,
-	OPT_VERSION, OPT_HELP, OPT_USER, OPT_SRC,
+	OPT_VERSION, OPT_HELP, OPT_USER, OPT_SRC, OPT_TAILSCALED_SOCKET,
 };
 
 /* Single-valued settings given as text, in the order of this table. */
@@ -78,7 +80,7 @@ enum scalar {
 	SC_UPSTREAM, SC_AUDIT_SYSLOG, SC_AUDIT_HMAC_KEY, SC_AUDIT_ON_FAILURE, SC_LOG_LEVEL,
 	SC_HANDSHAKE_TIMEOUT, SC_CONNECT_TIMEOUT, SC_DNS_TIMEOUT, SC_IDLE_TIMEOUT,
 	SC_SHUTDOWN_GRACE, SC_MAX_HEAD_BYTES, SC_MAX_CONNECTIONS, SC_BUFFER_BYTES, SC_RELAY,
-	SC_HOSTS_FILE, SC_COUNT
+	SC_HOSTS_FILE, SC_TAILSCALED_SOCKET, SC_COUNT
 };
 
 struct config_args {
@@ -117,6 +119,7 @@ static const struct option long_opts[] = {
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ "user", required_argument, NULL, OPT_USER },
 	{ "src", required_argument, NULL, OPT_SRC },
+	{ "tailscaled-socket", required_argument, NULL, OPT_TAILSCALED_SOCKET },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -130,14 +133,20 @@ static const char help_text[] =
 	"                            IPv6 as [::1]:1080)\n"
 	"  --upstream URL            socks5://HOST:PORT, http://HOST:PORT or direct\n"
 	"                            (default socks5://127.0.0.1:1055)\n"
+	"  --tailscaled-socket PATH|none\n"
+	"                            tailscaled's LocalAPI socket: the fence follows what\n"
+	"                            the tailnet carries for this node, read live from it;\n"
+	"                            none: use the static routes (TAILSCALE_ADVERTISE_ROUTES)\n"
+	"                            (default " DEFAULT_TAILSCALED_SOCKET ")\n"
 	"  --allow PREFIX[:PORTS]    accept a prefix, repeatable; PORTS *, N, N-M or a\n"
 	"                            comma list (IPv6: [fd00::/64]:443 or fd00::/64:443)\n"
-	"                            (default: none; routes come from TAILSCALE_ADVERTISE_ROUTES)\n"
+	"                            (default: none)\n"
 	"  --lift-guard NAME         lift a built-in guard, repeatable: loopback, link-local,\n"
 	"                            this-network, multicast, broadcast, tailscale-service,\n"
-	"                            upstream (default: none lifted)\n"
-	"  --allow-default-route     let 0.0.0.0/0 or ::/0 in the routes allow everything\n"
-	"                            (default: off)\n"
+	"                            upstream, self (default: none lifted)\n"
+	"  --allow-default-route     let a /0 allow everything: the selected exit node's\n"
+	"                            (live), 0.0.0.0/0 or ::/0 in the routes (static),\n"
+	"                            --allow covering every address (default: off)\n"
 	"  --config FILE             JSON config file (default: $TAILFENCE_CONFIG, else none)\n"
 	"  --audit-log PATH|-        audit trail file, - for stdout, repeatable (default -)\n"
 	"  --audit-syslog TARGET     also send audit records to syslog: unix:/dev/log,\n"
@@ -164,8 +173,8 @@ static const char help_text[] =
 	"  --help                    print this help and exit\n"
 	"\n"
 	"DUR: 250ms, 10s, 15m, 1h or a number of seconds.\n"
-	"Environment: TAILSCALE_ADVERTISE_ROUTES, TAILFENCE_CONFIG, TAILFENCE_LISTEN,\n"
-	"TAILFENCE_UPSTREAM, TAILFENCE_AUDIT_LOG, TAILFENCE_AUDIT_SYSLOG,\n"
+	"Environment: TAILSCALE_SOCKET, TAILSCALE_ADVERTISE_ROUTES, TAILFENCE_CONFIG,\n"
+	"TAILFENCE_LISTEN, TAILFENCE_UPSTREAM, TAILFENCE_AUDIT_LOG, TAILFENCE_AUDIT_SYSLOG,\n"
 	"TAILFENCE_AUDIT_HMAC_KEY, TAILFENCE_LOG_LEVEL, TAILFENCE_LIFT_GUARDS.\n"
 	"Subcommands: check, config check, config show, audit, passwd (tailfence help).\n";
 
@@ -232,6 +241,7 @@ int config_args_parse_sub(int argc, char **argv, bool check_opts, size_t max_pos
 		case OPT_RELAY: set_str(&a->scalar[SC_RELAY], v); break;
 		case OPT_DNS_SERVER: strv_add(&a->dns_server, v); break;
 		case OPT_HOSTS_FILE: set_str(&a->scalar[SC_HOSTS_FILE], v); break;
+		case OPT_TAILSCALED_SOCKET: set_str(&a->scalar[SC_TAILSCALED_SOCKET], v); break;
 		case OPT_FORCE_PUBLIC_LISTEN: a->force_public_listen = true; break;
 		case OPT_USER:
 		case OPT_SRC:
@@ -614,6 +624,23 @@ static bool set_upstream(struct settings *st, struct ctx *x, const char *origin,
 		 u->kind == CONFIG_UPSTREAM_SOCKS5 ? "socks5" : "http",
 		 cidr_addr_format_port(&u->addr, u->port, ap, sizeof ap));
 	return true;
+}
+
+/* PATH, or "none" (or empty) for no live tailnet view. */
+static bool set_socket(struct settings *st, struct ctx *x, const char *origin, const char *v)
+{
+	char b[256];
+	struct config *c = st->c;
+	free(c->tailscaled_socket);
+	c->tailscaled_socket = NULL;
+	if (v[0] == '\0' || strcmp(v, "none") == 0)
+		return true;
+	/* sockaddr_un's sun_path holds 107 bytes and the NUL */
+	if (strlen(v) > 107)
+		return fail(x, "%s: \"%s\" is longer than a UNIX socket path may be (107 bytes)",
+			    origin, q(v, b, sizeof b));
+	c->tailscaled_socket = strdup(v);
+	return c->tailscaled_socket ? true : fail(x, "out of memory");
 }
 
 static bool add_routes_text(struct settings *st, struct ctx *x, const char *origin,
@@ -1029,8 +1056,9 @@ static bool scalar_text(struct ctx *x, const char *path, const cJSON *v, char *b
 static bool apply_file(struct settings *st, struct ctx *x, const char *name, cJSON *root)
 {
 	static const char *const top[] = {
-		"listen", "upstream", "routes", "allow_default_route", "lift_guards",
-		"force_public_listen", "users", "rules", "limits", "dns", "audit", "log_level", NULL,
+		"listen", "upstream", "tailscaled_socket", "routes", "allow_default_route",
+		"lift_guards", "force_public_listen", "users", "rules", "limits", "dns", "audit",
+		"log_level", NULL,
 	};
 	char path[256], buf[128];
 	if (!check_keys(x, name, root, top))
@@ -1051,6 +1079,11 @@ static bool apply_file(struct settings *st, struct ctx *x, const char *name, cJS
 	if ((v = cJSON_GetObjectItemCaseSensitive(root, "upstream"))) {
 		snprintf(path, sizeof path, "%s: upstream", name);
 		if (!want_string(x, path, v) || !set_upstream(st, x, path, v->valuestring))
+			return false;
+	}
+	if ((v = cJSON_GetObjectItemCaseSensitive(root, "tailscaled_socket"))) {
+		snprintf(path, sizeof path, "%s: tailscaled_socket", name);
+		if (!want_string(x, path, v) || !set_socket(st, x, path, v->valuestring))
 			return false;
 	}
 	if ((v = cJSON_GetObjectItemCaseSensitive(root, "routes"))) {
@@ -1349,11 +1382,16 @@ static bool apply_rule(struct settings *st, struct ctx *x, const cJSON *r, size_
 	spec.action = strcmp(v->valuestring, "accept") == 0 ? POLICY_ACCEPT : POLICY_DENY;
 	v = cJSON_GetObjectItemCaseSensitive(r, "via");
 	if (v) {
-		if (!cJSON_IsString(v) ||
-		    (strcmp(v->valuestring, "tailnet") != 0 && strcmp(v->valuestring, "direct") != 0))
-			return fail(x, "%s.via: \"%s\" is not valid; expected tailnet or direct", path,
-				    cJSON_IsString(v) ? q(v->valuestring, b, sizeof b) : type_name(v));
-		spec.via = strcmp(v->valuestring, "direct") == 0 ? POLICY_VIA_DIRECT : POLICY_VIA_UPSTREAM;
+		static const char *const vias[] = { "tailnet", "direct", "upstream" };
+		static const enum policy_via via_of[] = { POLICY_VIA_TAILNET, POLICY_VIA_DIRECT,
+							  POLICY_VIA_UPSTREAM };
+		size_t k = 0;
+		while (k < 3 && !(cJSON_IsString(v) && strcmp(v->valuestring, vias[k]) == 0))
+			k++;
+		if (k == 3)
+			return fail(x, "%s.via: \"%s\" is not valid; expected tailnet, direct or upstream",
+				    path, cJSON_IsString(v) ? q(v->valuestring, b, sizeof b) : type_name(v));
+		spec.via = via_of[k];
 	}
 	char p2[240];
 	v = cJSON_GetObjectItemCaseSensitive(r, "dst");
@@ -1415,6 +1453,8 @@ static void config_free(struct config *c)
 		free(c->dns_servers[i]);
 	free(c->dns_servers);
 	free(c->hosts_file);
+	free(c->tailscaled_socket);
+	free(c->static_routes);
 	free(c->source);
 	free(c->effective_json);
 	free(c);
@@ -1449,10 +1489,12 @@ static void build_effective(struct settings *st, const struct config_args *args)
 	for (size_t i = 0; i < c->n_listeners; i++)
 		cJSON_AddItemToArray(l, cJSON_CreateString(c->listeners[i].text));
 	cJSON_AddStringToObject(e, "upstream", c->upstream.text);
+	cJSON_AddStringToObject(e, "tailscaled_socket",
+				c->tailscaled_socket ? c->tailscaled_socket : "none");
 	cJSON *r = cJSON_AddArrayToObject(e, "routes");
-	for (size_t i = 0; i < policy_route_count(c->policy); i++)
+	for (size_t i = 0; i < c->n_static_routes; i++)
 		cJSON_AddItemToArray(r, cJSON_CreateString(
-			cidr_prefix_format(policy_route(c->policy, i), buf, sizeof buf)));
+			cidr_prefix_format(&c->static_routes[i], buf, sizeof buf)));
 	cJSON_AddBoolToObject(e, "allow_default_route", st->allow_default_route);
 	cJSON *g = cJSON_AddArrayToObject(e, "lift_guards");
 	for (size_t i = 0; i < st->lift.n; i++)
@@ -1560,6 +1602,7 @@ struct config *config_build(const struct config_args *args, char *err, size_t er
 	c->relay_splice = true;
 	c->log_level = LOG_LEVEL_INFO;
 	c->audit.flush_ms = 200;
+	set_socket(&st, &x, "default", DEFAULT_TAILSCALED_SOCKET);
 
 	/* 2. the file */
 	const char *file = args && args->config_file ? args->config_file : envv("TAILFENCE_CONFIG");
@@ -1602,6 +1645,8 @@ struct config *config_build(const struct config_args *args, char *err, size_t er
 			goto bad;
 	}
 	if ((ev = envv("TAILFENCE_UPSTREAM")) && !set_upstream(&st, &x, "TAILFENCE_UPSTREAM", ev))
+		goto bad;
+	if ((ev = getenv("TAILSCALE_SOCKET")) && !set_socket(&st, &x, "TAILSCALE_SOCKET", ev))
 		goto bad;
 	if ((ev = envv("TAILFENCE_AUDIT_LOG"))) {
 		sinks_free(&st.sinks);
@@ -1647,6 +1692,9 @@ struct config *config_build(const struct config_args *args, char *err, size_t er
 			goto bad;
 		const char *const *s = (const char *const *)args->scalar;
 		if (s[SC_UPSTREAM] && !set_upstream(&st, &x, "--upstream", s[SC_UPSTREAM]))
+			goto bad;
+		if (s[SC_TAILSCALED_SOCKET] &&
+		    !set_socket(&st, &x, "--tailscaled-socket", s[SC_TAILSCALED_SOCKET]))
 			goto bad;
 		for (size_t i = 0; i < args->lift.n; i++)
 			if (!add_lift(&st, &x, "--lift-guard", args->lift.v[i], i, false))
@@ -1725,8 +1773,21 @@ struct config *config_build(const struct config_args *args, char *err, size_t er
 		}
 	}
 
-	/* 5. validate across sources and compile the policy */
+	/* 5. validate across sources and compile the policy. A live policy
+	 * follows the tailnet; the configured routes are this node's own,
+	 * which the tailnet does not carry for it (the gateway warns). */
+	bool live = c->tailscaled_socket != NULL;
+	c->allow_default_route = st.allow_default_route;
+	policy_builder_set_live(st.b, live);
+	c->static_routes = calloc(st.n_routes ? st.n_routes : 1, sizeof *c->static_routes);
+	if (!c->static_routes) {
+		fail(&x, "out of memory");
+		goto bad;
+	}
 	for (size_t i = 0; i < st.n_routes; i++) {
+		c->static_routes[c->n_static_routes++] = st.routes[i].p;
+		if (live)
+			continue;
 		if (cidr_prefix_is_default(&st.routes[i].p) && !st.allow_default_route) {
 			fail(&x, "%s: \"%s\" is a default route (exit node) and would allow every "
 			     "destination; set \"allow_default_route\": true or pass "
@@ -1767,9 +1828,10 @@ struct config *config_build(const struct config_args *args, char *err, size_t er
 		n_file_rules = i;
 	}
 	if (n_file_rules == 0) {
-		const char *dst[] = { "routes:*" };
+		const char *dst[] = { live ? "tailnet:*" : "routes:*" };
 		struct policy_rule_spec def = {
-			.name = "default: accept routes:* for every user",
+			.name = live ? "default: accept tailnet:* for every user"
+				     : "default: accept routes:* for every user",
 			.action = POLICY_ACCEPT, .dst = dst, .n_dst = 1,
 		};
 		char why[300];

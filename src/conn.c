@@ -36,6 +36,8 @@
 #include "tailfence/relay.h"
 #include "tailfence/resolve.h"
 #include "tailfence/socks.h"
+#include "tailfence/tailnet_watch.h"
+#include "tailfence/target.h"
 #include "tailfence/upstream.h"
 #include "tailfence/worker.h"
 
@@ -124,12 +126,8 @@ struct conn {
 	struct conn_login *login;	/* password check in flight */
 
 	/* The target as asked for, then the addresses the policy allowed. */
-	char host[256];
-	bool host_is_name;
-	uint16_t port;
-	struct cidr_addr allowed[RESOLVE_MAX_ADDRS];
-	enum policy_via via[RESOLVE_MAX_ADDRS];
-	size_t n_allowed;
+	struct target target;
+	struct target_verdict verdict;
 	size_t next_dial;
 	struct cidr_addr connected;	/* the address the dial reached */
 	struct resolve_req *resolve;
@@ -253,27 +251,39 @@ static void conn_fail(struct conn *c, enum conn_failure f, const char *why)
 
 /* ---------- audit ---------- */
 
-static bool conn_audit_decision(struct conn *c, const struct cidr_addr *addr, bool allow,
+/* The decision record: from a verdict (v), or for a refusal before any
+ * address was known (v NULL, d and reason say why). */
+static bool conn_audit_decision(struct conn *c, const struct target_verdict *v,
 				const struct policy_decision *d, const char *reason)
 {
-	char addr_text[CIDR_ADDR_STRLEN];
+	char addr_text[CIDR_ADDR_STRLEN], route[CIDR_PREFIX_STRLEN];
+	if (v)
+		d = &v->d;
+	bool allow = v && v->n_allowed > 0;
+	const struct tailnet_entry *carrier = d ? d->carrier : NULL;
 	struct audit_decision rec = {
 		.conn_id = c->id,
 		.client = c->client_text,
 		.listener = c->listener_text,
 		.proto = conn_proto_names[c->proto],
 		.user = c->user[0] ? c->user : NULL,
-		.host = c->host[0] ? c->host : NULL,
-		.port = c->port,
-		.addr = addr && addr->family ? cidr_addr_format(addr, addr_text, sizeof addr_text)
-					     : NULL,
+		.host = c->target.host[0] ? c->target.host : NULL,
+		.port = c->target.port,
+		.addr = v && v->shown.family ? cidr_addr_format(&v->shown, addr_text,
+								sizeof addr_text) : NULL,
 		.allow = allow,
 		.rule = d ? d->rule_text : NULL,
 		.guard = d ? d->guard : NULL,
 		.reason = reason ? reason : d ? d->reason : NULL,
 		.upstream = !allow ? NULL
-			    : d && d->via == POLICY_VIA_DIRECT ? "direct"
+			    : d->via == POLICY_VIA_DIRECT ? "direct"
 			    : c->cfg->upstream.text,
+		.path = v ? target_path_str(v->path) : NULL,
+		.peer_name = d && d->peer ? d->peer->name : NULL,
+		.peer_id = d && d->peer ? d->peer->id : NULL,
+		.peer_route = carrier && carrier->kind != TAILNET_CARRY_ADDRESS
+				      ? cidr_prefix_format(&carrier->prefix, route, sizeof route)
+				      : NULL,
 	};
 	return audit_decision(c->gw->audit, &rec);
 }
@@ -425,7 +435,7 @@ static void conn_dial_cb(void *arg, struct upstream_result *res)
 		return;
 	}
 
-	c->connected = c->allowed[c->next_dial - 1];
+	c->connected = c->verdict.allowed[c->next_dial - 1];
 	uint8_t out[32];
 	char head[128];
 	switch (c->proto) {
@@ -458,16 +468,16 @@ static void conn_dial_cb(void *arg, struct upstream_result *res)
  * of the last attempt. */
 static void conn_dial_next(struct conn *c)
 {
-	if (c->next_dial >= c->n_allowed) {
+	if (c->next_dial >= c->verdict.n_allowed) {
 		conn_fail(c, c->last_failure, c->last_error);
 		return;
 	}
 	size_t i = c->next_dial++;
 	struct config_upstream direct = { .kind = CONFIG_UPSTREAM_DIRECT };
 	const struct config_upstream *up =
-		c->via[i] == POLICY_VIA_DIRECT ? &direct : &c->cfg->upstream;
+		c->verdict.via[i] == POLICY_VIA_DIRECT ? &direct : &c->cfg->upstream;
 	c->state = CONN_DIAL;
-	c->dial = upstream_dial(c->gw->base, up, &c->allowed[i], c->port,
+	c->dial = upstream_dial(c->gw->base, up, &c->verdict.allowed[i], c->target.port,
 				c->cfg->connect_timeout_ms, conn_dial_cb, c);
 	if (!c->dial)
 		conn_fail(c, CONN_FAIL_GENERAL, "out of memory");
@@ -475,49 +485,42 @@ static void conn_dial_next(struct conn *c)
 
 /* ---------- decide ---------- */
 
-static void conn_query_init(const struct conn *c, struct policy_query *q)
+/* Who is asking, with the tailnet as it is now. */
+static void conn_who(const struct conn *c, struct policy_query *q)
 {
 	memset(q, 0, sizeof *q);
-	q->host = c->host_is_name ? c->host : NULL;
-	q->port = c->port;
 	q->user = c->user[0] ? c->user : NULL;
 	q->src = c->client_addr;
+	q->view = c->gw->tailnet ? tailnet_watch_view(c->gw->tailnet) : NULL;
+}
+
+/* Refuses before any address is known: records the decision, answers. */
+static void conn_refuse(struct conn *c, enum conn_failure f, const struct policy_decision *d,
+			const char *why)
+{
+	conn_audit_decision(c, NULL, d, why);
+	log_info("conn %llu: %s denied %s:%u: %s", (unsigned long long)c->id, c->client_text,
+		 c->target.host, c->target.port, why ? why : d->reason);
+	conn_fail(c, f, why ? why : d->reason);
 }
 
 /* Checks every candidate address; dials the allowed ones in order. */
 static void conn_decide(struct conn *c, const struct cidr_addr *addrs, size_t n)
 {
-	struct policy_query q;
-	struct policy_decision first_deny, first_allow;
-	bool have_deny = false;
+	struct policy_query who;
+	struct target_verdict *v = &c->verdict;
 
-	conn_query_init(c, &q);
-	c->n_allowed = 0;
-	for (size_t i = 0; i < n; i++) {
-		struct policy_decision d;
-		q.dst = addrs[i];
-		policy_decide(c->cfg->policy, &q, &d);
-		if (d.action == POLICY_ACCEPT) {
-			if (c->n_allowed == 0)
-				first_allow = d;
-			c->via[c->n_allowed] = d.via;
-			c->allowed[c->n_allowed++] = addrs[i];
-		} else if (!have_deny) {
-			first_deny = d;
-			have_deny = true;
-		}
-	}
-
-	if (c->n_allowed == 0) {
-		const struct cidr_addr *shown = n ? &addrs[0] : NULL;
-		conn_audit_decision(c, shown, false, have_deny ? &first_deny : NULL, NULL);
+	conn_who(c, &who);
+	target_decide(c->cfg->policy, &c->target, &who, addrs, n,
+		      c->cfg->upstream.kind == CONFIG_UPSTREAM_DIRECT, NULL, NULL, v);
+	if (v->n_allowed == 0) {
+		conn_audit_decision(c, v, NULL, NULL);
 		log_info("conn %llu: %s denied %s:%u: %s", (unsigned long long)c->id,
-			 c->client_text, c->host, c->port,
-			 have_deny ? first_deny.reason : "no address");
-		conn_fail(c, CONN_FAIL_DENIED, have_deny ? first_deny.reason : "denied");
+			 c->client_text, c->target.host, c->target.port, v->d.reason);
+		conn_fail(c, CONN_FAIL_DENIED, v->d.reason);
 		return;
 	}
-	if (!conn_audit_decision(c, &c->allowed[0], true, &first_allow, NULL)) {
+	if (!conn_audit_decision(c, v, NULL, NULL)) {
 		/* Fail closed: no record, no connection. */
 		log_warn("conn %llu: refused: the audit trail cannot be written",
 			 (unsigned long long)c->id);
@@ -535,13 +538,14 @@ static void conn_resolve_cb(void *arg, const struct resolve_result *res)
 	c->resolve = NULL;
 
 	if (res->error) {
-		char why[320];
-		snprintf(why, sizeof why, "cannot resolve %s: %s", c->host, res->error_text);
-		conn_audit_decision(c, NULL, false, NULL, why);
+		char why[400];
+		snprintf(why, sizeof why, "cannot resolve %s: %s", c->target.host, res->error_text);
 		bool timeout = res->error == EVUTIL_EAI_AGAIN;
-		conn_fail(c, timeout ? CONN_FAIL_TIMEOUT : CONN_FAIL_HOST_UNREACHABLE, why);
+		conn_refuse(c, timeout ? CONN_FAIL_TIMEOUT : CONN_FAIL_HOST_UNREACHABLE, NULL, why);
 		return;
 	}
+	log_debug("conn %llu: %s resolved %s to %zu address(es)", (unsigned long long)c->id,
+		  resolve_source_str(res->source), c->target.host, res->n);
 	conn_decide(c, res->addrs, res->n);
 }
 
@@ -551,57 +555,46 @@ static void conn_target_ready(struct conn *c)
 	evtimer_del(c->timer);
 	bufferevent_disable(c->client, EV_READ);
 
-	if (!c->host_is_name) {
-		struct cidr_addr a;
-		cidr_addr_parse(c->host, &a);
-		conn_decide(c, &a, 1);
+	if (!c->target.is_name) {
+		conn_decide(c, &c->target.addr, 1);
 		return;
 	}
-
-	/* "0177.0.0.1" or "127.1" are not names, and resolvers read them in
-	 * different ways: refuse rather than guess which address was meant. */
-	if (strspn(c->host, "0123456789.") == strlen(c->host)) {
-		char why[400];
-		snprintf(why, sizeof why,
-			 "\"%s\" is neither a host name nor an IPv4 address in dotted-quad form",
-			 c->host);
-		conn_audit_decision(c, NULL, false, NULL, why);
-		conn_fail(c, CONN_FAIL_DENIED, why);
-		return;
-	}
-
-	struct policy_query q;
-	struct policy_decision d;
-	conn_query_init(c, &q);
-	if (!policy_precheck(c->cfg->policy, &q, &d)) {
-		conn_audit_decision(c, NULL, false, &d, NULL);
-		conn_fail(c, CONN_FAIL_DENIED, d.reason);
+	struct policy_query who;
+	conn_who(c, &who);
+	if (!target_precheck(c->cfg->policy, &c->target, &who, &c->verdict)) {
+		conn_refuse(c, CONN_FAIL_DENIED, &c->verdict.d, NULL);
 		return;
 	}
 	c->state = CONN_RESOLVE;
-	c->resolve = resolve_start(c->gw->base, c->gw->dns, c->host, conn_resolve_cb, c);
+	struct resolve_tailnet tn = { who.view, c->cfg->tailscaled_socket };
+	c->resolve = resolve_start(c->gw->base, c->gw->dns, &tn, c->target.host,
+				   c->cfg->dns_timeout_ms, conn_resolve_cb, c);
 	if (!c->resolve)
 		conn_fail(c, CONN_FAIL_GENERAL, "out of memory");
 }
 
-static void conn_set_target_addr(struct conn *c, const struct cidr_addr *a, uint16_t port)
+/* Takes what the client asked for; false (and answered) when it is no
+ * host at all. */
+static bool conn_set_target(struct conn *c, const char *host, size_t len, uint16_t port)
 {
-	cidr_addr_format(a, c->host, sizeof c->host);
-	c->host_is_name = false;
-	c->port = port;
+	char why[400];
+	if (target_parse(&c->target, host, len, port, why, sizeof why))
+		return true;
+	/* Record what was asked, as far as it is text. */
+	size_t n = strnlen(host, len < sizeof c->target.host ? len : sizeof c->target.host - 1);
+	memcpy(c->target.host, host, n);
+	c->target.host[n] = '\0';
+	c->target.port = port;
+	struct policy_decision d = { .action = POLICY_DENY, .rule = -1 };
+	conn_refuse(c, CONN_FAIL_DENIED, &d, why);
+	return false;
 }
 
-static void conn_set_target_name(struct conn *c, const char *name, uint16_t port)
+static void conn_set_target_addr(struct conn *c, const struct cidr_addr *a, uint16_t port)
 {
-	/* A name that is an address literal is an address (never a name rule). */
-	struct cidr_addr a;
-	if (cidr_addr_parse(name, &a)) {
-		conn_set_target_addr(c, &a, port);
-		return;
-	}
-	snprintf(c->host, sizeof c->host, "%s", name);
-	c->host_is_name = true;
-	c->port = port;
+	char text[CIDR_ADDR_STRLEN];
+	cidr_addr_format(a, text, sizeof text);
+	conn_set_target(c, text, strlen(text), port);	/* an address always parses */
 }
 
 /* ---------- authentication ---------- */
@@ -635,7 +628,7 @@ static void conn_auth_delay_over(struct conn *c)
 	snprintf(why, sizeof why, "login failed for user \"%s\"", tried);
 	snprintf(c->user, sizeof c->user, "%s", tried);
 	struct policy_decision d = { .action = POLICY_DENY, .rule = -1, .guard = "auth" };
-	conn_audit_decision(c, NULL, false, &d, why);
+	conn_audit_decision(c, NULL, &d, why);
 
 	if (c->proto == CONN_PROTO_SOCKS5) {
 		socks5_server_auth_result(&c->socks, false);
@@ -722,17 +715,18 @@ static void conn_socks_request(struct conn *c)
 		/* The SOCKS4 user id is what the client calls itself: recorded,
 		 * never trusted. Without passwords there is no login. */
 		if (policy_auth_required(c->cfg->policy)) {
-			snprintf(c->host, sizeof c->host, "%s", s->target.is_name ? s->target.host : "");
+			snprintf(c->target.host, sizeof c->target.host, "%s",
+				 s->target.is_name ? s->target.host : "");
 			conn_fail(c, CONN_FAIL_AUTH,
 				  "authentication required: SOCKS4 cannot carry a password; use SOCKS5 or HTTP");
 			return;
 		}
 	}
-	if (s->target.is_name)
-		conn_set_target_name(c, s->target.host, s->target.port);
-	else
-		conn_set_target_addr(c, &s->target.addr, s->target.port);
-	conn_target_ready(c);
+	bool ok = s->target.is_name
+			  ? conn_set_target(c, s->target.host, s->target.host_len, s->target.port)
+			  : (conn_set_target_addr(c, &s->target.addr, s->target.port), true);
+	if (ok)
+		conn_target_ready(c);
 }
 
 static void conn_socks_read(struct conn *c)
@@ -817,10 +811,8 @@ static void conn_http_read(struct conn *c)
 	}
 	evbuffer_drain(in, used);
 	bufferevent_disable(c->client, EV_READ);
-	if (c->http.host_is_addr)
-		conn_set_target_addr(c, &c->http.addr, c->http.port);
-	else
-		conn_set_target_name(c, c->http.host, c->http.port);
+	if (!conn_set_target(c, c->http.host, strlen(c->http.host), c->http.port))
+		return;
 
 	if (policy_auth_required(c->cfg->policy)) {
 		if (!c->http.have_credentials) {

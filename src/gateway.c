@@ -29,6 +29,7 @@
 #include "tailfence/log.h"
 #include "tailfence/policy.h"
 #include "tailfence/resolve.h"
+#include "tailfence/tailnet_watch.h"
 #include "tailfence/worker.h"
 
 /* How long accepting pauses after the process ran out of descriptors. */
@@ -161,6 +162,111 @@ void gateway_auth_result(struct gateway *gw, const struct cidr_addr *addr, bool 
 	s->last_ms = now;
 }
 
+/* ---------- the tailnet ---------- */
+
+struct gateway_diff {
+	struct audit_carried *v[2];	/* [0] removed, [1] added */
+	size_t n[2];
+	char (*text)[CIDR_PREFIX_STRLEN];
+	size_t n_text;
+};
+
+static void gateway_diff_cb(void *arg, bool added, const struct tailnet_view *v,
+			    const struct tailnet_entry *e)
+{
+	struct gateway_diff *g = arg;
+	const struct tailnet_peer *p = &v->peers[e->peer];
+	char *t = g->text[g->n_text++];
+	struct audit_carried *c = &g->v[added][g->n[added]++];
+	c->prefix = cidr_prefix_format(&e->prefix, t, CIDR_PREFIX_STRLEN);
+	c->peer = p->name;
+	c->peer_id = p->id;
+	c->kind = tailnet_carry_str(e->kind);
+}
+
+/* Says which of this node's own routes (TAILSCALE_ADVERTISE_ROUTES, the
+ * file's routes) no peer carries: tailscaled dials those on the host. */
+static void gateway_warn_own_routes(const struct gateway *gw, const struct tailnet_view *v)
+{
+	const struct config *c = gw->cfg;
+	for (size_t i = 0; i < c->n_static_routes; i++) {
+		const struct tailnet_entry *e = tailnet_view_lookup(v, &c->static_routes[i].addr);
+		if (e && e->prefix.bits <= c->static_routes[i].bits)
+			continue;
+		char pf[CIDR_PREFIX_STRLEN];
+		log_warn("route %s (TAILSCALE_ADVERTISE_ROUTES or routes) is not carried by any "
+			 "peer: tailscaled would dial it through the host network, so it is not "
+			 "allowed; advertise it from a subnet router the tailnet can reach and "
+			 "accept routes here, or allow it explicitly with --allow",
+			 cidr_prefix_format(&c->static_routes[i], pf, sizeof pf));
+	}
+}
+
+static void gateway_tailnet_cb(void *arg, const struct tailnet_view *old,
+			       const struct tailnet_view *next, const char *error)
+{
+	struct gateway *gw = arg;
+	if (error) {
+		log_warn("tailnet: %s; the previous view stays in force", error);
+		return;
+	}
+	size_t cap = (old->state == TAILNET_RUNNING ? old->n_entries : 0) +
+		     (next->state == TAILNET_RUNNING ? next->n_entries : 0) + 1;
+	struct gateway_diff g = {
+		.v = { calloc(cap, sizeof(struct audit_carried)),
+		       calloc(cap, sizeof(struct audit_carried)) },
+		.text = calloc(cap, CIDR_PREFIX_STRLEN),
+	};
+	if (g.v[0] && g.v[1] && g.text)
+		tailnet_view_diff(old, next, gateway_diff_cb, &g);
+	bool state_changed = old->state != next->state;
+	if (state_changed || g.n[0] || g.n[1]) {
+		const char *self = next->self_name;
+		struct audit_tailnet rec = {
+			.state = tailnet_state_str(next->state), .reason = next->reason,
+			.self = self, .peers = next->n_peers,
+			.carried = next->state == TAILNET_RUNNING ? next->n_entries : 0,
+			.added = g.v[1], .n_added = g.n[1], .removed = g.v[0], .n_removed = g.n[0],
+		};
+		audit_tailnet(gw->audit, &rec);
+		if (next->state == TAILNET_RUNNING)
+			log_info("tailnet: running as %s, %zu peers, %zu prefixes carried (%zu added, "
+				 "%zu removed)", self ? self : "?", next->n_peers, next->n_entries,
+				 g.n[1], g.n[0]);
+		else
+			log_warn("tailnet %s: %s; destinations of the tailnet are denied until "
+				 "tailscaled answers (static rules still apply)",
+				 next->state == TAILNET_STOPPED ? "unavailable" : "state unknown",
+				 next->reason ? next->reason : "");
+		if (next->state == TAILNET_RUNNING)
+			gateway_warn_own_routes(gw, next);
+	}
+	free(g.v[0]);
+	free(g.v[1]);
+	free(g.text);
+}
+
+/* Starts (or restarts, when the socket or options changed) the watcher. */
+static bool gateway_tailnet_follow(struct gateway *gw)
+{
+	const struct config *c = gw->cfg;
+	struct tailnet_options opt = { .allow_exit_node = c->allow_default_route };
+	if (gw->tailnet && c->tailscaled_socket &&
+	    strcmp(tailnet_watch_socket(gw->tailnet), c->tailscaled_socket) == 0 &&
+	    gw->tailnet_opt.allow_exit_node == opt.allow_exit_node)
+		return true;
+	tailnet_watch_free(gw->tailnet);
+	gw->tailnet = NULL;
+	gw->tailnet_opt = opt;
+	if (!c->tailscaled_socket)
+		return true;
+	gw->tailnet = tailnet_watch_start(gw->base, c->tailscaled_socket, &opt,
+					  gateway_tailnet_cb, gw);
+	if (!gw->tailnet)
+		log_error("cannot start watching tailscaled: out of memory");
+	return gw->tailnet != NULL;
+}
+
 /* ---------- signals ---------- */
 
 static void gateway_grace_over_cb(evutil_socket_t fd, short what, void *arg)
@@ -206,6 +312,7 @@ static void gateway_reload(struct gateway *gw)
 	 * the policy, the upstream and the limits. */
 	config_unref(gw->cfg);
 	gw->cfg = next;
+	gateway_tailnet_follow(gw);
 	log_info("reloaded the configuration%s%s", next->source ? " from " : "",
 		 next->source ? next->source : "");
 	audit_event(gw->audit, "reload", next->source ? next->source : "flags and environment");
@@ -295,6 +402,7 @@ static void gateway_free(struct gateway *gw)
 	if (gw->accept_resume)
 		event_free(gw->accept_resume);
 	worker_free(gw->worker);
+	tailnet_watch_free(gw->tailnet);
 	if (gw->dns)
 		evdns_base_free(gw->dns, 0);
 	if (gw->audit)
@@ -367,11 +475,15 @@ int gateway_main(int argc, char **argv)
 
 	log_info("tailfence %s: upstream %s", TAILFENCE_VERSION, gw.cfg->upstream.text);
 	const struct policy *p = gw.cfg->policy;
-	if (policy_route_count(p) == 0 && policy_rule_count(p) == 1 &&
-	    strncmp(policy_rule_text(p, 0), "default:", 8) == 0)
-		log_warn("no routes (TAILSCALE_ADVERTISE_ROUTES is empty), no rules and no --allow: "
-			 "every destination will be denied");
+	if (gw.cfg->tailscaled_socket)
+		log_info("following the tailnet through tailscaled at %s", gw.cfg->tailscaled_socket);
+	else if (policy_route_count(p) == 0 && policy_rule_count(p) == 1 &&
+		 strncmp(policy_rule_text(p, 0), "default:", 8) == 0)
+		log_warn("no tailscaled socket, no routes (TAILSCALE_ADVERTISE_ROUTES is empty), no "
+			 "rules and no --allow: every destination will be denied");
 	audit_event(gw.audit, "start", gw.cfg->upstream.text);
+	if (!gateway_tailnet_follow(&gw))
+		goto out;
 	event_base_dispatch(gw.base);
 	audit_event(gw.audit, "shutdown", NULL);
 	log_info("stopped");

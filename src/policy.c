@@ -26,7 +26,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum dst_kind { DST_PREFIX, DST_ANY, DST_ROUTES, DST_HOST, DST_WILDCARD };
+/* DST_ROUTES, DST_PEERS and DST_TAILNET are the aliases of what the
+ * tailnet carries: compiled from the configured routes in a static policy,
+ * matched against each query's view in a live one. */
+enum dst_kind { DST_PREFIX, DST_ANY, DST_ROUTES, DST_PEERS, DST_TAILNET, DST_HOST, DST_WILDCARD };
 
 struct port_range {
 	uint16_t lo, hi;
@@ -91,7 +94,8 @@ struct trie {
 #define IX_SLOW 0x80000000u	/* in ix_entry.dst: the full check is needed */
 #define IX_ACCEPT 0x40000000u	/* in ix_entry.dst: an accept rule */
 #define IX_DIRECT 0x20000000u	/* in ix_entry.dst: via direct */
-#define IX_DST_MASK 0x1fffffffu
+#define IX_UPSTREAM 0x10000000u	/* in ix_entry.dst: via upstream (any path) */
+#define IX_DST_MASK 0x0fffffffu
 #define IX_HDR 4		/* words before a node's child offsets */
 
 struct ix_entry {
@@ -136,12 +140,13 @@ enum guard_id {
 	GUARD_BROADCAST,
 	GUARD_TAILSCALE_SERVICE,
 	GUARD_UPSTREAM,
+	GUARD_SELF,
 	GUARD_COUNT
 };
 
 static const char *const guard_names[GUARD_COUNT + 1] = {
 	"loopback", "link-local", "this-network", "multicast", "broadcast",
-	"tailscale-service", "upstream", NULL,
+	"tailscale-service", "upstream", "self", NULL,
 };
 
 struct guard_prefix {
@@ -167,6 +172,11 @@ static const struct guard_prefix guard_prefixes[] = {
 };
 #define N_GUARD_PREFIXES (sizeof guard_prefixes / sizeof guard_prefixes[0])
 
+/* A tailnet alias in a live policy: checked against each query's view. */
+struct dyn_entry {
+	uint32_t rule, dst;
+};
+
 struct policy {
 	struct rule *rules;
 	size_t n_rules, cap_rules;
@@ -184,6 +194,9 @@ struct policy {
 	const char **texts;		/* rule texts, dense, for decisions from the index */
 	uint32_t *addr_accepts;		/* accept rules with an address dst, in order */
 	size_t n_addr_accepts;
+	bool live;			/* aliases follow the query's view */
+	struct dyn_entry *dyn;		/* live aliases, in rule order */
+	size_t n_dyn;
 };
 
 struct policy_builder {
@@ -451,12 +464,19 @@ static bool parse_dst(const char *s, struct dst *d, char *reason, size_t rlen)
 	}
 
 	if (hlen == 0) {
-		snprintf(reason, rlen, "has an empty host; expected a prefix, a name, *.DOMAIN or routes");
+		snprintf(reason, rlen, "has an empty host; expected a prefix, a name, *.DOMAIN, "
+			 "tailnet, peers or routes");
 		goto fail;
 	}
-	if (!bracket && hlen == 6 && memcmp(host, "routes", 6) == 0) {
-		d->kind = DST_ROUTES;
-		return true;
+	static const struct {
+		const char *name;
+		enum dst_kind kind;
+	} aliases[] = { { "routes", DST_ROUTES }, { "peers", DST_PEERS }, { "tailnet", DST_TAILNET } };
+	for (size_t i = 0; !bracket && i < sizeof aliases / sizeof aliases[0]; i++) {
+		if (hlen == strlen(aliases[i].name) && memcmp(host, aliases[i].name, hlen) == 0) {
+			d->kind = aliases[i].kind;
+			return true;
+		}
 	}
 	if (!bracket && hlen == 1 && host[0] == '*') {
 		d->kind = DST_ANY;
@@ -487,7 +507,8 @@ static bool parse_dst(const char *s, struct dst *d, char *reason, size_t rlen)
 	}
 	if (!valid_hostname(host, hlen)) {
 		snprintf(reason, rlen,
-			 "is not a valid host; expected a prefix, a DNS name, *.DOMAIN or routes");
+			 "is not a valid host; expected a prefix, a DNS name, *.DOMAIN, tailnet, "
+			 "peers or routes");
 		goto fail;
 	}
 	d->kind = DST_HOST;
@@ -577,6 +598,12 @@ static void format_dst(const struct dst *d, char *buf, size_t len)
 	case DST_ROUTES:
 		snprintf(buf, len, "routes:%s", ports);
 		break;
+	case DST_PEERS:
+		snprintf(buf, len, "peers:%s", ports);
+		break;
+	case DST_TAILNET:
+		snprintf(buf, len, "tailnet:%s", ports);
+		break;
 	case DST_HOST:
 		snprintf(buf, len, "%s:%s", d->host, ports);
 		break;
@@ -633,6 +660,11 @@ void policy_builder_add_route(struct policy_builder *b, const struct cidr_prefix
 	if (!grow((void **)&p->routes, &p->cap_routes, p->n_routes + 1, sizeof *p->routes))
 		return;
 	p->routes[p->n_routes++] = *pfx;
+}
+
+void policy_builder_set_live(struct policy_builder *b, bool live)
+{
+	b->p->live = live;
 }
 
 bool policy_builder_lift_guard(struct policy_builder *b, const char *name)
@@ -707,6 +739,8 @@ static char *rule_canonical_text(const struct rule *r)
 	}
 	if (r->via == POLICY_VIA_DIRECT)
 		snprintf(t + len, cap - len, " via=direct");
+	else if (r->via == POLICY_VIA_UPSTREAM)
+		snprintf(t + len, cap - len, " via=upstream");
 	return t;
 }
 
@@ -978,6 +1012,8 @@ static bool ix_compile(const struct policy *p, const struct trie *t, struct pref
 					ie->dst |= IX_ACCEPT;
 				if (r->via == POLICY_VIA_DIRECT)
 					ie->dst |= IX_DIRECT;
+				else if (r->via == POLICY_VIA_UPSTREAM)
+					ie->dst |= IX_UPSTREAM;
 				if (te->rule < gr->min_rule)
 					gr->min_rule = te->rule;
 				gr->count++;
@@ -1043,9 +1079,13 @@ struct policy *policy_builder_finish(struct policy_builder *b)
 
 	cidr_prefix_parse("0.0.0.0/0", 9, &any4, NULL, 0);
 	cidr_prefix_parse("::/0", 4, &any6, NULL, 0);
+	size_t n_dst = 0;
+	for (size_t ri = 0; ri < p->n_rules; ri++)
+		n_dst += p->rules[ri].n_dst;
 	p->addr_accepts = calloc(p->n_rules ? p->n_rules : 1, sizeof *p->addr_accepts);
 	p->texts = calloc(p->n_rules ? p->n_rules : 1, sizeof *p->texts);
-	if (!p->addr_accepts || !p->texts)
+	p->dyn = calloc(n_dst ? n_dst : 1, sizeof *p->dyn);
+	if (!p->addr_accepts || !p->texts || !p->dyn)
 		goto fail;
 	for (size_t ri = 0; ri < p->n_rules; ri++)
 		p->texts[ri] = p->rules[ri].text;
@@ -1066,6 +1106,15 @@ struct policy *policy_builder_finish(struct policy_builder *b)
 				has_addr = true;
 				break;
 			case DST_ROUTES:
+			case DST_PEERS:
+			case DST_TAILNET:
+				if (p->live) {
+					p->dyn[p->n_dyn].rule = ri;
+					p->dyn[p->n_dyn++].dst = di;
+					break;
+				}
+				if (d->kind == DST_PEERS)
+					break;	/* no peers without a tailnet view */
 				for (size_t k = 0; k < p->n_routes; k++)
 					if (!index_prefix(b, &p->routes[k], ri, di))
 						goto fail;
@@ -1121,6 +1170,7 @@ void policy_free(struct policy *p)
 	free(p->wildcards.v);
 	free(p->addr_accepts);
 	free(p->texts);
+	free(p->dyn);
 	free(p);
 }
 
@@ -1305,8 +1355,64 @@ static void fill(struct policy_decision *d, const struct policy *p, uint32_t rul
 	d->action = action;
 	d->rule = (int)rule;
 	d->rule_text = p->rules[rule].text;
-	d->via = action == POLICY_ACCEPT ? p->rules[rule].via : POLICY_VIA_UPSTREAM;
+	d->via = action == POLICY_ACCEPT ? p->rules[rule].via : POLICY_VIA_TAILNET;
 	d->guard = NULL;
+}
+
+/* ---- the tailnet aliases of a live policy ---- */
+
+static bool view_running(const struct tailnet_view *v)
+{
+	return v && v->state == TAILNET_RUNNING;
+}
+
+/* Does the alias kind cover an address carried as e? */
+static bool dyn_covers(enum dst_kind kind, const struct tailnet_entry *e)
+{
+	if (!e)
+		return false;
+	switch (kind) {
+	case DST_TAILNET:
+		return true;
+	case DST_PEERS:
+		return e->kind == TAILNET_CARRY_ADDRESS;
+	case DST_ROUTES:
+		return e->kind == TAILNET_CARRY_ROUTE;
+	default:
+		return false;
+	}
+}
+
+/* The lowest alias rule below best matching (port, src, user and the
+ * carrier), or best. only_deny restricts to deny rules. *blocked is set
+ * when an accept rule matched all but the address while the view is not
+ * running: the address might be carried, nobody can say. */
+static uint32_t dyn_match(const struct policy *p, const struct policy_query *q,
+			  const struct tailnet_entry *carrier, uint32_t best, bool only_deny,
+			  bool *blocked)
+{
+	for (size_t i = 0; i < p->n_dyn && p->dyn[i].rule < best; i++) {
+		const struct rule *r = &p->rules[p->dyn[i].rule];
+		const struct dst *d = &r->dst[p->dyn[i].dst];
+		if ((only_deny && r->action != POLICY_DENY) || !port_match(d, q->port) ||
+		    !meta_match(r, q))
+			continue;
+		if (dyn_covers(d->kind, carrier))
+			return p->dyn[i].rule;
+		if (r->action == POLICY_ACCEPT && !view_running(q->view) && blocked)
+			*blocked = true;
+	}
+	return best;
+}
+
+/* "tailnet state unknown: cannot reach tailscaled at ...: ..." */
+static void reason_tailnet_down(struct policy_decision *d, const struct tailnet_view *v)
+{
+	if (v && v->state == TAILNET_STOPPED)
+		reasonf(d, "tailnet unavailable: %s", v->reason ? v->reason : "not running");
+	else
+		reasonf(d, "tailnet state unknown: %s",
+			v && v->reason ? v->reason : "no answer from tailscaled");
 }
 
 /* Reason text is built with these instead of snprintf, which cost several
@@ -1416,7 +1522,7 @@ void policy_decide(const struct policy *p, const struct policy_query *q,
 
 	memset(d, 0, sizeof *d);
 	d->action = POLICY_DENY;
-	d->via = POLICY_VIA_UPSTREAM;
+	d->via = POLICY_VIA_TAILNET;
 	d->rule = -1;
 	cidr_addr_normalize(&a);
 	struct policy_query qq = *q;
@@ -1450,30 +1556,50 @@ void policy_decide(const struct policy *p, const struct policy_query *q,
 			 cidr_addr_format_port(&a, q->port, up, sizeof up));
 		return;
 	}
+	if (!(p->lifted & (1u << GUARD_SELF)) && tailnet_view_is_self(q->view, &a)) {
+		char abuf[CIDR_ADDR_STRLEN];
+		d->guard = guard_names[GUARD_SELF];
+		reasonf(d, "guard self: %s is this node's own Tailscale address (tailscaled "
+			"would hand it to the host's loopback)", cidr_addr_format(&a, abuf, sizeof abuf));
+		return;
+	}
+	d->carrier = tailnet_view_lookup(q->view, &a);
+	d->peer = d->carrier ? &q->view->peers[d->carrier->peer] : NULL;
 
 	/* 2. rules, first match wins */
+	int f = a.family == AF_INET ? 0 : 1;
 	uint32_t best = UINT32_MAX;
-	const struct ix_entry *hit = ix_lookup(p, &p->all[a.family == AF_INET ? 0 : 1], &a, &qq,
-					       &best);
-	bool by_name = false;
+	const struct ix_entry *hit = ix_lookup(p, &p->all[f], &a, &qq, &best);
+	enum { BY_INDEX, BY_NAME, BY_ALIAS } by = BY_INDEX;
 	if (query_name(&qq, name, sizeof name)) {
 		uint32_t nb = name_match(p, name, &qq);
 		if (nb < best) {
 			best = nb;
-			by_name = true;
+			by = BY_NAME;
 		}
 	}
+	bool blocked = false;
+	uint32_t db = dyn_match(p, &qq, d->carrier, best, false, &blocked);
+	if (db < best) {
+		best = db;
+		by = BY_ALIAS;
+	}
 	if (best == UINT32_MAX) {
-		reason_no_rule(d, target, &qq);
+		if (blocked)
+			reason_tailnet_down(d, q->view);
+		else
+			reason_no_rule(d, target, &qq);
 		return;
 	}
-	if (by_name) {
+	if (by != BY_INDEX) {
 		const struct rule *r = &p->rules[best];
-		if (r->action == POLICY_ACCEPT) {
+		if (by == BY_NAME && r->action == POLICY_ACCEPT) {
 			/* A name accepted; the address it resolved to must not
 			 * be denied by any rule. */
 			uint32_t deny = UINT32_MAX;
-			if (ix_lookup(p, &p->deny[a.family == AF_INET ? 0 : 1], &a, &qq, &deny)) {
+			ix_lookup(p, &p->deny[f], &a, &qq, &deny);
+			deny = dyn_match(p, &qq, d->carrier, deny, true, NULL);
+			if (deny != UINT32_MAX) {
 				fill(d, p, deny, POLICY_DENY);
 				reasonf(d, "rule %u denies %s (the name was accepted by rule %u)",
 					deny, target, best);
@@ -1486,9 +1612,22 @@ void policy_decide(const struct policy *p, const struct policy_query *q,
 		d->action = (hit->dst & IX_ACCEPT) ? POLICY_ACCEPT : POLICY_DENY;
 		d->rule = (int)best;
 		d->rule_text = p->texts[best];
-		d->via = d->action == POLICY_ACCEPT && (hit->dst & IX_DIRECT) ? POLICY_VIA_DIRECT
-									: POLICY_VIA_UPSTREAM;
+		d->via = d->action != POLICY_ACCEPT	 ? POLICY_VIA_TAILNET
+			 : (hit->dst & IX_DIRECT)	 ? POLICY_VIA_DIRECT
+			 : (hit->dst & IX_UPSTREAM)	 ? POLICY_VIA_UPSTREAM
+							 : POLICY_VIA_TAILNET;
 		d->guard = NULL;
+	}
+	if (d->action == POLICY_ACCEPT && d->via == POLICY_VIA_TAILNET && view_running(q->view) &&
+	    !d->carrier) {
+		/* The tailnet would not carry it: tailscaled dials such an
+		 * address through the host's network. */
+		char abuf[CIDR_ADDR_STRLEN];
+		d->action = POLICY_DENY;
+		reasonf(d, "no peer carries %s; tailscaled would dial it through the host network "
+			"(rule %u accepts it via the tailnet)", cidr_addr_format(&a, abuf, sizeof abuf),
+			best);
+		return;
 	}
 	struct sbuf sb = { d->reason, 0, sizeof d->reason };
 	sb_str(&sb, "rule ");
@@ -1506,7 +1645,7 @@ bool policy_precheck(const struct policy *p, const struct policy_query *q,
 
 	memset(d, 0, sizeof *d);
 	d->action = POLICY_DENY;
-	d->via = POLICY_VIA_UPSTREAM;
+	d->via = POLICY_VIA_TAILNET;
 	d->rule = -1;
 	if (q->dst.family)
 		return true;
@@ -1536,6 +1675,19 @@ bool policy_precheck(const struct policy *p, const struct policy_query *q,
 			break;
 		}
 	}
+	/* An alias accept rule counts when the tailnet carries anything. */
+	bool blocked = false;
+	for (size_t i = 0; i < p->n_dyn && p->dyn[i].rule < (a < h ? a : h); i++) {
+		const struct rule *r = &p->rules[p->dyn[i].rule];
+		if (r->action != POLICY_ACCEPT || !meta_match(r, &qq) ||
+		    !port_match(&r->dst[p->dyn[i].dst], qq.port))
+			continue;
+		if (view_running(qq.view) && qq.view->n_entries) {
+			a = p->dyn[i].rule;
+			break;
+		}
+		blocked = blocked || !view_running(qq.view);
+	}
 	if (a < h)
 		return true;
 	if (h != UINT32_MAX) {
@@ -1545,7 +1697,10 @@ bool policy_precheck(const struct policy *p, const struct policy_query *q,
 		reasonf(d, "rule %u denies %s", h, target);
 		return false;
 	}
-	reason_no_rule(d, target, &qq);
+	if (blocked)
+		reason_tailnet_down(d, qq.view);
+	else
+		reason_no_rule(d, target, &qq);
 	return false;
 }
 
@@ -1584,6 +1739,11 @@ const char *policy_rule_text(const struct policy *p, size_t i)
 const char *policy_rule_canonical(const struct policy *p, size_t i)
 {
 	return i < p->n_rules ? p->rules[i].canon : NULL;
+}
+
+bool policy_live(const struct policy *p)
+{
+	return p->live;
 }
 
 size_t policy_route_count(const struct policy *p)

@@ -3,9 +3,10 @@
  *   tailfence check [--config FILE] [FLAGS] [--user U] [--src ADDR] HOST:PORT
  *   tailfence config check [FILE] | tailfence config show [FLAGS]
  *   tailfence passwd
- * `check` resolves names with the daemon's own resolver and DNS settings
- * (evdns, --dns-server, --hosts-file) and decides every address as the
- * daemon would.
+ * `check` reads the tailnet once from tailscaled (when a socket is
+ * configured), resolves names as the daemon does (MagicDNS from the view,
+ * split DNS through tailscaled, the rest with evdns and the daemon's DNS
+ * settings) and decides every address with the daemon's own code (target.c).
  */
 #include "tailfence/auth.h"
 #include "tailfence/cli.h"
@@ -23,9 +24,12 @@
 #include <openssl/crypto.h>
 
 #include "tailfence/resolve.h"
+#include "tailfence/tailnet_watch.h"
+#include "tailfence/target.h"
 
 struct check_lookup {
 	struct resolve_result res;
+	char error_text[320];
 	bool done;
 };
 
@@ -33,14 +37,18 @@ static void check_resolved(void *arg, const struct resolve_result *res)
 {
 	struct check_lookup *l = arg;
 	l->res = *res;
+	if (res->error_text) {
+		snprintf(l->error_text, sizeof l->error_text, "%s", res->error_text);
+		l->res.error_text = l->error_text;
+	}
 	l->done = true;
 }
 
-/* Resolves host exactly as the daemon would: same resolver, same settings. */
-static bool check_resolve(const struct config *c, const char *host,
-			  struct resolve_result *out, char *err, size_t errlen)
+/* Resolves host exactly as the daemon would: the tailnet's names from the
+ * view or tailscaled, the rest with the same resolver and settings. */
+static bool check_resolve(const struct config *c, const struct tailnet_view *view,
+			  const char *host, struct check_lookup *l, char *err, size_t errlen)
 {
-	struct check_lookup l = { .done = false };
 	struct event_base *base = event_base_new();
 	if (!base) {
 		snprintf(err, errlen, "cannot create an event loop");
@@ -51,18 +59,18 @@ static bool check_resolve(const struct config *c, const char *host,
 		event_base_free(base);
 		return false;
 	}
-	bool ok = resolve_start(base, dns, host, check_resolved, &l) != NULL;
+	struct resolve_tailnet tn = { view, c->tailscaled_socket };
+	bool ok = resolve_start(base, dns, &tn, host, c->dns_timeout_ms, check_resolved, l) != NULL;
 	/* The resolver keeps its nameserver socket registered: run the loop
 	 * until the answer is in, not until the loop is empty. */
-	while (ok && !l.done && event_base_loop(base, EVLOOP_ONCE) == 0)
+	while (ok && !l->done && event_base_loop(base, EVLOOP_ONCE) == 0)
 		;
 	evdns_base_free(dns, 0);
 	event_base_free(base);
-	if (!ok || !l.done) {
+	if (!ok || !l->done) {
 		snprintf(err, errlen, "out of memory");
 		return false;
 	}
-	*out = l.res;
 	return true;
 }
 
@@ -112,9 +120,38 @@ static const char *via_text(const struct config *c, enum policy_via via)
 	return via == POLICY_VIA_DIRECT ? "direct" : c->upstream.text;
 }
 
-static void print_decision(const struct config *c, const struct policy_decision *d)
+static void print_path(const struct tailnet_view *view, const struct target_verdict *v)
 {
-	printf("verdict: %s\n", d->action == POLICY_ACCEPT ? "allow" : "deny");
+	const struct policy_decision *d = &v->d;
+	char pf[CIDR_PREFIX_STRLEN];
+	switch (v->path) {
+	case TARGET_PATH_TAILNET:
+		printf("path: tailnet (peer %s, id %s", d->peer->name,
+		       d->peer->id[0] ? d->peer->id : "?");
+		if (d->carrier->kind != TAILNET_CARRY_ADDRESS)
+			printf(", %s %s", tailnet_carry_str(d->carrier->kind),
+			       cidr_prefix_format(&d->carrier->prefix, pf, sizeof pf));
+		printf(")\n");
+		break;
+	case TARGET_PATH_HOST:
+		printf("path: host (no peer carries it; tailscaled would dial it through the host "
+		       "network)\n");
+		break;
+	case TARGET_PATH_UNKNOWN:
+		if (view)
+			printf("path: unknown (tailnet %s: %s)\n", tailnet_state_str(view->state),
+			       view->reason ? view->reason : "no view");
+		else
+			printf("path: unknown (no tailscaled socket configured)\n");
+		break;
+	}
+}
+
+static void print_decision(const struct config *c, const struct tailnet_view *view,
+			   const struct target_verdict *v)
+{
+	const struct policy_decision *d = &v->d;
+	printf("verdict: %s\n", v->n_allowed ? "allow" : "deny");
 	if (d->guard)
 		printf("decided by: guard %s\n", d->guard);
 	else if (d->rule >= 0)
@@ -122,8 +159,77 @@ static void print_decision(const struct config *c, const struct policy_decision 
 	else
 		printf("decided by: implicit deny (no rule matched)\n");
 	printf("reason: %s\n", d->reason);
-	if (d->action == POLICY_ACCEPT)
+	if (v->n_allowed)
 		printf("via: %s\n", via_text(c, d->via));
+	if (v->shown.family)
+		print_path(view, v);
+}
+
+static void check_print_address(void *arg, const struct cidr_addr *addr,
+				const struct policy_decision *d)
+{
+	char ab[CIDR_ADDR_STRLEN];
+	(void)arg;
+	printf("  %-39s %s  %s\n", cidr_addr_format(addr, ab, sizeof ab),
+	       d->action == POLICY_ACCEPT ? "allow" : "deny ", d->reason);
+}
+
+static void check_print_tailnet(const struct config *c, const struct tailnet_view *view)
+{
+	if (!view)
+		return;
+	if (view->state == TAILNET_RUNNING)
+		printf("tailnet: running at %s, %zu peers, %zu prefixes carried\n",
+		       c->tailscaled_socket, view->n_peers, view->n_entries);
+	else
+		printf("tailnet: %s: %s\n", tailnet_state_str(view->state),
+		       view->reason ? view->reason : "");
+}
+
+/* Decides host:port as the daemon would, printing each step. Exit status
+ * 0 allow, 1 deny, 2 error. */
+static int check_target(const struct config *c, const struct tailnet_view *view,
+			struct policy_query *who, const char *host, uint16_t port)
+{
+	struct target t;
+	struct target_verdict v;
+	char why[400];
+	bool direct = c->upstream.kind == CONFIG_UPSTREAM_DIRECT;
+
+	if (!target_parse(&t, host, strlen(host), port, why, sizeof why)) {
+		printf("addresses: none (not a host)\nverdict: deny\nreason: %s\n", why);
+		return 1;
+	}
+	if (!t.is_name) {
+		char a[CIDR_ADDR_STRLEN];
+		printf("addresses: %s (IP literal; hostname rules do not apply)\n",
+		       cidr_addr_format(&t.addr, a, sizeof a));
+		target_decide(c->policy, &t, who, &t.addr, 1, direct, NULL, NULL, &v);
+		print_decision(c, view, &v);
+		return v.n_allowed ? 0 : 1;
+	}
+	if (!target_precheck(c->policy, &t, who, &v)) {
+		printf("addresses: not resolved (no address of this name could be allowed)\n");
+		print_decision(c, view, &v);
+		return 1;
+	}
+	struct check_lookup l = { .done = false };
+	if (!check_resolve(c, view, t.host, &l, why, sizeof why)) {
+		fprintf(stderr, "tailfence check: %s\n", why);
+		return 2;
+	}
+	if (l.res.error) {
+		printf("addresses: none (%s)\n", l.res.error_text);
+		printf("verdict: deny\nreason: cannot resolve %s: %s\n", t.host, l.res.error_text);
+		return 1;
+	}
+	printf("addresses (%s):\n", resolve_source_str(l.res.source));
+	target_decide(c->policy, &t, who, l.res.addrs, l.res.n, direct, check_print_address, NULL,
+		      &v);
+	print_decision(c, view, &v);
+	if (v.n_allowed && v.n_allowed < l.res.n)
+		printf("note: denied addresses of this name are never dialed\n");
+	return v.n_allowed ? 0 : 1;
 }
 
 int policy_cli_check(int argc, char **argv)
@@ -156,92 +262,37 @@ int policy_cli_check(int argc, char **argv)
 		config_args_free(args);
 		return 2;
 	}
-	struct policy_query qy;
-	memset(&qy, 0, sizeof qy);
-	qy.port = port;
-	qy.user = config_args_user(args);
+	struct tailnet_view *view = NULL;
+	struct policy_query who;
+	memset(&who, 0, sizeof who);
+	who.user = config_args_user(args);
 	const char *src = config_args_src(args) ? config_args_src(args) : "127.0.0.1";
-	if (!cidr_addr_parse(src, &qy.src)) {
+	if (!cidr_addr_parse(src, &who.src)) {
 		fprintf(stderr, "tailfence check: --src: \"%s\" is not an IP address\n", src);
 		rc = 2;
 		goto out;
 	}
-	if (qy.user && policy_auth_required(c->policy)) {
+	if (who.user && policy_auth_required(c->policy)) {
 		bool known = false;
 		for (size_t i = 0; i < policy_user_count(c->policy); i++)
-			known = known || strcmp(policy_user_name(c->policy, i), qy.user) == 0;
+			known = known || strcmp(policy_user_name(c->policy, i), who.user) == 0;
 		if (!known)
 			printf("note: user \"%s\" is not configured; the gateway would refuse the login\n",
-			       qy.user);
-	} else if (!qy.user && policy_auth_required(c->policy)) {
+			       who.user);
+	} else if (!who.user && policy_auth_required(c->policy)) {
 		printf("note: users are configured, so the gateway requires a login; pass --user\n");
 	}
-
-	struct cidr_addr lit;
-	struct policy_decision d;
+	if (c->tailscaled_socket) {
+		struct tailnet_options opt = { .allow_exit_node = c->allow_default_route };
+		view = tailnet_view_fetch(c->tailscaled_socket, &opt);
+		who.view = view;
+	}
 	printf("destination: %s (port %u) from %s%s%s\n", host, (unsigned)port, src,
-	       qy.user ? " as user " : "", qy.user ? qy.user : "");
-	if (cidr_addr_parse(host, &lit)) {
-		qy.host = NULL;
-		qy.dst = lit;
-		policy_decide(c->policy, &qy, &d);
-		char a[CIDR_ADDR_STRLEN];
-		printf("addresses: %s (IP literal; hostname rules do not apply)\n",
-		       cidr_addr_format(&lit, a, sizeof a));
-		print_decision(c, &d);
-		rc = d.action == POLICY_ACCEPT ? 0 : 1;
-		goto out;
-	}
-	qy.host = host;
-	if (!policy_precheck(c->policy, &qy, &d)) {
-		printf("addresses: not resolved (no address of this name could be allowed)\n");
-		print_decision(c, &d);
-		rc = 1;
-		goto out;
-	}
-	struct resolve_result res;
-	char rerr[256];
-	if (!check_resolve(c, host, &res, rerr, sizeof rerr)) {
-		fprintf(stderr, "tailfence check: %s\n", rerr);
-		rc = 2;
-		goto out;
-	}
-	if (res.error) {
-		printf("addresses: none (%s)\n", res.error_text);
-		printf("verdict: deny\nreason: %s does not resolve\n", host);
-		rc = 1;
-		goto out;
-	}
-	printf("addresses:\n");
-	struct policy_decision first_allow, first_deny;
-	bool any_allow = false, any_deny = false;
-	for (size_t i = 0; i < res.n; i++) {
-		qy.dst = res.addrs[i];
-		policy_decide(c->policy, &qy, &d);
-		char ab[CIDR_ADDR_STRLEN];
-		printf("  %-39s %s  %s\n", cidr_addr_format(&res.addrs[i], ab, sizeof ab),
-		       d.action == POLICY_ACCEPT ? "allow" : "deny ", d.reason);
-		if (d.action == POLICY_ACCEPT && !any_allow) {
-			first_allow = d;
-			any_allow = true;
-		} else if (d.action != POLICY_ACCEPT && !any_deny) {
-			first_deny = d;
-			any_deny = true;
-		}
-	}
-	if (any_allow) {
-		print_decision(c, &first_allow);
-		if (any_deny)
-			printf("note: denied addresses of this name are never dialed\n");
-		rc = 0;
-	} else if (any_deny) {
-		print_decision(c, &first_deny);
-		rc = 1;
-	} else {
-		printf("verdict: deny\nreason: %s has no IPv4 or IPv6 address\n", host);
-		rc = 1;
-	}
+	       who.user ? " as user " : "", who.user ? who.user : "");
+	check_print_tailnet(c, view);
+	rc = check_target(c, view, &who, host, port);
 out:
+	tailnet_view_unref(view);
 	config_unref(c);
 	config_args_free(args);
 	return rc;

@@ -1,5 +1,6 @@
 /*
- * resolve: evdns_getaddrinfo behind a small request object.
+ * resolve: one request object in front of three resolvers (the tailnet
+ * view, tailscaled's dns-query, evdns_getaddrinfo).
  *
  * evdns may answer inside evdns_getaddrinfo() (hosts file, cache) and calls
  * back with EVUTIL_EAI_CANCEL after a cancel; the request object absorbs
@@ -15,14 +16,18 @@
 #include <event2/event.h>
 #include <event2/util.h>
 
+#include "tailfence/tailnet_watch.h"
+
 struct resolve_req {
 	struct evdns_getaddrinfo_request *inflight;
+	struct tailnet_dns *tsquery;
 	struct event *deliver;		/* defers a result that came inline */
 	resolve_cb cb;
 	void *arg;
 	bool cancelled;
 	bool answered;
 	struct resolve_result res;
+	char error_text[320];
 };
 
 struct evdns_base *resolve_new_base(struct event_base *base, const struct config *cfg,
@@ -62,6 +67,32 @@ struct evdns_base *resolve_new_base(struct event_base *base, const struct config
 	return dns;
 }
 
+const char *resolve_source_str(enum resolve_source s)
+{
+	switch (s) {
+	case RESOLVE_SYSTEM: return "dns";
+	case RESOLVE_MAGICDNS: return "magicdns";
+	case RESOLVE_TAILSCALED: return "tailscaled";
+	}
+	return "?";
+}
+
+static void resolve_add(struct resolve_req *req, const struct cidr_addr *a)
+{
+	for (size_t i = 0; i < req->res.n; i++)
+		if (cidr_addr_equal(&req->res.addrs[i], a))
+			return;
+	if (req->res.n < RESOLVE_MAX_ADDRS)
+		req->res.addrs[req->res.n++] = *a;
+}
+
+static void resolve_deliver_now(struct resolve_req *req)
+{
+	struct timeval zero = { 0, 0 };
+	req->answered = true;
+	evtimer_add(req->deliver, &zero);
+}
+
 static void resolve_deliver_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct resolve_req *req = arg;
@@ -70,6 +101,11 @@ static void resolve_deliver_cb(evutil_socket_t fd, short what, void *arg)
 	resolve_cb cb = req->cb;
 	void *cbarg = req->arg;
 	struct resolve_result res = req->res;
+	char text[sizeof req->error_text];
+	if (res.error_text == req->error_text) {
+		memcpy(text, req->error_text, sizeof text);
+		res.error_text = text;
+	}
 	event_free(req->deliver);
 	free(req);
 	cb(cbarg, &res);
@@ -95,13 +131,8 @@ static void resolve_gai_cb(int result, struct evutil_addrinfo *ai, void *arg)
 		req->res.error_text = evutil_gai_strerror(result);
 	for (struct evutil_addrinfo *p = ai; p && req->res.n < RESOLVE_MAX_ADDRS; p = p->ai_next) {
 		struct cidr_addr a;
-		if (!cidr_addr_from_sockaddr(p->ai_addr, &a, NULL))
-			continue;
-		bool dup = false;
-		for (size_t i = 0; i < req->res.n; i++)
-			dup = dup || cidr_addr_equal(&req->res.addrs[i], &a);
-		if (!dup)
-			req->res.addrs[req->res.n++] = a;
+		if (cidr_addr_from_sockaddr(p->ai_addr, &a, NULL))
+			resolve_add(req, &a);
 	}
 	if (ai)
 		evutil_freeaddrinfo(ai);
@@ -109,13 +140,67 @@ static void resolve_gai_cb(int result, struct evutil_addrinfo *ai, void *arg)
 		req->res.error = EVUTIL_EAI_NONAME;
 		req->res.error_text = "no usable address";
 	}
-	struct timeval zero = { 0, 0 };
-	evtimer_add(req->deliver, &zero);
+	resolve_deliver_now(req);
+}
+
+static void resolve_tailscaled_cb(void *arg, const struct cidr_addr *addrs, size_t n,
+				  const char *error)
+{
+	struct resolve_req *req = arg;
+	req->tsquery = NULL;
+	if (error) {
+		snprintf(req->error_text, sizeof req->error_text, "%s", error);
+		req->res.error = EVUTIL_EAI_FAIL;
+		req->res.error_text = req->error_text;
+	}
+	for (size_t i = 0; i < n; i++)
+		resolve_add(req, &addrs[i]);
+	resolve_deliver_now(req);
+}
+
+/* Tailnet names: answered from the view, or by tailscaled. True when the
+ * name was one (the request is then under way). */
+static bool resolve_tailnet(struct resolve_req *req, struct event_base *base,
+			    const struct resolve_tailnet *tn, const char *name,
+			    unsigned timeout_ms)
+{
+	const struct tailnet_view *v = tn ? tn->view : NULL;
+	const struct tailnet_peer *peer;
+	struct cidr_addr addrs[RESOLVE_MAX_ADDRS];
+	bool in_suffix;
+	if (!v)
+		return false;
+	size_t n = tailnet_view_resolve(v, name, addrs, RESOLVE_MAX_ADDRS, &peer, &in_suffix);
+	if (n || in_suffix) {
+		req->res.source = RESOLVE_MAGICDNS;
+		for (size_t i = 0; i < n; i++)
+			resolve_add(req, &addrs[i]);
+		if (!n) {
+			/* Never ask the system about the tailnet's own names. */
+			snprintf(req->error_text, sizeof req->error_text,
+				 "no node of the tailnet is named %s", name);
+			req->res.error = EVUTIL_EAI_NONAME;
+			req->res.error_text = req->error_text;
+		}
+		resolve_deliver_now(req);
+		return true;
+	}
+	if (!tn->socket || !tailnet_view_split_dns(v, name))
+		return false;
+	req->res.source = RESOLVE_TAILSCALED;
+	req->tsquery = tailnet_dns_query(base, tn->socket, name, timeout_ms,
+					 resolve_tailscaled_cb, req);
+	if (!req->tsquery) {
+		req->res.error = EVUTIL_EAI_MEMORY;
+		req->res.error_text = "out of memory";
+		resolve_deliver_now(req);
+	}
+	return true;
 }
 
 struct resolve_req *resolve_start(struct event_base *base, struct evdns_base *dns,
-				  const char *name,
-				  resolve_cb cb, void *arg)
+				  const struct resolve_tailnet *tn, const char *name,
+				  unsigned timeout_ms, resolve_cb cb, void *arg)
 {
 	struct resolve_req *req = calloc(1, sizeof *req);
 	if (!req)
@@ -127,6 +212,8 @@ struct resolve_req *resolve_start(struct event_base *base, struct evdns_base *dn
 		free(req);
 		return NULL;
 	}
+	if (resolve_tailnet(req, base, tn, name, timeout_ms))
+		return req;
 	struct evutil_addrinfo hints;
 	memset(&hints, 0, sizeof hints);
 	hints.ai_family = AF_UNSPEC;
@@ -159,7 +246,9 @@ void resolve_cancel(struct resolve_req *req)
 		evdns_getaddrinfo_cancel(req->inflight);
 		return;
 	}
-	/* Answered already: only the deferred delivery is pending. */
+	/* Answered already (only the deferred delivery is pending), or a
+	 * query to tailscaled that is simply dropped. */
+	tailnet_dns_cancel(req->tsquery);
 	event_free(req->deliver);
 	free(req);
 }

@@ -58,6 +58,7 @@ static void target_set_name(struct socks_target *t, const uint8_t *name, size_t 
 {
 	memcpy(t->host, name, n);
 	t->host[n] = '\0';
+	t->host_len = n;
 	if (cidr_addr_parsen(t->host, n, &t->addr)) {
 		t->is_name = false;
 	} else {

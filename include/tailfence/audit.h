@@ -54,6 +54,31 @@ struct audit_decision {
 	const char *guard;	/* deciding guard, or NULL */
 	const char *reason;	/* one line for people */
 	const char *upstream;	/* "socks5://127.0.0.1:1055", "direct", ... */
+	const char *path;	/* "tailnet", "host", or NULL (not known) */
+	const char *peer_name;	/* the peer that carries addr, or NULL */
+	const char *peer_id;
+	const char *peer_route;	/* the carried subnet route, NULL for a peer address */
+};
+
+/* One prefix the tailnet began or stopped carrying. */
+struct audit_carried {
+	const char *prefix;	/* "192.0.2.0/24" */
+	const char *peer;	/* the peer's name */
+	const char *peer_id;
+	const char *kind;	/* "address", "route", "exit" */
+};
+
+/* A change of what the tailnet carries (type "tailnet"). */
+struct audit_tailnet {
+	const char *state;	/* "running", "stopped", "unknown" */
+	const char *reason;	/* why not running, or NULL */
+	const char *self;	/* this node's name, or NULL */
+	size_t peers;		/* peers in the new view */
+	size_t carried;		/* prefixes carried in the new view */
+	const struct audit_carried *added;
+	size_t n_added;
+	const struct audit_carried *removed;
+	size_t n_removed;
 };
 
 struct audit_close {
@@ -78,6 +103,9 @@ bool audit_decision(struct audit *a, const struct audit_decision *d);
 
 /* Queues a close record. */
 void audit_close(struct audit *a, const struct audit_close *c);
+
+/* Queues a tailnet record. */
+void audit_tailnet(struct audit *a, const struct audit_tailnet *t);
 
 /* Queues a lifecycle record: type is "start", "shutdown", "reload", ...;
  * detail is a one-line message (may be NULL). */

@@ -48,6 +48,18 @@ struct config {
 	size_t n_listeners;
 	struct config_upstream upstream;
 	struct policy *policy;		/* owned */
+
+	/* tailscaled's LocalAPI socket; NULL: no live tailnet view, the
+	 * tailnet aliases are the static routes. */
+	char *tailscaled_socket;
+	/* The exit node's /0 may be carried (live), a /0 route or --allow
+	 * may allow everything (static). */
+	bool allow_default_route;
+	/* TAILSCALE_ADVERTISE_ROUTES and the file's routes. Static: the
+	 * routes alias. Live: this node's own routes, which the tailnet does
+	 * not carry for it; kept to warn about them. */
+	struct cidr_prefix *static_routes;
+	size_t n_static_routes;
 	struct audit_config audit;	/* owned strings */
 
 	/* Limits; times in milliseconds. */

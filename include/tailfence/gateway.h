@@ -1,7 +1,8 @@
 /*
  * gateway: the running daemon. Owns the event loop, the listeners, the
- * current config, the resolver, the audit trail and the list of open
- * connections; handles signals (TERM/INT stop, HUP reload, USR1 reopen).
+ * current config, the resolver, the tailnet watcher, the audit trail and
+ * the list of open connections; handles signals (TERM/INT stop, HUP
+ * reload, USR1 reopen).
  */
 #ifndef TAILFENCE_GATEWAY_H
 #define TAILFENCE_GATEWAY_H
@@ -12,6 +13,7 @@
 #include <sys/queue.h>
 
 #include "tailfence/cidr.h"
+#include "tailfence/tailnet.h"
 
 struct audit;
 struct config;
@@ -21,6 +23,7 @@ struct event;
 struct event_base;
 struct evconnlistener;
 struct evdns_base;
+struct tailnet_watch;
 struct worker;
 
 struct gateway_listener {
@@ -45,6 +48,8 @@ struct gateway {
 	struct config_args *args;
 	struct audit *audit;
 	struct worker *worker;		/* password KDFs, off the loop */
+	struct tailnet_watch *tailnet;	/* live view of the tailnet; NULL without a socket */
+	struct tailnet_options tailnet_opt;	/* what it was started with */
 
 	struct gateway_listener *listeners;
 	size_t n_listeners;

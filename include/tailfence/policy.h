@@ -5,13 +5,23 @@
  * Evaluation order for one (client, user, host, address, port):
  *   1. built-in guards (loopback, link-local incl. metadata, 0.0.0.0/8,
  *      multicast, broadcast, 100.100.100.100, the upstream proxy's own
- *      address:port); a guard is lifted only by name;
+ *      address:port, this node's own Tailscale addresses); a guard is
+ *      lifted only by name;
  *   2. rules in file order, first match wins; hostname rules match the name
  *      the client asked for, never an IP literal; when a hostname rule
  *      accepts, the address is still checked against every deny rule;
  *   3. implicit deny.
- * With no rules configured the policy is "accept routes:* for every
- * authenticated user", routes being TAILSCALE_ADVERTISE_ROUTES plus --allow.
+ * An accepted address that goes via the tailnet (the default) must be
+ * carried by a peer when the tailnet view is live; otherwise tailscaled
+ * would dial it through the host's network, and it is denied.
+ *
+ * The aliases tailnet:, peers: and routes: name what the tailnet carries
+ * (see tailnet.h). In a live policy (a tailscaled socket is configured)
+ * they are matched against the view handed to each decision, so the policy
+ * itself never changes when the tailnet does; in a static policy routes:
+ * and tailnet: are the configured routes and peers: is empty. With no rules
+ * configured the policy is "accept tailnet:* for every user" (live) or
+ * "accept routes:* for every user" (static).
  *
  * Decision cost does not grow with the number of prefix rules: prefixes are
  * indexed per family in a trie that reads 6 address bits per level (at most
@@ -26,6 +36,7 @@
 #include <stdint.h>
 
 #include "tailfence/cidr.h"
+#include "tailfence/tailnet.h"
 
 struct policy;
 
@@ -35,8 +46,9 @@ enum policy_action {
 };
 
 enum policy_via {
-	POLICY_VIA_UPSTREAM = 0,	/* the configured upstream (tailnet) */
+	POLICY_VIA_TAILNET = 0,		/* the configured upstream; must be carried (live) */
 	POLICY_VIA_DIRECT = 1,		/* dial from this host */
+	POLICY_VIA_UPSTREAM = 2,	/* the configured upstream, whatever path it takes */
 };
 
 struct policy_query {
@@ -45,6 +57,7 @@ struct policy_query {
 	uint16_t port;
 	const char *user;	/* authenticated user name; NULL if none */
 	struct cidr_addr src;	/* client address */
+	const struct tailnet_view *view;	/* the tailnet now; NULL = nothing known */
 };
 
 struct policy_decision {
@@ -53,7 +66,11 @@ struct policy_decision {
 	int rule;		/* deciding rule, 0-based in file order; -1 if none */
 	const char *rule_text;	/* that rule's name or canonical text; NULL if none */
 	const char *guard;	/* guard name when a guard decided; NULL otherwise */
-	char reason[160];	/* one line for people: "guard loopback: 127.0.0.1 is a loopback address" */
+	/* The peer and prefix that carry the address in the query's view, or
+	 * NULL (not carried, or no live view); point into the view. */
+	const struct tailnet_entry *carrier;
+	const struct tailnet_peer *peer;
+	char reason[200];	/* one line for people: "guard loopback: 127.0.0.1 is a loopback address" */
 };
 
 /* Decides one query with q->dst set. Pure and thread-safe. */
@@ -110,6 +127,10 @@ void policy_builder_free(struct policy_builder *b);
  * the default-route opt-in, since it knows where the route came from. */
 void policy_builder_add_route(struct policy_builder *b, const struct cidr_prefix *p);
 
+/* Makes routes:, peers: and tailnet: follow the view of each query instead
+ * of the configured routes. */
+void policy_builder_set_live(struct policy_builder *b, bool live);
+
 /* Lifts a guard by name; false if no guard has that name. */
 bool policy_builder_lift_guard(struct policy_builder *b, const char *name);
 
@@ -133,7 +154,8 @@ bool policy_builder_add_rule(struct policy_builder *b, const struct policy_rule_
 struct policy *policy_builder_finish(struct policy_builder *b);
 
 /* Checks one dst entry ("10.0.0.0/24:80", "[fd00::/64]:443", "db:5432",
- * "*.example.com:*", "routes:*") without building anything. */
+ * "*.example.com:*", "routes:*", "peers:22", "tailnet:*") without building
+ * anything. */
 bool policy_dst_check(const char *entry, char *err, size_t errlen);
 
 /* True when a (valid) dst entry covers every address: "*", 0.0.0.0/0, ::/0. */
@@ -143,6 +165,7 @@ bool policy_dst_covers_all(const char *entry);
 size_t policy_rule_count(const struct policy *p);
 const char *policy_rule_text(const struct policy *p, size_t i);	/* name or canonical */
 const char *policy_rule_canonical(const struct policy *p, size_t i);
+bool policy_live(const struct policy *p);
 size_t policy_route_count(const struct policy *p);
 const struct cidr_prefix *policy_route(const struct policy *p, size_t i);
 bool policy_guard_lifted(const struct policy *p, const char *name);

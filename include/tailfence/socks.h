@@ -64,6 +64,7 @@ struct socks_target {
 	bool is_name;		/* true: host holds a domain name */
 	struct cidr_addr addr;	/* when !is_name */
 	char host[256];		/* when is_name: NUL-terminated, 1..255 bytes */
+	size_t host_len;	/* its length as sent (a NUL inside shows here) */
 	uint16_t port;		/* host order */
 };
 

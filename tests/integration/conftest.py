@@ -260,6 +260,9 @@ def tailfence(tailfence_bin, tmp_path):
             argv += ["--listen", "127.0.0.1:%d" % free_port()]
         if not _has_flag(args, "--upstream") and upstream is not None:
             argv += ["--upstream", upstream]
+        if not _has_flag(args, "--tailscaled-socket") and "TAILSCALE_SOCKET" not in (env or {}):
+            # no tailnet view unless a test asks for one: the static rules decide
+            argv += ["--tailscaled-socket", "none"]
         if not _has_flag(args, "--allow"):
             for a in allow:
                 argv += ["--allow", a]
@@ -317,9 +320,12 @@ def tailfence(tailfence_bin, tmp_path):
 @pytest.fixture
 def tailfence_cli(tailfence_bin):
     """Runs `tailfence ARGS...` to completion; returns the CompletedProcess
-    (text). Fails the test on a sanitizer report."""
+    (text). Fails the test on a sanitizer report. Without TAILSCALE_SOCKET in
+    env there is no tailnet view (TAILSCALE_SOCKET=none): the static routes
+    decide."""
     def run(*args, input=None, env=None, timeout=60):
         e = _sanitizer_env(clean_env())
+        e["TAILSCALE_SOCKET"] = "none"
         e.update(env or {})
         p = subprocess.run([tailfence_bin] + [str(a) for a in args], input=input,
                            stdin=None if input is not None else subprocess.DEVNULL,

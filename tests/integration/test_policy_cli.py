@@ -251,7 +251,7 @@ def test_check_name_that_does_not_resolve(name_cfg, tailfence_cli, tmp_path):
     p = check_name(tailfence_cli, tmp_path, name_cfg, "multi.internal:443", hosts="")
     assert p.returncode == 1, p.stdout + p.stderr
     assert field(p.stdout, "verdict") == "deny"
-    assert "does not resolve" in p.stdout
+    assert "cannot resolve multi.internal" in p.stdout
 
 
 # ------------------------------------------------------------ config check
@@ -289,7 +289,7 @@ INVALID = [
     ('{"rules": [{"action": "allow", "dst": ["127.0.0.1:80"]}]}',
      ["rules[0].action", '"allow"', "accept or deny"]),
     ('{"rules": [{"action": "accept", "dst": ["127.0.0.1:80"], "via": "tunnel"}]}',
-     ["rules[0].via", '"tunnel"', "tailnet or direct"]),
+     ["rules[0].via", '"tunnel"', "tailnet, direct or upstream"]),
     ('{"rules": [{"action": "accept"}]}', ["rules[0].dst", "missing"]),
     ('{"rules": [{"action": "accept", "dst": ["127.0.0.1:80"], "users": ["zed"]}]}',
      ["rules[0].users[0]", '"zed"']),

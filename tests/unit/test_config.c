@@ -21,13 +21,16 @@ static char hash[AUTH_HASH_STRLEN];
 static const char *const env_names[] = {
 	"TAILSCALE_ADVERTISE_ROUTES", "TAILFENCE_CONFIG", "TAILFENCE_LISTEN", "TAILFENCE_UPSTREAM",
 	"TAILFENCE_AUDIT_LOG", "TAILFENCE_AUDIT_SYSLOG", "TAILFENCE_AUDIT_HMAC_KEY",
-	"TAILFENCE_LOG_LEVEL", "TAILFENCE_LIFT_GUARDS", NULL,
+	"TAILFENCE_LOG_LEVEL", "TAILFENCE_LIFT_GUARDS", "TAILSCALE_SOCKET", NULL,
 };
 
+/* A clean environment with no tailscaled socket: the static routes decide,
+ * unless a test sets TAILSCALE_SOCKET itself. */
 static void clear_env(void)
 {
 	for (size_t i = 0; env_names[i]; i++)
 		unsetenv(env_names[i]);
+	setenv("TAILSCALE_SOCKET", "none", 1);
 }
 
 static const char *write_file(const char *name, const char *text)

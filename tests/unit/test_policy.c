@@ -390,7 +390,7 @@ static void expect(const struct policy_decision *d, const struct query_case *c, 
 	      title, c->host ? c->host : "-", c->dst, c->port, c->user ? c->user : "-",
 	      c->src ? c->src : "-", got, c->want, d->reason);
 	if (d->action == POLICY_ACCEPT)
-		CHECK(d->via == (c->direct ? POLICY_VIA_DIRECT : POLICY_VIA_UPSTREAM), "[%s] via", title);
+		CHECK(d->via == (c->direct ? POLICY_VIA_DIRECT : POLICY_VIA_TAILNET), "[%s] via", title);
 	CHECK(d->reason[0] != '\0', "[%s] empty reason", title);
 	CHECK((d->rule >= 0) == (d->rule_text != NULL), "[%s] rule_text with rule", title);
 }
@@ -491,7 +491,7 @@ static void test_reasons_and_precheck(void)
 	size_t n = 0;
 	while (g[n])
 		n++;
-	CHECK(n == 7, "seven guards");
+	CHECK(n == 8, "eight guards");
 }
 
 static void test_users(void)

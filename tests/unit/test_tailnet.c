@@ -1,8 +1,10 @@
 /*
  * test_tailnet: the carried set, names and diffs computed from LocalAPI
  * answers (status, prefs, dns-config) shaped like tailscaled v1.100.0's,
- * including malformed ones.
+ * including malformed ones; and the policy's tailnet aliases, the self
+ * guard and via-tailnet over such views.
  */
+#include "tailfence/policy.h"
 #include "tailfence/tailnet.h"
 #include "tailfence/tailnet_watch.h"
 
@@ -266,6 +268,123 @@ static void test_dns_answer(void)
 	      strstr(why, "no Bytes"), "no Bytes");
 }
 
+/* ---- the policy over views ---- */
+
+static struct policy *live_policy(const char *const *dst, size_t n, enum policy_action act,
+				  enum policy_via via, const char *extra_deny)
+{
+	struct policy_builder *b = policy_builder_new();
+	char err[300];
+	policy_builder_set_live(b, true);
+	if (extra_deny) {
+		const char *d[] = { extra_deny };
+		struct policy_rule_spec r = { .action = POLICY_DENY, .dst = d, .n_dst = 1 };
+		CHECK(policy_builder_add_rule(b, &r, err, sizeof err), "deny rule: %s", err);
+	}
+	struct policy_rule_spec r = { .action = act, .via = via, .dst = dst, .n_dst = n };
+	CHECK(policy_builder_add_rule(b, &r, err, sizeof err), "rule: %s", err);
+	return policy_builder_finish(b);
+}
+
+static struct policy_decision decide(const struct policy *p, const struct tailnet_view *v,
+				     const char *addr, uint16_t port, const char *host)
+{
+	struct policy_query q = { .host = host, .dst = A(addr), .port = port, .view = v };
+	struct policy_decision d;
+	q.src = A("127.0.0.1");
+	policy_decide(p, &q, &d);
+	return d;
+}
+
+static void test_policy_aliases(void)
+{
+	struct tailnet_view *v = view(true, true, false, false, "Running");
+	struct tailnet_view *down = tailnet_view_empty(TAILNET_UNKNOWN,
+						       "cannot reach tailscaled at /x: No such file");
+	const char *tailnet[] = { "tailnet:*" }, *peers[] = { "peers:22" },
+		   *routes[] = { "routes:5432" }, *fixed[] = { "198.51.100.0/24:*" },
+		   *name[] = { "db.corp.example:5432" };
+	struct policy *pt = live_policy(tailnet, 1, POLICY_ACCEPT, POLICY_VIA_TAILNET, NULL);
+	struct policy *pp = live_policy(peers, 1, POLICY_ACCEPT, POLICY_VIA_TAILNET, NULL);
+	struct policy *pr = live_policy(routes, 1, POLICY_ACCEPT, POLICY_VIA_TAILNET,
+					"192.0.2.66:*");
+	struct policy *pf = live_policy(fixed, 1, POLICY_ACCEPT, POLICY_VIA_TAILNET, NULL);
+	struct policy *pu = live_policy(fixed, 1, POLICY_ACCEPT, POLICY_VIA_UPSTREAM, NULL);
+	struct policy *pn = live_policy(name, 1, POLICY_ACCEPT, POLICY_VIA_TAILNET, NULL);
+	if (!v || !pt || !pp || !pr || !pf || !pu || !pn)
+		goto out;
+	struct policy_decision d;
+
+	d = decide(pt, v, "192.0.2.10", 80, NULL);
+	CHECK(d.action == POLICY_ACCEPT && d.peer && strcmp(d.peer->id, "nB") == 0 &&
+	      d.carrier->kind == TAILNET_CARRY_ROUTE, "tailnet:* accepts a carried route");
+	d = decide(pt, v, "100.64.0.2", 22, NULL);
+	CHECK(d.action == POLICY_ACCEPT && d.carrier->kind == TAILNET_CARRY_ADDRESS,
+	      "tailnet:* accepts a peer");
+	d = decide(pt, v, "198.51.100.7", 80, NULL);
+	CHECK(d.action == POLICY_DENY && strstr(d.reason, "no rule accepts"), "nobody carries: %s",
+	      d.reason);
+	d = decide(pt, v, "100.64.0.1", 80, NULL);
+	CHECK(d.action == POLICY_DENY && d.guard && strcmp(d.guard, "self") == 0,
+	      "own address: guard self: %s", d.reason);
+
+	d = decide(pp, v, "100.64.0.2", 22, NULL);
+	CHECK(d.action == POLICY_ACCEPT, "peers:22 accepts a peer on 22");
+	d = decide(pp, v, "100.64.0.2", 80, NULL);
+	CHECK(d.action == POLICY_DENY, "peers:22 not port 80");
+	d = decide(pp, v, "192.0.2.10", 22, NULL);
+	CHECK(d.action == POLICY_DENY, "peers: is not routes");
+
+	d = decide(pr, v, "192.0.2.10", 5432, NULL);
+	CHECK(d.action == POLICY_ACCEPT, "routes:5432");
+	d = decide(pr, v, "100.64.0.2", 5432, NULL);
+	CHECK(d.action == POLICY_DENY, "routes: is not peers");
+	d = decide(pr, v, "192.0.2.66", 5432, NULL);
+	CHECK(d.action == POLICY_DENY && d.rule == 0, "an earlier deny wins");
+
+	/* via tailnet: a fixed prefix nobody carries is denied with the reason */
+	d = decide(pf, v, "198.51.100.7", 80, NULL);
+	CHECK(d.action == POLICY_DENY && strstr(d.reason, "no peer carries 198.51.100.7") &&
+	      strstr(d.reason, "through the host network"), "via tailnet: %s", d.reason);
+	d = decide(pu, v, "198.51.100.7", 80, NULL);
+	CHECK(d.action == POLICY_ACCEPT && d.via == POLICY_VIA_UPSTREAM && !d.carrier,
+	      "via upstream: any path");
+	/* a name rule: the address still has to be carried */
+	d = decide(pn, v, "192.0.2.10", 5432, "db.corp.example");
+	CHECK(d.action == POLICY_ACCEPT && d.peer, "name rule, carried address");
+	d = decide(pn, v, "198.51.100.7", 5432, "db.corp.example");
+	CHECK(d.action == POLICY_DENY && strstr(d.reason, "no peer carries"),
+	      "name rule, address nobody carries: %s", d.reason);
+
+	/* tailscaled unreachable: aliases deny with the reason, static rules apply */
+	d = decide(pt, down, "192.0.2.10", 80, NULL);
+	CHECK(d.action == POLICY_DENY && strstr(d.reason, "tailnet state unknown: cannot reach"),
+	      "fail closed: %s", d.reason);
+	d = decide(pf, down, "198.51.100.7", 80, NULL);
+	CHECK(d.action == POLICY_ACCEPT && !d.carrier, "static rule still applies");
+	d = decide(pt, NULL, "192.0.2.10", 80, NULL);
+	CHECK(d.action == POLICY_DENY && strstr(d.reason, "tailnet state unknown"), "no view");
+
+	/* precheck of names */
+	struct policy_query q = { .host = "db.corp.example", .port = 80, .view = v };
+	CHECK(policy_precheck(pt, &q, &d), "precheck: the tailnet carries something");
+	q.view = down;
+	CHECK(!policy_precheck(pt, &q, &d) && strstr(d.reason, "tailnet state unknown"),
+	      "precheck while unknown: %s", d.reason);
+	q.port = 23;
+	q.view = v;
+	CHECK(!policy_precheck(pp, &q, &d), "precheck: port no alias accepts");
+out:
+	policy_free(pt);
+	policy_free(pp);
+	policy_free(pr);
+	policy_free(pf);
+	policy_free(pu);
+	policy_free(pn);
+	tailnet_view_unref(v);
+	tailnet_view_unref(down);
+}
+
 int main(void)
 {
 	test_carried();
@@ -273,6 +392,7 @@ int main(void)
 	test_diff();
 	test_malformed();
 	test_dns_answer();
+	test_policy_aliases();
 	printf("%d passed, %d failed\n", passed, failed);
 	return failed != 0;
 }
