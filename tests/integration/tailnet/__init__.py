@@ -84,6 +84,10 @@ Methods
   tailscale_a(*args), tailscale_b(*args)      the tailscale CLI against A / B
   headscale(*args, json_output=True)          the headscale CLI (-o json, parsed)
 
+By hand: `cd tests/integration && sudo /usr/bin/python3 -m tailnet [COMMAND...]`
+(see __main__.py) brings it up in a namespace of its own and prints TAILNET_*
+variables; COMMAND runs in A with them.
+
 Module functions: missing_requirements(), in_private_netns(), localapi(sock, path),
 write_proxychains_conf(path, "127.0.0.1:PORT"), wait_for(pred, timeout, what).
 
