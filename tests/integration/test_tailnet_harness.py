@@ -135,20 +135,23 @@ def test_magicdns_name_of_b_in_a_status(tailnet):
     assert ans["addresses"] == [tailnet.b_ips[0]], ans
 
 
-def test_psql_through_proxychains_reaches_b_postgres(tailnet, tmp_path):
+@pytest.mark.parametrize("family", ["v4", "v6"])
+def test_psql_through_proxychains_reaches_b_postgres(tailnet, tmp_path, family):
     """psql, made to use A's tailscaled SOCKS5 by proxychains4, runs queries
-    on B's PostgreSQL at 192.0.2.10 with password authentication."""
+    on B's PostgreSQL at 192.0.2.10 (or 2001:db8:99::10) with password
+    authentication."""
+    host = tailnet.pg.host if family == "v4" else tailnet.pg.host_v6
     conf = write_proxychains_conf(tmp_path / "proxychains.conf", tailnet.a_proxy)
-    line = FORWARD_LINE % ("%s:%d" % (tailnet.pg.host, tailnet.pg.port))
+    line = FORWARD_LINE % _hostport(host, tailnet.pg.port)
     forwarded_before = tailnet.b_log().count(line)
     r = subprocess.run(["proxychains4", "-q", "-f", conf, "psql", "-X", "-A", "-t",
                         "-c", "select 1", "-c", "select string_agg(name, ',' order by id) from items",
-                        tailnet.pg_dsn()],
+                        "-c", "select host(inet_server_addr())", tailnet.pg_dsn(host=host)],
                        capture_output=True, text=True, timeout=90, stdin=subprocess.DEVNULL,
                        env=clean_env())
     assert r.returncode == 0, "psql exited %d\nstdout: %s\nstderr: %s" % (
         r.returncode, r.stdout, r.stderr)
-    assert r.stdout.split() == ["1", "alpha,beta,gamma"], r.stdout
+    assert r.stdout.split() == ["1", "alpha,beta,gamma", host], r.stdout
     wait_for(lambda: tailnet.b_log().count(line) > forwarded_before, 30,
              "B's tailscaled to log %r" % line)
 
