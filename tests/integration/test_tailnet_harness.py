@@ -197,9 +197,9 @@ def test_teardown_leaves_no_process_and_no_namespace(tmp_path, tailnet):
     assert not missing_requirements()
     tn = Tailnet(tmp_path / "tn2", free_port=free_port)
     with tn:
-        pids = [p.pid for p in tn._procs] + [ns.holder.pid for ns in (tn.ns_b, tn.ns_h)]
+        pids = tn.pids()
         namespaces = (tn.ns_b, tn.ns_h)
-        sock_dir = tn._tmp
+        sock_dir = tn.sock_dir
         rep, status, _ = socks_get(tn, tn.web_v4[0], 80, unique_path("second-tailnet"))
         assert (rep, status) == (0, 200)
     for pid in pids:

@@ -58,7 +58,9 @@ Attributes
   approved                  the routes last approved (empty after revoke_routes())
   b_node_id                 B's headscale node id
   startup_seconds, timings  how long start() took, in total and per phase (cumulative)
-  ns_b, ns_h                NetNS objects (run(argv), pids(), listening(port))
+  ns_b, ns_h                NetNS objects (run(argv), pids(), listening(port), remains())
+  hs_port, a_proxy_port     headscale's port (the same in A, B and H), A's proxy port
+  sock_dir                  the /tmp/tailnet-* directory of sockets and PostgreSQL data
 
 Methods
   pg_dsn(host=None, **kw)   libpq URI for B's PostgreSQL (IPv6 hosts bracketed)
@@ -74,6 +76,7 @@ Methods
   stop_a() / start_a()      stop / restart tailscaled A (same state dir, socket, proxy
                             port); start_a waits for Running, routes and a ping to B
   ping_b(kind="TSMP")       one LocalAPI ping from A to B; wait_path() until one succeeds
+  pids()                    every process started (namespace holders included)
   a_log(), b_log(), headscale_log(), logs()   process output (logs(): every process's tail)
   in_b(argv, **kw), in_h(argv, **kw)          subprocess.run inside B / H
   localapi_a(path, method="GET", body=None)   A's LocalAPI (path under /localapi/v0/),

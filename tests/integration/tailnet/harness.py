@@ -795,6 +795,17 @@ class Tailnet:
         self.pg = Postgres(self.web_v4[0], self.web_v6[0], port, self.pg_user, self.pg_password,
                            self.pg_dbname, self.pg_sockdir)
 
+    @property
+    def sock_dir(self):
+        """The short /tmp/tailnet-* directory with the UNIX sockets and
+        PostgreSQL's data (removed by close())."""
+        return self._tmp
+
+    def pids(self):
+        """PIDs of every process the harness started and still tracks,
+        namespace holders included."""
+        return [p.pid for p in self._procs] + [ns.holder.pid for ns in self._namespaces]
+
     def pg_dsn(self, host=None, **kw):
         """B's PostgreSQL as a libpq URI (see Postgres.dsn)."""
         return self.pg.dsn(host=host, **kw)
