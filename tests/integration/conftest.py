@@ -37,6 +37,13 @@ Fixtures (function scope unless noted)
                      proxy on one port: .port, .socks5_url, .http_url
   microsocks (session) microsocks on loopback: .port, .url
   postgres   (session) PostgreSQL on 127.0.0.1: .port, .dsn(host=..., port=...)
+  tailnet    (session) a real tailnet (tailnet/ package): tailscaled A here, Headscale
+                     with embedded DERP in namespace H, tailscaled B in namespace B as
+                     subnet router for 192.0.2.0/24 and 2001:db8:99::/64 with a web
+                     server, a DNS server and PostgreSQL behind it. API: see
+                     tailnet/__init__.py. Skipped (reason shown) outside a private
+                     network namespace or without the pinned binaries. After any test
+                     that used it, A runs again and both routes are approved again.
   upstream_url(kind) returns the --upstream value for "direct",
                      "tailscaled-socks5", "tailscaled-http" or "microsocks"
                      (starting that upstream on first use)
@@ -75,6 +82,9 @@ import time
 
 import pytest
 
+from tailnet import HarnessError as _HarnessError
+from tailnet import Tailnet as _Tailnet
+from tailnet import missing_requirements as _tailnet_missing
 from helpers import (UPSTREAM_KINDS, EchoOrigin, HTTPOrigin, Proc, SinkOrigin, SourceOrigin,
                      clean_env, connect, free_port, read_audit, recv_exact,
                      sanitizer_report, socks5_connect, wait_listening,
@@ -572,3 +582,48 @@ def postgres():
     yield _Postgres(port, base)
     proc.stop(signal.SIGINT)
     shutil.rmtree(base, ignore_errors=True)
+
+
+# -------------------------------------------------------------------- tailnet
+
+_tailnets = []  # the session's Tailnet, once started
+
+
+@pytest.fixture(scope="session")
+def tailnet(request, tmp_path_factory):
+    """A running tailnet.Tailnet (see tailnet/__init__.py), shared by the
+    session. Skips, saying why, when it cannot run here."""
+    why = _tailnet_missing()
+    if why:
+        pytest.skip("tailnet harness: " + "; ".join(why))
+    tn = _Tailnet(tmp_path_factory.mktemp("tailnet"), free_port=free_port)
+    try:
+        tn.start()
+    except _HarnessError as e:
+        pytest.fail("the tailnet did not come up: %s" % e, pytrace=False)
+    line = "tailnet harness up in %.1fs (cumulative: %s); logs in %s" % (
+        tn.startup_seconds, ", ".join("%s %.1fs" % kv for kv in tn.timings.items()), tn.logdir)
+    print(line)
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    capman = request.config.pluginmanager.get_plugin("capturemanager")
+    if reporter is not None and capman is not None:
+        with capman.global_and_fixture_disabled():
+            reporter.write_line("")
+            reporter.write_line(line)
+    _tailnets.append(tn)
+    yield tn
+    _tailnets.remove(tn)
+    tn.close()
+
+
+@pytest.fixture(autouse=True)
+def _tailnet_restore(request):
+    """After a test that used the tailnet: tailscaled A running and both of
+    B's routes approved again (nothing to do when the test left them so)."""
+    yield
+    if _tailnets and "tailnet" in request.fixturenames:
+        try:
+            _tailnets[0].restore()
+        except _HarnessError as e:
+            pytest.fail("could not restore the tailnet after the test: %s\n%s"
+                        % (e, _tailnets[0].logs()), pytrace=False)
