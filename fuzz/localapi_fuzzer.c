@@ -33,7 +33,8 @@ static enum localapi_step decode(const struct localapi_response *head, const cha
 				abort();
 			if (dlen && (data < body + pos + off || data + dlen > body + pos + n))
 				abort();
-			memcpy(out + *outlen, data, dlen);
+			if (dlen)
+				memcpy(out + *outlen, data, dlen);
 			*outlen += dlen;
 			off += used;
 			if (used == 0 && dlen == 0)

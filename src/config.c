@@ -72,7 +72,7 @@ enum opt_id {
 	OPT_LOG_LEVEL, OPT_HANDSHAKE_TIMEOUT, OPT_CONNECT_TIMEOUT, OPT_DNS_TIMEOUT,
 	OPT_IDLE_TIMEOUT, OPT_SHUTDOWN_GRACE, OPT_MAX_HEAD_BYTES, OPT_MAX_CONNECTIONS,
 	OPT_BUFFER_BYTES, OPT_RELAY, OPT_DNS_SERVER, OPT_HOSTS_FILE, OPT_FORCE_PUBLIC_LISTEN,
-	OPT_VERSION, OPT_HELP, OPT_USER, OPT_SRC, OPT_TAILSCALED_SOCKET,
+	OPT_VERSION, OPT_HELP, OPT_USER, OPT_SRC, OPT_TAILSCALED_SOCKET, OPT_CLOSE_REVOKED,
 };
 
 /* Single-valued settings given as text, in the order of this table. */
@@ -87,7 +87,7 @@ struct config_args {
 	char *config_file;
 	struct strv listen, allow, lift, audit_log, dns_server, positional;
 	char *scalar[SC_COUNT];
-	bool allow_default_route, force_public_listen;
+	bool allow_default_route, force_public_listen, close_revoked;
 	char *user, *src;
 };
 
@@ -120,6 +120,7 @@ static const struct option long_opts[] = {
 	{ "user", required_argument, NULL, OPT_USER },
 	{ "src", required_argument, NULL, OPT_SRC },
 	{ "tailscaled-socket", required_argument, NULL, OPT_TAILSCALED_SOCKET },
+	{ "close-revoked", no_argument, NULL, OPT_CLOSE_REVOKED },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -138,6 +139,8 @@ static const char help_text[] =
 	"                            the tailnet carries for this node, read live from it;\n"
 	"                            none: use the static routes (TAILSCALE_ADVERTISE_ROUTES)\n"
 	"                            (default " DEFAULT_TAILSCALED_SOCKET ")\n"
+	"  --close-revoked           when the tailnet stops carrying a destination, also\n"
+	"                            close the relays open to it (default: they run on)\n"
 	"  --allow PREFIX[:PORTS]    accept a prefix, repeatable; PORTS *, N, N-M or a\n"
 	"                            comma list (IPv6: [fd00::/64]:443 or fd00::/64:443)\n"
 	"                            (default: none)\n"
@@ -175,7 +178,8 @@ static const char help_text[] =
 	"DUR: 250ms, 10s, 15m, 1h or a number of seconds.\n"
 	"Environment: TAILSCALE_SOCKET, TAILSCALE_ADVERTISE_ROUTES, TAILFENCE_CONFIG,\n"
 	"TAILFENCE_LISTEN, TAILFENCE_UPSTREAM, TAILFENCE_AUDIT_LOG, TAILFENCE_AUDIT_SYSLOG,\n"
-	"TAILFENCE_AUDIT_HMAC_KEY, TAILFENCE_LOG_LEVEL, TAILFENCE_LIFT_GUARDS.\n"
+	"TAILFENCE_AUDIT_HMAC_KEY, TAILFENCE_LOG_LEVEL, TAILFENCE_LIFT_GUARDS,\n"
+	"TAILFENCE_CLOSE_REVOKED.\n"
 	"Subcommands: check, config check, config show, audit, passwd (tailfence help).\n";
 
 void config_args_free(struct config_args *a)
@@ -243,6 +247,7 @@ int config_args_parse_sub(int argc, char **argv, bool check_opts, size_t max_pos
 		case OPT_HOSTS_FILE: set_str(&a->scalar[SC_HOSTS_FILE], v); break;
 		case OPT_TAILSCALED_SOCKET: set_str(&a->scalar[SC_TAILSCALED_SOCKET], v); break;
 		case OPT_FORCE_PUBLIC_LISTEN: a->force_public_listen = true; break;
+		case OPT_CLOSE_REVOKED: a->close_revoked = true; break;
 		case OPT_USER:
 		case OPT_SRC:
 			if (!check_opts) {
@@ -623,6 +628,20 @@ static bool set_upstream(struct settings *st, struct ctx *x, const char *origin,
 	snprintf(u->text, sizeof u->text, "%s://%s",
 		 u->kind == CONFIG_UPSTREAM_SOCKS5 ? "socks5" : "http",
 		 cidr_addr_format_port(&u->addr, u->port, ap, sizeof ap));
+	return true;
+}
+
+/* "true"/"false" (also 1/0, yes/no) from an environment variable. */
+static bool set_bool(struct ctx *x, const char *origin, const char *v, bool *out)
+{
+	char b[256];
+	if (strcmp(v, "true") == 0 || strcmp(v, "1") == 0 || strcmp(v, "yes") == 0)
+		*out = true;
+	else if (strcmp(v, "false") == 0 || strcmp(v, "0") == 0 || strcmp(v, "no") == 0)
+		*out = false;
+	else
+		return fail(x, "%s: \"%s\" is not a boolean; expected true or false", origin,
+			    q(v, b, sizeof b));
 	return true;
 }
 
@@ -1056,7 +1075,8 @@ static bool scalar_text(struct ctx *x, const char *path, const cJSON *v, char *b
 static bool apply_file(struct settings *st, struct ctx *x, const char *name, cJSON *root)
 {
 	static const char *const top[] = {
-		"listen", "upstream", "tailscaled_socket", "routes", "allow_default_route",
+		"listen", "upstream", "tailscaled_socket", "close_revoked", "routes",
+		"allow_default_route",
 		"lift_guards", "force_public_listen", "users", "rules", "limits", "dns", "audit",
 		"log_level", NULL,
 	};
@@ -1100,6 +1120,12 @@ static bool apply_file(struct settings *st, struct ctx *x, const char *name, cJS
 			return fail(x, "%s: allow_default_route: is %s; expected true or false", name,
 				    type_name(v));
 		st->allow_default_route = cJSON_IsTrue(v);
+	}
+	if ((v = cJSON_GetObjectItemCaseSensitive(root, "close_revoked"))) {
+		if (!cJSON_IsBool(v))
+			return fail(x, "%s: close_revoked: is %s; expected true or false", name,
+				    type_name(v));
+		st->c->close_revoked = cJSON_IsTrue(v);
 	}
 	if ((v = cJSON_GetObjectItemCaseSensitive(root, "force_public_listen"))) {
 		if (!cJSON_IsBool(v))
@@ -1499,6 +1525,7 @@ static void build_effective(struct settings *st, const struct config_args *args)
 	cJSON *g = cJSON_AddArrayToObject(e, "lift_guards");
 	for (size_t i = 0; i < st->lift.n; i++)
 		cJSON_AddItemToArray(g, cJSON_CreateString(st->lift.v[i]));
+	cJSON_AddBoolToObject(e, "close_revoked", c->close_revoked);
 	cJSON_AddBoolToObject(e, "force_public_listen", st->force_public_listen);
 	if (!cJSON_GetObjectItemCaseSensitive(e, "users"))
 		cJSON_AddObjectToObject(e, "users");
@@ -1648,6 +1675,9 @@ struct config *config_build(const struct config_args *args, char *err, size_t er
 		goto bad;
 	if ((ev = getenv("TAILSCALE_SOCKET")) && !set_socket(&st, &x, "TAILSCALE_SOCKET", ev))
 		goto bad;
+	if ((ev = envv("TAILFENCE_CLOSE_REVOKED")) &&
+	    !set_bool(&x, "TAILFENCE_CLOSE_REVOKED", ev, &c->close_revoked))
+		goto bad;
 	if ((ev = envv("TAILFENCE_AUDIT_LOG"))) {
 		sinks_free(&st.sinks);
 		st.sinks_set = true;
@@ -1703,6 +1733,8 @@ struct config *config_build(const struct config_args *args, char *err, size_t er
 			st.allow_default_route = true;
 		if (args->force_public_listen)
 			st.force_public_listen = true;
+		if (args->close_revoked)
+			c->close_revoked = true;
 		if (args->audit_log.n) {
 			sinks_free(&st.sinks);
 			st.sinks_set = true;

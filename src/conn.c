@@ -953,3 +953,29 @@ void conn_abort_all(struct gateway *gw)
 	while (!TAILQ_EMPTY(&gw->conns))
 		conn_close(TAILQ_FIRST(&gw->conns), "shutdown", NULL);
 }
+
+size_t conn_recheck_relays(struct gateway *gw, const struct tailnet_view *view)
+{
+	struct conn *c, *next;
+	size_t closed = 0;
+	for (c = TAILQ_FIRST(&gw->conns); c; c = next) {
+		next = TAILQ_NEXT(c, link);
+		if (c->state != CONN_RELAY || !c->connected.family)
+			continue;
+		struct policy_query q;
+		struct policy_decision d;
+		conn_who(c, &q);
+		q.view = view;
+		q.host = c->target.is_name ? c->target.host : NULL;
+		q.dst = c->connected;
+		q.port = c->target.port;
+		policy_decide(c->cfg->policy, &q, &d);
+		if (d.action == POLICY_ACCEPT)
+			continue;
+		log_info("conn %llu: %s to %s:%u closed: %s", (unsigned long long)c->id,
+			 c->client_text, c->target.host, c->target.port, d.reason);
+		conn_close(c, "revoked", d.reason);
+		closed++;
+	}
+	return closed;
+}

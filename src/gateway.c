@@ -32,6 +32,9 @@
 #include "tailfence/tailnet_watch.h"
 #include "tailfence/worker.h"
 
+/* The longest the listeners wait for tailscaled's first answer. */
+#define GATEWAY_FIRST_VIEW_MS 5000
+
 /* How long accepting pauses after the process ran out of descriptors. */
 #define GATEWAY_EMFILE_PAUSE_MS 1000
 
@@ -162,6 +165,33 @@ void gateway_auth_result(struct gateway *gw, const struct cidr_addr *addr, bool 
 	s->last_ms = now;
 }
 
+static bool gateway_listen(struct gateway *gw);
+
+/* Opens the listeners once (after the first view, or when waiting for it
+ * took too long); a failure ends the loop with status 1. */
+static void gateway_listen_now(struct gateway *gw)
+{
+	if (!gw->first_view || gw->stopping)
+		return;
+	event_free(gw->first_view);
+	gw->first_view = NULL;
+	if (!gateway_listen(gw)) {
+		gw->exit_status = 1;
+		event_base_loopexit(gw->base, NULL);
+	}
+}
+
+static void gateway_first_view_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct gateway *gw = arg;
+	(void)fd;
+	(void)what;
+	log_warn("no answer from tailscaled at %s within %d ms: listening anyway; destinations "
+		 "of the tailnet are denied until it answers", gw->cfg->tailscaled_socket,
+		 GATEWAY_FIRST_VIEW_MS);
+	gateway_listen_now(gw);
+}
+
 /* ---------- the tailnet ---------- */
 
 struct gateway_diff {
@@ -240,10 +270,18 @@ static void gateway_tailnet_cb(void *arg, const struct tailnet_view *old,
 				 next->reason ? next->reason : "");
 		if (next->state == TAILNET_RUNNING)
 			gateway_warn_own_routes(gw, next);
+		/* Not knowing (UNKNOWN) is no reason to cut anything; a known
+		 * change that carries less is. */
+		if (gw->cfg->close_revoked && next->state != TAILNET_UNKNOWN && g.n[0]) {
+			size_t n = conn_recheck_relays(gw, next);
+			if (n)
+				log_info("tailnet: closed %zu relay(s) to what is no longer carried", n);
+		}
 	}
 	free(g.v[0]);
 	free(g.v[1]);
 	free(g.text);
+	gateway_listen_now(gw);
 }
 
 /* Starts (or restarts, when the socket or options changed) the watcher. */
@@ -399,6 +437,8 @@ static void gateway_free(struct gateway *gw)
 			event_free(gw->signals[i]);
 	if (gw->grace)
 		event_free(gw->grace);
+	if (gw->first_view)
+		event_free(gw->first_view);
 	if (gw->accept_resume)
 		event_free(gw->accept_resume);
 	worker_free(gw->worker);
@@ -470,7 +510,7 @@ int gateway_main(int argc, char **argv)
 			goto out;
 		}
 	}
-	if (!gw.accept_resume || !gw.grace || !gateway_listen(&gw))
+	if (!gw.accept_resume || !gw.grace)
 		goto out;
 
 	log_info("tailfence %s: upstream %s", TAILFENCE_VERSION, gw.cfg->upstream.text);
@@ -482,12 +522,20 @@ int gateway_main(int argc, char **argv)
 		log_warn("no tailscaled socket, no routes (TAILSCALE_ADVERTISE_ROUTES is empty), no "
 			 "rules and no --allow: every destination will be denied");
 	audit_event(gw.audit, "start", gw.cfg->upstream.text);
-	if (!gateway_tailnet_follow(&gw))
+	if (gw.cfg->tailscaled_socket) {
+		/* Listen once tailscaled has answered (gateway_tailnet_cb). */
+		struct timeval tv = { GATEWAY_FIRST_VIEW_MS / 1000, 0 };
+		gw.first_view = evtimer_new(gw.base, gateway_first_view_cb, &gw);
+		if (!gw.first_view || evtimer_add(gw.first_view, &tv) != 0 ||
+		    !gateway_tailnet_follow(&gw))
+			goto out;
+	} else if (!gateway_listen(&gw)) {
 		goto out;
+	}
 	event_base_dispatch(gw.base);
 	audit_event(gw.audit, "shutdown", NULL);
 	log_info("stopped");
-	rc = 0;
+	rc = gw.exit_status;
 out:
 	gateway_free(&gw);
 	return rc;

@@ -9,6 +9,7 @@
 static const char usage[] =
 	"usage: tailfence [run] [FLAGS]          run the gateway (see tailfence --help)\n"
 	"       tailfence check [FLAGS] HOST:PORT  would this destination be allowed?\n"
+	"       tailfence status [--json] [FLAGS]  the tailnet as the fence follows it\n"
 	"       tailfence config check [FILE]      validate a config file\n"
 	"       tailfence config show [FLAGS]      print the effective config\n"
 	"       tailfence audit [verify|summary|tail] ...  review the audit trail\n"
@@ -22,6 +23,8 @@ int main(int argc, char **argv)
 			return gateway_main(argc - 1, argv + 1);
 		if (strcmp(cmd, "check") == 0)
 			return policy_cli_check(argc - 1, argv + 1);
+		if (strcmp(cmd, "status") == 0)
+			return status_cli_main(argc - 1, argv + 1);
 		if (strcmp(cmd, "config") == 0)
 			return policy_cli_config(argc - 1, argv + 1);
 		if (strcmp(cmd, "audit") == 0)

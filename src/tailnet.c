@@ -363,6 +363,14 @@ static bool tailnet_dns(struct tailnet_build *b, const cJSON *dns)
 		return tailnet_fail(b, "%s%s", "out of memory", "");
 	for (const cJSON *r = routes->child; r; r = r->next) {
 		char *d = r->string ? tailnet_name_dup(r->string) : NULL;
+		size_t n = d ? strlen(d) : 0;
+		/* Reverse zones (MagicDNS's 100.100.in-addr.arpa and the like)
+		 * never hold a name a client asks to reach. */
+		if (d && ((n >= 13 && strcmp(d + n - 13, ".in-addr.arpa") == 0) ||
+			  (n >= 9 && strcmp(d + n - 9, ".ip6.arpa") == 0))) {
+			free(d);
+			continue;
+		}
 		if (d)
 			v->split_domains[v->n_split_domains++] = d;
 	}

@@ -366,8 +366,8 @@ struct tailnet_view *tailnet_view_fetch(const char *sock_path,
 struct tailnet_dns {
 	struct localapi_req *req[2];	/* A, AAAA */
 	bool done[2];
-	struct cidr_addr addrs[TAILNET_DNS_MAX_ADDRS];
-	size_t n;
+	struct cidr_addr addrs[2][TAILNET_DNS_MAX_ADDRS];	/* per type */
+	size_t n[2];
 	int rcode;
 	char error[300];
 	tailnet_dns_cb cb;
@@ -427,15 +427,13 @@ static void tailnet_dns_answer(struct tailnet_dns *q, int i, int status, const c
 				len);
 		return;
 	}
-	size_t n = 0;
 	int rcode = 0;
 	unsigned qtype = i == 0 ? DNSMSG_TYPE_A : DNSMSG_TYPE_AAAA;
-	if (!tailnet_dns_parse(body, len, qtype, q->addrs + q->n,
-			       TAILNET_DNS_MAX_ADDRS - q->n, &n, &rcode, why, sizeof why)) {
+	if (!tailnet_dns_parse(body, len, qtype, q->addrs[i], TAILNET_DNS_MAX_ADDRS, &q->n[i],
+			       &rcode, why, sizeof why)) {
 		snprintf(q->error, sizeof q->error, "%s", why);
 		return;
 	}
-	q->n += n;
 	if (rcode)
 		q->rcode = rcode;
 }
@@ -450,8 +448,14 @@ static void tailnet_dns_done(struct tailnet_dns *q, int i, int status, const cha
 		return;
 	tailnet_dns_cb cb = q->cb;
 	void *arg = q->arg;
-	if (q->n) {
-		cb(arg, q->addrs, q->n, NULL);
+	/* A answers first, then AAAA, whichever came back first. */
+	struct cidr_addr all[TAILNET_DNS_MAX_ADDRS];
+	size_t n = 0;
+	for (int t = 0; t < 2; t++)
+		for (size_t k = 0; k < q->n[t] && n < TAILNET_DNS_MAX_ADDRS; k++)
+			all[n++] = q->addrs[t][k];
+	if (n) {
+		cb(arg, all, n, NULL);
 	} else if (q->error[0]) {
 		cb(arg, NULL, 0, q->error);
 	} else {

@@ -19,6 +19,10 @@ int policy_cli_check(int argc, char **argv);
 /* tailfence config check [FILE] | config show (policy_cli.c). */
 int policy_cli_config(int argc, char **argv);
 
+/* tailfence status [--json] [FLAGS]: the tailnet as the fence sees it
+ * (status_cli.c). Exit 0 running, 1 not, 2 error. */
+int status_cli_main(int argc, char **argv);
+
 /* tailfence passwd: reads a password, prints its KDF hash (policy_cli.c). */
 int policy_cli_passwd(int argc, char **argv);
 

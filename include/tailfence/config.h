@@ -55,6 +55,8 @@ struct config {
 	/* The exit node's /0 may be carried (live), a /0 route or --allow
 	 * may allow everything (static). */
 	bool allow_default_route;
+	/* Close open relays to what the tailnet stopped carrying. */
+	bool close_revoked;
 	/* TAILSCALE_ADVERTISE_ROUTES and the file's routes. Static: the
 	 * routes alias. Live: this node's own routes, which the tailnet does
 	 * not carry for it; kept to warn about them. */

@@ -16,6 +16,7 @@
 
 struct conn;
 struct gateway;
+struct tailnet_view;
 struct gateway_listener;
 
 /* Takes ownership of fd. */
@@ -28,5 +29,11 @@ void conn_stop_handshakes(struct gateway *gw);
 
 /* Ends every connection now with end reason "shutdown". */
 void conn_abort_all(struct gateway *gw);
+
+/* The tailnet changed (--close-revoked): decides every open relay's
+ * connected address again, with the policy it started with and the view
+ * given; closes those now denied with end reason "revoked". Returns how
+ * many were closed. */
+size_t conn_recheck_relays(struct gateway *gw, const struct tailnet_view *view);
 
 #endif

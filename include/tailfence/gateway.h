@@ -61,7 +61,13 @@ struct gateway {
 	uint64_t next_conn_id;
 
 	bool stopping;
+	int exit_status;		/* set when the loop ends on an error */
 	struct event *grace;
+	/* With a tailscaled socket the listeners open once tailscaled first
+	 * answers (or could not be reached), at most GATEWAY_FIRST_VIEW_MS
+	 * after the start: a client is never refused only because it came
+	 * first. */
+	struct event *first_view;
 	struct event *signals[5];
 
 	struct gateway_authfail authfail[GATEWAY_AUTHFAIL_SLOTS];
