@@ -1,76 +1,76 @@
-"""contrib/railway/entrypoint end to end against a real control server.
+"""contrib/railway/entrypoint end to end, as a node of a real tailnet.
 
-Headscale (pinned, /opt/tfgo/bin) runs on 127.0.0.1 with a pre-auth key and
-no DERP relay; the entrypoint starts the real tailscaled and tailscale, the
-tailfence under test, and app_standin.py in LiteLLM's place. The advertised
-route is 127.0.0.0/24, where the allowed origin listens (127.0.0.20); the
-denied origin listens on 127.0.1.20. Nothing leaves loopback, and the module
-refuses to run outside a private network namespace.
-
-tailscaled gets TS_ASSUME_NETWORK_UP_FOR_TEST=1: with only lo up it would
-otherwise consider itself offline and never talk to the control server.
+The container joins the harness's tailnet (tests/integration/tailnet/) from
+namespace A as a third node: Headscale with its embedded DERP in namespace
+H, and subnet router B, whose 192.0.2.0/24 exists only in namespace B. The
+entrypoint starts the real tailscaled and tailscale, the tailfence under
+test and app_standin.py in LiteLLM's place. The container advertises a
+range of its own (203.0.113.0/24, as a Railway service would advertise its
+private network): tailscaled would dial that through the host, so tailfence
+must not allow it; what it allows is what the tailnet carries for it, B's
+subnet, reached over WireGuard. Nothing leaves the namespaces.
 """
 import json
 import os
 import signal
 import subprocess
-import time
+import uuid
 
 import pytest
 
 from helpers import sanitizer_report
-from railway.support import (APP_STANDIN, PYTHON, REPO, Entrypoint, Headscale,
-                             Origin, audit_records, free_port, in_private_netns,
-                             sanitizer_env, tailfence_bin, tool, wait_until)
+from railway.support import (APP_STANDIN, PYTHON, REPO, Entrypoint, Origin, audit_records,
+                             free_port, sanitizer_env, tailfence_bin, tool, wait_until)
 
 HEALTHCHECK = REPO / "contrib" / "railway" / "healthcheck"
 
-ROUTE = "127.0.0.0/24"
-ALLOWED_HOST = "127.0.0.20"
-DENIED_HOST = "127.0.1.20"
+OWN_ROUTE = "203.0.113.0/24"      # this container's own range: advertised, never carried for it
+OWN_HOST = "203.0.113.5"
 
 pytestmark = [
-    pytest.mark.skipif(not in_private_netns(),
-                       reason="needs a private network namespace with only lo (run scripts/test)"),
-    pytest.mark.skipif(not all(tool(t) for t in ("headscale", "tailscaled", "tailscale")),
-                       reason="pinned headscale/tailscaled/tailscale missing in /opt/tfgo/bin "
-                              "(scripts/install-deps)"),
     pytest.mark.skipif(tailfence_bin() is None, reason="tailfence is not built"),
 ]
 
 
-@pytest.fixture(scope="module")
-def headscale(tmp_path_factory):
-    hs = Headscale(tmp_path_factory.mktemp("headscale"))
-    try:
-        hs.user_id = hs.create_user("railway")
-        yield hs
-    finally:
-        hs.close()
+@pytest.fixture
+def app_health():
+    """What the health check probes as the app (LiteLLM's liveness URL)."""
+    o = Origin("127.0.0.1", free_port(), "app-health")
+    yield o
+    o.close()
 
 
 @pytest.fixture
-def origins():
-    port = free_port(ALLOWED_HOST)
-    allowed = Origin(ALLOWED_HOST, port, "allowed-origin")
-    denied = Origin(DENIED_HOST, port, "denied-origin")
-    yield allowed, denied
-    allowed.close()
-    denied.close()
+def nodes(tailnet):
+    """Host names of containers a test started; removed from headscale
+    afterwards so the tailnet keeps only A and B."""
+    names = []
+    yield names
+    for name in names:
+        node = tailnet.node(name)
+        if node:
+            tailnet.headscale("nodes", "delete", "--identifier", str(node["id"]), "--force",
+                              json_output=False)
 
 
-def container_env(tmp_path, headscale, hostname, **extra):
-    """The environment a Railway service would have, plus the test's
-    program paths, ports and directories."""
+def b_url(tn, tag):
+    """A URL on B's web server (behind B's subnet route) unique to one test."""
+    return "http://%s/railway/%s/%s" % (tn.web_v4[0], tag, uuid.uuid4().hex[:10])
+
+
+def container_env(tmp_path, tn, nodes, hostname, **extra):
+    """The environment a Railway service would have, plus what a node of
+    the harness's tailnet needs, and the test's program paths, ports and
+    directories."""
+    nodes.append(hostname)
     state = tmp_path / "state"
-    env = {
+    env = tn.node_env(str(tmp_path))
+    env.update({
         "PATH": "/usr/local/bin:/usr/bin:/bin",
-        "HOME": str(tmp_path),
         "TMPDIR": str(tmp_path),
-        "TS_ASSUME_NETWORK_UP_FOR_TEST": "1",
-        "TAILSCALE_AUTH_KEY": headscale.preauth_key(headscale.user_id),
-        "TAILSCALE_LOGIN_SERVER": headscale.url,
-        "TAILSCALE_ADVERTISE_ROUTES": ROUTE,
+        "TAILSCALE_AUTH_KEY": tn.preauth_key(),
+        "TAILSCALE_LOGIN_SERVER": tn.control_url,
+        "TAILSCALE_ADVERTISE_ROUTES": OWN_ROUTE,
         "TAILSCALE_HOSTNAME": hostname,
         "TAILSCALE_STATE_DIR": str(state),
         "TAILSCALE_SOCKET": str(state / "tailscaled.sock"),
@@ -80,13 +80,10 @@ def container_env(tmp_path, headscale, hostname, **extra):
         "TAILSCALE_BIN": tool("tailscale"),
         "TAILFENCE_BIN": tailfence_bin(),
         "TAILFENCE_LISTEN": "127.0.0.1:%d" % free_port(),
-        # The allowed origin is on loopback, which tailfence guards by
-        # default; lift that guard by name (the route still decides).
-        "TAILFENCE_LIFT_GUARDS": "loopback",
         "TAILFENCE_AUDIT_FILE": str(tmp_path / "audit" / "audit.jsonl"),
         "NO_PROXY": ".railway.internal",
         "APP_STOP_TIMEOUT": "10",
-    }
+    })
     env.update(extra)
     return sanitizer_env(env)
 
@@ -142,10 +139,12 @@ def app_lines(ep, kind, url):
     return [line[len(prefix):] for line in ep.out if line.startswith(prefix)]
 
 
-def test_entrypoint_joins_tailnet_fences_traffic_and_stops_cleanly(tmp_path, headscale, origins):
-    allowed, denied = origins
-    env = container_env(tmp_path, headscale, "railway-e2e",
-                        APP_URLS="%s %s" % (allowed.url, denied.url))
+def test_entrypoint_joins_tailnet_fences_traffic_and_stops_cleanly(tmp_path, tailnet, nodes,
+                                                                  app_health):
+    tn = tailnet
+    allowed = b_url(tn, "allowed")
+    denied = "http://%s/" % OWN_HOST
+    env = container_env(tmp_path, tn, nodes, "railway-e2e", APP_URLS="%s %s" % (allowed, denied))
     ep = Entrypoint(env, [PYTHON, str(APP_STANDIN)])
     try:
         ep.wait_line(r"^APP READY$", timeout=120)
@@ -154,7 +153,7 @@ def test_entrypoint_joins_tailnet_fences_traffic_and_stops_cleanly(tmp_path, hea
         # listing this node.
         out = ep.out
         i1 = out.index("Starting Tailscale daemon...")
-        i2 = out.index("Connecting to Tailscale with subnet routes: " + ROUTE)
+        i2 = out.index("Connecting to Tailscale with subnet routes: " + OWN_ROUTE)
         i3 = out.index("Tailscale connected successfully!")
         assert i1 < i2 < i3, ep.transcript()
         assert any("railway-e2e" in line for line in out[i3 + 1:]), ep.transcript()
@@ -170,46 +169,53 @@ def test_entrypoint_joins_tailnet_fences_traffic_and_stops_cleanly(tmp_path, hea
         assert appenv["AIOHTTP_TRUST_ENV"] == "True"
         assert appenv["TAILSCALE_AUTH_KEY"] is None
 
-        # Allowed origin (inside the advertised route): through tailfence and
-        # tailscaled, over the HTTP proxy and over SOCKS5.
-        assert app_lines(ep, "http", allowed.url) == ["200 allowed-origin"], ep.transcript()
-        assert app_lines(ep, "socks", allowed.url) == ["0 allowed-origin"], ep.transcript()
-        assert len(allowed.hits) == 2
-        # Denied origin (outside it): refused, and it never saw a request.
-        http_denied = app_lines(ep, "http", denied.url)
-        socks_denied = app_lines(ep, "socks", denied.url)
-        assert len(http_denied) == 1 and not http_denied[0].startswith("200"), ep.transcript()
+        # B's subnet, carried for this node by B: through tailfence, the
+        # container's tailscaled and WireGuard, over the HTTP proxy and over
+        # SOCKS5. B's web server saw both.
+        http_ok, socks_ok = app_lines(ep, "http", allowed), app_lines(ep, "socks", allowed)
+        assert len(http_ok) == 1 and http_ok[0].startswith("200 "), ep.transcript()
+        assert len(socks_ok) == 1 and socks_ok[0].startswith("0 "), ep.transcript()
+        assert '"server": "tailnet-b-web"' in http_ok[0]
+        path = allowed.split("/", 3)[3]
+        assert len([h for h in tn.web_hits() if h["path"] == "/" + path]) == 2
+        # The container's own advertised range is not carried for it:
+        # refused, with the reason.
+        http_denied, socks_denied = app_lines(ep, "http", denied), app_lines(ep, "socks", denied)
+        assert http_denied == ["403 "], ep.transcript()
         assert len(socks_denied) == 1 and not socks_denied[0].startswith("0 "), ep.transcript()
-        assert denied.hits == []
+        assert any("route %s (TAILSCALE_ADVERTISE_ROUTES or routes) is not carried by any peer"
+                   % OWN_ROUTE in line for line in ep.err), ep.transcript()
 
         # Audit records (docs/audit.md) on stdout, Railway's log view, and
         # in TAILFENCE_AUDIT_FILE; the writer flushes within flush_ms.
         def decided(lines):
             recs = [r for r in audit_records(lines) if r.get("type") == "decision"]
-            return ({r.get("verdict") for r in recs if r.get("addr") == ALLOWED_HOST},
-                    {r.get("verdict") for r in recs if r.get("addr") == DENIED_HOST})
+            return ({(r.get("verdict"), r.get("path")) for r in recs if r.get("addr") == tn.web_v4[0]},
+                    {(r.get("verdict"), r.get("path")) for r in recs if r.get("addr") == OWN_HOST})
 
+        want = ({("allow", "tailnet")}, {("deny", "host")})
         audit_file = tmp_path / "audit" / "audit.jsonl"
-        wait_until(lambda: decided(ep.out) == ({"allow"}, {"deny"}), 10,
+        wait_until(lambda: decided(ep.out) == want, 10,
                    "allow and deny records on stdout:\n" + ep.transcript())
         wait_until(lambda: audit_file.exists() and
-                   decided(audit_file.read_text().splitlines()) == ({"allow"}, {"deny"}),
+                   decided(audit_file.read_text().splitlines()) == want,
                    10, "allow and deny records in " + str(audit_file))
 
-        # The node registered with the advertised route, pending approval.
-        node = wait_until(lambda: headscale.node("railway-e2e"), 30, "the node in headscale")
-        available, approved, serving = headscale.routes(node["id"])
-        assert available == [ROUTE]
+        # The node registered with its own route, pending approval.
+        node = wait_until(lambda: tn.node("railway-e2e"), 30, "the node in headscale")
+        available, approved, serving = tn.node_routes(node["id"])
+        assert available == [OWN_ROUTE]
         assert approved == [] and serving == []
         # Approving it works and the route is then served by this node.
-        headscale.approve_routes(node["id"], [ROUTE])
-        assert headscale.routes(node["id"])[1] == [ROUTE]
-        wait_until(lambda: headscale.routes(node["id"])[2] == [ROUTE], 30,
+        tn.headscale("nodes", "approve-routes", "--identifier", str(node["id"]),
+                     "--routes", OWN_ROUTE)
+        assert tn.node_routes(node["id"])[1] == [OWN_ROUTE]
+        wait_until(lambda: tn.node_routes(node["id"])[2] == [OWN_ROUTE], 30,
                    "the approved route to be served")
 
         # The health check: healthy while everything runs; unhealthy when
         # the app does not answer.
-        rc, msg = healthcheck(env, allowed.url)
+        rc, msg = healthcheck(env, app_health.url)
         assert (rc, msg.split(":")[0]) == (0, "healthy"), msg
         rc, msg = healthcheck(env, "http://127.0.0.1:%d/health/liveliness" % free_port())
         assert rc == 1 and "app does not answer" in msg, msg
@@ -223,8 +229,7 @@ def test_entrypoint_joins_tailnet_fences_traffic_and_stops_cleanly(tmp_path, hea
         ep.signal(signal.SIGTERM)
         assert ep.wait(60) == 0, ep.transcript()
         assert "APP TERM" in ep.out
-        time.sleep(0.2)
-        assert [p for p in kids if alive(p)] == [], ep.transcript()
+        wait_until(lambda: not [p for p in kids if alive(p)], 10, "every process to be gone")
         rc, msg = healthcheck(env, "")
         assert rc == 1 and "tailscaled does not answer" in msg, msg
         assert sanitizer_report(ep.stderr()) is None, ep.stderr()
@@ -233,8 +238,8 @@ def test_entrypoint_joins_tailnet_fences_traffic_and_stops_cleanly(tmp_path, hea
 
 
 @pytest.mark.parametrize("victim", ["tailfence", "tailscaled"])
-def test_dead_daemon_stops_the_container(tmp_path, headscale, origins, victim):
-    env = container_env(tmp_path, headscale, "railway-" + victim, APP_URLS="")
+def test_dead_daemon_stops_the_container(tmp_path, tailnet, nodes, victim):
+    env = container_env(tmp_path, tailnet, nodes, "railway-" + victim, APP_URLS="")
     ep = Entrypoint(env, [PYTHON, str(APP_STANDIN)])
     try:
         ep.wait_line(r"^APP READY$", timeout=120)
@@ -247,18 +252,17 @@ def test_dead_daemon_stops_the_container(tmp_path, headscale, origins, victim):
         assert rc != 0, ep.transcript()
         assert "%s exited unexpectedly" % victim in ep.stderr(), ep.transcript()
         assert "APP TERM" in ep.out, ep.transcript()
-        time.sleep(0.2)
-        assert [p for p in kids if alive(p)] == [], ep.transcript()
+        wait_until(lambda: not [p for p in kids if alive(p)], 10, "every process to be gone")
     finally:
         ep.kill_all()
 
 
-def test_app_exit_status_is_the_container_status(tmp_path, headscale, origins):
-    allowed, _ = origins
+def test_app_exit_status_is_the_container_status(tmp_path, tailnet, nodes):
+    allowed = b_url(tailnet, "exit")
     # Also: ALL_PROXY switched off for apps whose client cannot use
     # socks5h:// (httpx without socksio); the HTTP proxy still works.
-    env = container_env(tmp_path, headscale, "railway-exit",
-                        APP_URLS=allowed.url, APP_EXIT_NOW="3",
+    env = container_env(tmp_path, tailnet, nodes, "railway-exit",
+                        APP_URLS=allowed, APP_EXIT_NOW="3",
                         TAILFENCE_EXPORT_ALL_PROXY="false")
     ep = Entrypoint(env, [PYTHON, str(APP_STANDIN)])
     try:
@@ -266,7 +270,8 @@ def test_app_exit_status_is_the_container_status(tmp_path, headscale, origins):
         appenv = json.loads(ep.wait_line(r"^APPENV ").split(" ", 1)[1])
         assert appenv["ALL_PROXY"] is None and appenv["all_proxy"] is None
         assert appenv["HTTPS_PROXY"] == "http://" + env["TAILFENCE_LISTEN"]
-        assert app_lines(ep, "http", allowed.url) == ["200 allowed-origin"], ep.transcript()
+        lines = app_lines(ep, "http", allowed)
+        assert len(lines) == 1 and lines[0].startswith("200 "), ep.transcript()
         assert "app exited with status 3" in ep.stdout()
     finally:
         ep.kill_all()

@@ -1,10 +1,8 @@
 """Helpers for the Railway deployment tests (tests/integration/test_railway_*.py).
 
-A Headscale control server on loopback with no DERP relay, origin HTTP
-servers on loopback addresses, and a runner for contrib/railway/entrypoint
-that collects its output. Everything listens on 127.0.0.0/8 only; the tests
-that start tailscaled or headscale refuse to run outside a private network
-namespace (scripts/test provides one).
+Origin HTTP servers on loopback addresses and a runner for
+contrib/railway/entrypoint that collects its output. The tailnet a container
+joins is the harness's (tests/integration/tailnet/, the `tailnet` fixture).
 """
 import http.server
 import json
@@ -51,19 +49,6 @@ def sanitizer_env(env):
     return env
 
 
-def in_private_netns():
-    """True when this process runs in a network namespace of its own (not
-    PID 1's) whose only interface is lo."""
-    try:
-        if os.readlink("/proc/self/ns/net") == os.readlink("/proc/1/ns/net"):
-            return False
-    except OSError:
-        pass  # PID 1 not inspectable here: the interface list decides
-    names = [line.split(":")[0].strip()
-             for line in open("/proc/net/dev").read().splitlines()[2:]]
-    return names == ["lo"]
-
-
 def free_port(host="127.0.0.1"):
     with socket.socket() as s:
         s.bind((host, 0))
@@ -106,154 +91,6 @@ class Origin:
     def close(self):
         self.server.shutdown()
         self.server.server_close()
-
-
-DERP_PLACEHOLDER = """\
-# Headscale refuses to start with an empty DERP map. This region has one
-# node on a loopback port where nothing listens: no relay exists, and a
-# single node needs none.
-regions:
-  900:
-    regionid: 900
-    regioncode: none
-    regionname: no relay
-    nodes:
-      - name: 900a
-        regionid: 900
-        hostname: 127.0.0.1
-        ipv4: 127.0.0.1
-        ipv6: none
-        stunport: -1
-        derpport: {port}
-"""
-
-HEADSCALE_CONFIG = """\
-server_url: http://127.0.0.1:{port}
-listen_addr: 127.0.0.1:{port}
-metrics_listen_addr: 127.0.0.1:{metrics_port}
-grpc_listen_addr: 127.0.0.1:{grpc_port}
-grpc_allow_insecure: false
-noise:
-  private_key_path: {dir}/noise_private.key
-prefixes:
-  v4: 100.64.0.0/10
-  v6: fd7a:115c:a1e0::/48
-  allocation: sequential
-derp:
-  server:
-    enabled: false
-  urls: []
-  paths: [{dir}/derp.yaml]
-  auto_update_enabled: false
-  update_frequency: 24h
-disable_check_updates: true
-database:
-  type: sqlite
-  sqlite:
-    path: {dir}/db.sqlite
-    write_ahead_log: true
-log:
-  level: info
-  format: text
-policy:
-  mode: database
-dns:
-  magic_dns: false
-  override_local_dns: false
-unix_socket: {dir}/headscale.sock
-unix_socket_permission: "0770"
-logtail:
-  enabled: false
-"""
-
-
-class Headscale:
-    """headscale serve on 127.0.0.1 with a throw-away sqlite database."""
-
-    def __init__(self, directory):
-        self.dir = pathlib.Path(directory)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        (self.dir / "derp.yaml").write_text(
-            DERP_PLACEHOLDER.format(port=free_port()))
-        self.config = self.dir / "config.yaml"
-        self.config.write_text(HEADSCALE_CONFIG.format(
-            port=self.port, metrics_port=free_port(), grpc_port=free_port(),
-            dir=self.dir))
-        self.url = "http://127.0.0.1:%d" % self.port
-        self.log = open(self.dir / "headscale.log", "wb")
-        self.proc = subprocess.Popen(
-            [tool("headscale"), "-c", str(self.config), "serve"],
-            stdout=self.log, stderr=subprocess.STDOUT)
-        wait_until(self._ready, 30, "headscale to answer on " + self.url)
-
-    def _ready(self):
-        if self.proc.poll() is not None:
-            raise AssertionError("headscale exited: " + self.log_text())
-        try:
-            self.cli("users", "list")
-            return True
-        except subprocess.CalledProcessError:
-            return False
-
-    def log_text(self):
-        self.log.flush()
-        return (self.dir / "headscale.log").read_text(errors="replace")
-
-    def cli(self, *args):
-        """Runs a headscale subcommand with -o json and returns the parsed
-        output (None for commands that print nothing useful)."""
-        r = subprocess.run(
-            [tool("headscale"), "-c", str(self.config), *args, "-o", "json"],
-            capture_output=True, text=True, timeout=30)
-        if r.returncode != 0:
-            raise subprocess.CalledProcessError(
-                r.returncode, r.args, r.stdout, r.stderr)
-        out = r.stdout.strip()
-        try:
-            return json.loads(out) if out else None
-        except ValueError:
-            return out
-
-    def create_user(self, name):
-        return self.cli("users", "create", name)["id"]
-
-    def preauth_key(self, user_id):
-        return self.cli("preauthkeys", "create", "--user", str(user_id),
-                        "--reusable", "--expiration", "1h")["key"]
-
-    def nodes(self):
-        return self.cli("nodes", "list") or []
-
-    def node(self, hostname):
-        for n in self.nodes():
-            if n.get("given_name") == hostname or n.get("name") == hostname:
-                return n
-        return None
-
-    def routes(self, node_id):
-        """(available, approved, serving) route lists of one node, as
-        `headscale nodes list-routes` reports them."""
-        for n in self.cli("nodes", "list-routes", "--identifier", str(node_id)) or []:
-            if n.get("id") == node_id:
-                return (sorted(n.get("available_routes") or []),
-                        sorted(n.get("approved_routes") or []),
-                        sorted(n.get("subnet_routes") or []))
-        return ([], [], [])
-
-    def approve_routes(self, node_id, routes):
-        self.cli("nodes", "approve-routes", "--identifier", str(node_id),
-                 "--routes", ",".join(routes))
-
-    def close(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
 
 
 class Entrypoint:

@@ -50,6 +50,9 @@ Attributes
   control_url               "http://127.0.0.1:P" (headscale, in every namespace)
   route_v4, route_v6, routes "192.0.2.0/24", "2001:db8:99::/64", both
   web_v4, web_v6            ("192.0.2.10", 80), ("2001:db8:99::10", 80)
+  web_self_port             80: the web server also listens on B's loopback, which is
+                            where tailscaled B hands connections to B's own tailnet
+                            addresses (so b_dnsname:80 reaches it)
   dns_v4                    ("192.0.2.53", 53)
   unrouted_v4               "198.51.100.7": carried by nobody
   split_domain, db_name     "corp.example", "db.corp.example" (A 192.0.2.10, AAAA 2001:db8:99::10)
@@ -86,6 +89,8 @@ Methods
                             answer (rcode, answers, addresses, resolvers)
   tailscale_a(*args), tailscale_b(*args)      the tailscale CLI against A / B
   headscale(*args, json_output=True)          the headscale CLI (-o json, parsed)
+  preauth_key(ephemeral=False), node_env(home)  for another node joining from A
+  node(hostname), node_routes(node_id)        headscale's record of a node, its routes
 
 By hand: `cd tests/integration && sudo /usr/bin/python3 -m tailnet [COMMAND...]`
 (see __main__.py) brings it up in a namespace of its own and prints TAILNET_*

@@ -468,6 +468,9 @@ class Tailnet:
     routes = (route_v4, route_v6)
     web_v4 = ("192.0.2.10", 80)
     web_v6 = ("2001:db8:99::10", 80)
+    # B's own tailnet addresses: tailscaled B hands a connection to one of
+    # them to B's loopback, where the web server listens too.
+    web_self_port = 80
     dns_v4 = ("192.0.2.53", 53)
     unrouted_v4 = "198.51.100.7"  # an address nobody carries
     split_domain = "corp.example"
@@ -656,8 +659,8 @@ class Tailnet:
             open(p, "w").close()
         self.web = self._proc("web", [
             PYTHON, os.path.join(HERE, "webserver.py"), "--label", "tailnet-b-web",
-            "--hits", self.web_hits_path, "%s:%d" % self.web_v4, "[%s]:%d" % self.web_v6],
-            self.ns_b)
+            "--hits", self.web_hits_path, "%s:%d" % self.web_v4, "[%s]:%d" % self.web_v6,
+            "127.0.0.1:%d" % self.web_self_port], self.ns_b)
         self.dns = self._proc("dns", [
             PYTHON, os.path.join(HERE, "dnsserver.py"), "--queries", self.dns_queries_path,
             "--record", self.db_name, "A", self.web_v4[0],
@@ -837,6 +840,40 @@ class Tailnet:
             return json.loads(out) if out else None
         except ValueError:
             return out
+
+    def preauth_key(self, ephemeral=False):
+        """A reusable pre-auth key of the harness's user, for another node
+        joining the tailnet from A's namespace (a Railway container, a
+        demo)."""
+        args = ["preauthkeys", "create", "--user", str(self._user_id), "--reusable",
+                "--expiration", "2h"]
+        if ephemeral:
+            args.append("--ephemeral")
+        return self.headscale(*args)["key"]
+
+    def node_env(self, home):
+        """The environment a tailscaled joining this tailnet from A's
+        namespace needs (plain-HTTP DERP over the bridge, no UDP, never a
+        real control server); add --tun=userspace-networking and
+        --no-logs-no-support to its flags."""
+        return self._tailscaled_env(home)
+
+    def node(self, hostname):
+        """Headscale's record of the node with that host name, or None."""
+        for n in self.headscale("nodes", "list") or []:
+            if hostname in (n.get("given_name"), n.get("name")):
+                return n
+        return None
+
+    def node_routes(self, node_id):
+        """(available, approved, serving) routes of one node, as headscale
+        lists them."""
+        for n in self.headscale("nodes", "list-routes", "--identifier", str(node_id)) or []:
+            if n.get("id") == node_id:
+                return (sorted(n.get("available_routes") or []),
+                        sorted(n.get("approved_routes") or []),
+                        sorted(n.get("subnet_routes") or []))
+        return ([], [], [])
 
     def localapi_a(self, path, method="GET", body=None, timeout=30.0):
         """A request to tailscaled A's LocalAPI (path relative to
