@@ -288,6 +288,80 @@ bool cidr_prefix_parse(const char *s, size_t len, struct cidr_prefix *out,
 	return false;
 }
 
+static void cidr_v4_from(struct cidr_addr *out, const uint8_t *b, const int idx[4], bool invert)
+{
+	memset(out, 0, sizeof *out);
+	out->family = AF_INET;
+	for (int i = 0; i < 4; i++)
+		out->b[i] = (uint8_t)(invert ? ~b[idx[i]] : b[idx[i]]);
+}
+
+static bool cidr_zero(const uint8_t *b, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (b[i])
+			return false;
+	return true;
+}
+
+size_t cidr_addr_embedded_v4(const struct cidr_addr *a, struct cidr_addr out[4],
+			     const char **form)
+{
+	static const int last[4] = { 12, 13, 14, 15 };
+	static const int sixto4[4] = { 2, 3, 4, 5 };
+	static const int teredo_server[4] = { 4, 5, 6, 7 };
+	/* RFC 6052 section 2.2, for a /96, /64, /56 and /48 prefix: the
+	 * address around the u-octet (byte 8); the likeliest first. */
+	static const int nat64_pos[4][4] = {
+		{ 12, 13, 14, 15 }, { 9, 10, 11, 12 }, { 7, 9, 10, 11 }, { 6, 7, 9, 10 },
+	};
+	const uint8_t *b = a->b;
+	*form = NULL;
+	if (a->family != AF_INET6)
+		return 0;
+	if (cidr_zero(b, 12) && !cidr_zero(b + 12, 3)) {
+		*form = "IPv4-compatible";
+		cidr_v4_from(&out[0], b, last, false);
+		return 1;
+	}
+	if (cidr_zero(b, 12) && b[15] > 1) {	/* ::0.0.0.x past :: and ::1 */
+		*form = "IPv4-compatible";
+		cidr_v4_from(&out[0], b, last, false);
+		return 1;
+	}
+	if (cidr_zero(b, 8) && b[8] == 0xff && b[9] == 0xff && b[10] == 0 && b[11] == 0) {
+		*form = "IPv4-translated";
+		cidr_v4_from(&out[0], b, last, false);
+		return 1;
+	}
+	if (b[0] == 0x00 && b[1] == 0x64 && b[2] == 0xff && b[3] == 0x9b) {
+		if (cidr_zero(b + 4, 8)) {
+			*form = "NAT64";
+			cidr_v4_from(&out[0], b, last, false);
+			return 1;
+		}
+		if (b[4] == 0x00 && b[5] == 0x01) {
+			*form = "local-use NAT64";
+			for (int i = 0; i < 4; i++)
+				cidr_v4_from(&out[i], b, nat64_pos[i], false);
+			return 4;
+		}
+		return 0;
+	}
+	if (b[0] == 0x20 && b[1] == 0x02) {
+		*form = "6to4";
+		cidr_v4_from(&out[0], b, sixto4, false);
+		return 1;
+	}
+	if (b[0] == 0x20 && b[1] == 0x01 && b[2] == 0x00 && b[3] == 0x00) {
+		*form = "Teredo";
+		cidr_v4_from(&out[0], b, teredo_server, false);
+		cidr_v4_from(&out[1], b, last, true);
+		return 2;
+	}
+	return 0;
+}
+
 bool cidr_prefix_contains(const struct cidr_prefix *p, const struct cidr_addr *a)
 {
 	if (p->addr.family != a->family)

@@ -18,6 +18,7 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <ifaddrs.h>
 #include <getopt.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -631,6 +632,29 @@ static bool set_upstream(struct settings *st, struct ctx *x, const char *origin,
 	return true;
 }
 
+/* This host's interface addresses join the guard "self" (loopback and
+ * link-local ones have guards of their own). Read at every build, so a
+ * reload sees new ones. */
+static void add_own_addresses(struct policy_builder *b)
+{
+	struct ifaddrs *ifa = NULL;
+	if (getifaddrs(&ifa) != 0)
+		return;
+	for (struct ifaddrs *i = ifa; i; i = i->ifa_next) {
+		struct cidr_addr a;
+		if (!i->ifa_addr || !cidr_addr_from_sockaddr(i->ifa_addr, &a, NULL))
+			continue;
+		bool loop = (a.family == AF_INET && a.b[0] == 127) ||
+			    (a.family == AF_INET6 && a.b[15] == 1 &&
+			     !memcmp(a.b, (const uint8_t[15]){ 0 }, 15));
+		bool link = (a.family == AF_INET && a.b[0] == 169 && a.b[1] == 254) ||
+			    (a.family == AF_INET6 && a.b[0] == 0xfe && (a.b[1] & 0xc0) == 0x80);
+		if (!loop && !link)
+			policy_builder_add_self(b, &a);
+	}
+	freeifaddrs(ifa);
+}
+
 /* "true"/"false" (also 1/0, yes/no) from an environment variable. */
 static bool set_bool(struct ctx *x, const char *origin, const char *v, bool *out)
 {
@@ -923,6 +947,25 @@ static void line_col(const char *s, const char *at, size_t *line, size_t *col)
 }
 
 /* Parses JSON-with-comments text; NULL with the error in x. */
+/* The first \u0000 escape inside a JSON string of buf, or NULL. cJSON
+ * would decode it into a NUL that silently cuts the string short
+ * ("db.internal\u0000evil:80" would read as "db.internal"). */
+static const char *find_nul_escape(const char *buf)
+{
+	bool in_string = false;
+	for (const char *p = buf; *p; p++) {
+		if (*p == '"') {
+			in_string = !in_string;
+		} else if (in_string && *p == '\\') {
+			if (p[1] == 'u' && strncmp(p + 2, "0000", 4) == 0)
+				return p;
+			if (p[1])
+				p++;	/* whatever is escaped, it is not a quote */
+		}
+	}
+	return NULL;
+}
+
 cJSON *config_parse_json(const char *name, const char *text, size_t len, char *err,
 			 size_t errlen)
 {
@@ -941,6 +984,15 @@ cJSON *config_parse_json(const char *name, const char *text, size_t len, char *e
 	size_t bad_line = 0;
 	if (!strip_hujson(buf, len, &bad_line)) {
 		snprintf(err, errlen, "%s: line %zu: a /* comment is never closed", name, bad_line);
+		free(buf);
+		return NULL;
+	}
+	const char *nul = find_nul_escape(buf);
+	if (nul) {
+		size_t line, col;
+		line_col(buf, nul, &line, &col);
+		snprintf(err, errlen, "%s: line %zu, column %zu: a string contains \\u0000 (NUL), "
+			 "which would cut it short; remove it", name, line, col);
 		free(buf);
 		return NULL;
 	}
@@ -1849,6 +1901,7 @@ struct config *config_build(const struct config_args *args, char *err, size_t er
 		policy_builder_lift_guard(st.b, st.lift.v[i]);
 	if (c->upstream.kind != CONFIG_UPSTREAM_DIRECT)
 		policy_builder_set_upstream(st.b, &c->upstream.addr, c->upstream.port);
+	add_own_addresses(st.b);
 	if (!apply_users(&st, &x))
 		goto bad;
 	size_t n_file_rules = 0;
@@ -1919,6 +1972,51 @@ bad:
 	settings_free(&st);
 	config_free(c);
 	return NULL;
+}
+
+static void join_listeners(const struct config *c, char *buf, size_t len)
+{
+	size_t j = 0;
+	buf[0] = '\0';
+	for (size_t i = 0; i < c->n_listeners && j < len; i++)
+		j += (size_t)snprintf(buf + j, len - j, "%s%s", i ? "," : "", c->listeners[i].text);
+}
+
+static bool same_str(const char *a, const char *b)
+{
+	return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+bool config_same_bound(const struct config *cur, const struct config *next, char *why,
+		       size_t whylen)
+{
+	char a[300], b[300];
+	join_listeners(cur, a, sizeof a);
+	join_listeners(next, b, sizeof b);
+	if (strcmp(a, b) != 0) {
+		snprintf(why, whylen, "listen: %s -> %s", a, b);
+		return false;
+	}
+	bool dns = cur->n_dns_servers == next->n_dns_servers &&
+		   same_str(cur->hosts_file, next->hosts_file);
+	for (size_t i = 0; dns && i < cur->n_dns_servers; i++)
+		dns = strcmp(cur->dns_servers[i], next->dns_servers[i]) == 0;
+	if (!dns) {
+		snprintf(why, whylen, "dns.servers or dns.hosts_file changed");
+		return false;
+	}
+	bool audit = cur->audit.n_sinks == next->audit.n_sinks &&
+		     same_str(cur->audit.hmac_key_file, next->audit.hmac_key_file);
+	for (size_t i = 0; audit && i < cur->audit.n_sinks; i++) {
+		const struct audit_sink_config *x = &cur->audit.sinks[i], *y = &next->audit.sinks[i];
+		audit = x->kind == y->kind && same_str(x->path, y->path) &&
+			same_str(x->target, y->target);
+	}
+	if (!audit) {
+		snprintf(why, whylen, "audit.sinks or audit.hmac_key_file changed");
+		return false;
+	}
+	return true;
 }
 
 struct config *config_ref(struct config *c)

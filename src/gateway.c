@@ -347,7 +347,17 @@ static void gateway_reload(struct gateway *gw)
 		return;
 	}
 	/* Listeners, DNS and audit sinks are bound at start; a reload changes
-	 * the policy, the upstream and the limits. */
+	 * the policy, the upstream and the limits. A reload that would change
+	 * a bound setting is refused whole: half-applied, it could leave a
+	 * public listener serving without the users that made it allowed. */
+	char why[400];
+	if (!config_same_bound(gw->cfg, next, why, sizeof why)) {
+		snprintf(err, sizeof err, "%s: that needs a restart; nothing was changed", why);
+		config_unref(next);
+		log_error("reload rejected, the running configuration stays in force: %s", err);
+		audit_event(gw->audit, "reload", err);
+		return;
+	}
 	config_unref(gw->cfg);
 	gw->cfg = next;
 	gateway_tailnet_follow(gw);

@@ -19,6 +19,8 @@
 #include "tailfence/log.h"
 
 #include "tailfence/auth.h"
+#include "tailfence/hostname.h"
+#include "tailfence/text.h"
 
 #include <limits.h>
 #include <stdarg.h>
@@ -184,6 +186,8 @@ struct policy {
 	size_t n_routes, cap_routes;
 	unsigned lifted;		/* bit per enum guard_id */
 	bool have_upstream;
+	struct cidr_addr self[32];	/* this host's interface addresses (guard self) */
+	size_t n_self;
 	struct cidr_addr upstream_addr;
 	uint16_t upstream_port;
 	struct cidr_prefix guard_pfx[N_GUARD_PREFIXES];
@@ -206,6 +210,14 @@ struct policy_builder {
 
 static void trie_free(struct trie *t);
 static void ix_free(struct prefix_index *ix);
+
+static bool addr_in(const struct cidr_addr *v, size_t n, const struct cidr_addr *a)
+{
+	for (size_t i = 0; i < n; i++)
+		if (cidr_addr_equal(&v[i], a))
+			return true;
+	return false;
+}
 
 /* ------------------------------------------------------------------ */
 /* small helpers */
@@ -233,26 +245,6 @@ static bool grow(void **v, size_t *cap, size_t need, size_t size)
 	return true;
 }
 
-static char lower(char c)
-{
-	return (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
-}
-
-
-/* Lower-cases a requested name and drops one trailing dot. Returns false
- * when it is empty, too long, or not a name at all. */
-static bool normalize_name(const char *in, char *out, size_t outlen)
-{
-	size_t n = strlen(in);
-	if (n && in[n - 1] == '.')
-		n--;
-	if (n == 0 || n > 253 || n + 1 > outlen)
-		return false;
-	for (size_t i = 0; i < n; i++)
-		out[i] = lower(in[i]);
-	out[n] = '\0';
-	return true;
-}
 
 /* ------------------------------------------------------------------ */
 /* parsing rule destinations */
@@ -348,34 +340,6 @@ static bool parse_ports(const char *s, size_t len, struct port_range **out, size
 fail:
 	free(v);
 	return false;
-}
-
-static bool valid_label_char(char c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-	       c == '-' || c == '_';
-}
-
-/* A DNS name: labels of letters, digits, '-', '_' (1-63 each), at most 253
- * bytes, one optional trailing dot. */
-static bool valid_hostname(const char *s, size_t len)
-{
-	if (len && s[len - 1] == '.')
-		len--;
-	if (len == 0 || len > 253)
-		return false;
-	size_t label = 0;
-	for (size_t i = 0; i < len; i++) {
-		if (s[i] == '.') {
-			if (label == 0)
-				return false;
-			label = 0;
-			continue;
-		}
-		if (!valid_label_char(s[i]) || ++label > 63)
-			return false;
-	}
-	return label > 0;
 }
 
 static bool looks_numeric(const char *s, size_t len)
@@ -483,7 +447,7 @@ static bool parse_dst(const char *s, struct dst *d, char *reason, size_t rlen)
 		return true;
 	}
 	if (!bracket && hlen >= 2 && host[0] == '*' && host[1] == '.') {
-		if (!valid_hostname(host + 2, hlen - 2) || looks_numeric(host + 2, hlen - 2)) {
+		if (hostname_problem(host + 2, hlen - 2)) {
 			snprintf(reason, rlen, "is not a valid *.DOMAIN pattern");
 			goto fail;
 		}
@@ -505,7 +469,7 @@ static bool parse_dst(const char *s, struct dst *d, char *reason, size_t rlen)
 		d->kind = DST_PREFIX;
 		return true;
 	}
-	if (!valid_hostname(host, hlen)) {
+	if (hostname_problem(host, hlen)) {
 		snprintf(reason, rlen,
 			 "is not a valid host; expected a prefix, a DNS name, *.DOMAIN, tailnet, "
 			 "peers or routes");
@@ -522,7 +486,7 @@ name:
 		if (!d->host)
 			goto fail;
 		for (size_t i = 0; i < n; i++)
-			d->host[i] = lower(h[i]);
+			d->host[i] = text_lower(h[i]);
 		d->host[n] = '\0';
 	}
 	return true;
@@ -675,6 +639,13 @@ bool policy_builder_lift_guard(struct policy_builder *b, const char *name)
 			return true;
 		}
 	return false;
+}
+
+void policy_builder_add_self(struct policy_builder *b, const struct cidr_addr *a)
+{
+	struct policy *p = b->p;
+	if (p->n_self < sizeof p->self / sizeof p->self[0] && !addr_in(p->self, p->n_self, a))
+		p->self[p->n_self++] = *a;
 }
 
 void policy_builder_set_upstream(struct policy_builder *b, const struct cidr_addr *a,
@@ -1337,7 +1308,7 @@ static bool query_name(const struct policy_query *q, char *buf, size_t len)
 	if (q->host[0] == '[' && hl > 2 && q->host[hl - 1] == ']' &&
 	    cidr_addr_parsen(q->host + 1, hl - 2, &tmp))
 		return false;
-	return normalize_name(q->host, buf, len);
+	return hostname_normalize(q->host, strlen(q->host), buf, len);
 }
 
 __attribute__((format(printf, 2, 3)))
@@ -1514,6 +1485,64 @@ static void reason_no_rule(struct policy_decision *d, const char *target,
 	sb_user(&b, q);
 }
 
+struct guard_hit {
+	enum guard_id guard;
+	const char *what;	/* "is a loopback address" */
+};
+
+/* An address of this host: loopback, unspecified, an interface's, or one
+ * of this node's Tailscale addresses. */
+static bool is_own(const struct policy *p, const struct tailnet_view *view,
+		   const struct cidr_addr *a)
+{
+	static const uint8_t loop6[16] = { [15] = 1 };
+	static const uint8_t zero[16] = { 0 };
+	if (a->family == AF_INET && (a->b[0] == 127 || memcmp(a->b, zero, 4) == 0))
+		return true;
+	if (a->family == AF_INET6 && (memcmp(a->b, loop6, 16) == 0 || memcmp(a->b, zero, 16) == 0))
+		return true;
+	return addr_in(p->self, p->n_self, a) || tailnet_view_is_self(view, a);
+}
+
+/* The built-in guard that denies a on port, in the order: the prefix
+ * guards, the upstream proxy's port on any address of this host, this
+ * host's and node's own addresses. */
+static bool guard_find(const struct policy *p, const struct cidr_addr *a, uint16_t port,
+		       const struct tailnet_view *view, struct guard_hit *h)
+{
+	for (size_t i = 0; i < N_GUARD_PREFIXES; i++) {
+		enum guard_id g = guard_prefixes[i].guard;
+		if (!(p->lifted & (1u << g)) && cidr_prefix_contains(&p->guard_pfx[i], a)) {
+			h->guard = g;
+			h->what = guard_prefixes[i].what;
+			return true;
+		}
+	}
+	if (p->have_upstream && !(p->lifted & (1u << GUARD_UPSTREAM)) &&
+	    port == p->upstream_port &&
+	    (cidr_addr_equal(a, &p->upstream_addr) || is_own(p, view, a))) {
+		h->guard = GUARD_UPSTREAM;
+		h->what = cidr_addr_equal(a, &p->upstream_addr)
+				  ? "is the upstream proxy itself"
+				  : "reaches the upstream proxy's port on this host";
+		return true;
+	}
+	if (!(p->lifted & (1u << GUARD_SELF))) {
+		if (tailnet_view_is_self(view, a)) {
+			h->guard = GUARD_SELF;
+			h->what = "is this node's own Tailscale address (tailscaled would hand it to "
+				  "the host's loopback)";
+			return true;
+		}
+		if (addr_in(p->self, p->n_self, a)) {
+			h->guard = GUARD_SELF;
+			h->what = "is an address of this host";
+			return true;
+		}
+	}
+	return false;
+}
+
 void policy_decide(const struct policy *p, const struct policy_query *q,
 		   struct policy_decision *d)
 {
@@ -1534,33 +1563,31 @@ void policy_decide(const struct policy *p, const struct policy_query *q,
 		reasonf(d, "no address to decide on for %s", target);
 		return;
 	}
-	/* 1. guards */
-	for (size_t i = 0; i < N_GUARD_PREFIXES; i++) {
-		enum guard_id g = guard_prefixes[i].guard;
-		if (p->lifted & (1u << g))
-			continue;
-		if (cidr_prefix_contains(&p->guard_pfx[i], &a)) {
-			char abuf[CIDR_ADDR_STRLEN];
-			cidr_addr_format(&a, abuf, sizeof abuf);
-			d->guard = guard_names[g];
-			reasonf(d, "guard %s: %s %s", guard_names[g], abuf,
-				 guard_prefixes[i].what);
-			return;
-		}
-	}
-	if (p->have_upstream && !(p->lifted & (1u << GUARD_UPSTREAM)) &&
-	    cidr_addr_equal(&a, &p->upstream_addr) && q->port == p->upstream_port) {
-		d->guard = guard_names[GUARD_UPSTREAM];
-		char up[64];
-		reasonf(d, "guard upstream: %s is the upstream proxy itself",
-			 cidr_addr_format_port(&a, q->port, up, sizeof up));
+	/* 1. guards, on the address and on any IPv4 address it embeds */
+	struct guard_hit gh;
+	if (guard_find(p, &a, qq.port, q->view, &gh)) {
+		char abuf[CIDR_ADDR_STRLEN];
+		d->guard = guard_names[gh.guard];
+		reasonf(d, "guard %s: %s %s", guard_names[gh.guard],
+			gh.guard == GUARD_UPSTREAM ? cidr_addr_format_port(&a, qq.port, abuf, sizeof abuf)
+						   : cidr_addr_format(&a, abuf, sizeof abuf),
+			gh.what);
 		return;
 	}
-	if (!(p->lifted & (1u << GUARD_SELF)) && tailnet_view_is_self(q->view, &a)) {
-		char abuf[CIDR_ADDR_STRLEN];
-		d->guard = guard_names[GUARD_SELF];
-		reasonf(d, "guard self: %s is this node's own Tailscale address (tailscaled "
-			"would hand it to the host's loopback)", cidr_addr_format(&a, abuf, sizeof abuf));
+	struct cidr_addr emb[4];
+	const char *form;
+	size_t n_emb = cidr_addr_embedded_v4(&a, emb, &form);
+	for (size_t i = 0; i < n_emb; i++) {
+		/* A zero-filled position (0.0.0.0/8) is where a longer
+		 * NAT64 prefix has no address: not a destination. */
+		if (!guard_find(p, &emb[i], qq.port, q->view, &gh) ||
+		    gh.guard == GUARD_THIS_NETWORK)
+			continue;
+		char abuf[CIDR_ADDR_STRLEN], vbuf[CIDR_ADDR_STRLEN];
+		d->guard = guard_names[gh.guard];
+		reasonf(d, "guard %s: %s embeds %s (%s), which %s", guard_names[gh.guard],
+			cidr_addr_format(&a, abuf, sizeof abuf),
+			cidr_addr_format(&emb[i], vbuf, sizeof vbuf), form, gh.what);
 		return;
 	}
 	d->carrier = tailnet_view_lookup(q->view, &a);

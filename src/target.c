@@ -7,8 +7,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "tailfence/hostname.h"
 #include "tailfence/log.h"
-#include "tailfence/text.h"
 
 const char *target_path_str(enum target_path p)
 {
@@ -17,38 +17,6 @@ const char *target_path_str(enum target_path p)
 	case TARGET_PATH_HOST: return "host";
 	case TARGET_PATH_UNKNOWN: break;
 	}
-	return NULL;
-}
-
-/* Why host[0..len) is not a host name, or NULL when it is one. */
-static const char *target_name_problem(const char *s, size_t len)
-{
-	if (len && s[len - 1] == '.')
-		len--;
-	if (len == 0)
-		return "is empty";
-	if (len > 253)
-		return "is longer than 253 bytes";
-	size_t label = 0;
-	bool numeric = true;
-	for (size_t i = 0; i < len; i++) {
-		char c = s[i];
-		if (c == '.') {
-			if (label == 0)
-				return "has an empty label";
-			label = 0;
-			continue;
-		}
-		if (!text_is_alnum(c) && c != '-' && c != '_')
-			return "has a character other than letters, digits, '-', '_' and '.'";
-		if (++label > 63)
-			return "has a label longer than 63 bytes";
-		numeric = numeric && text_is_digit(c);
-	}
-	if (label == 0)
-		return "has an empty label";
-	if (numeric)
-		return "is neither a host name nor an IPv4 address in dotted-quad form";
 	return NULL;
 }
 
@@ -68,8 +36,7 @@ bool target_parse(struct target *t, const char *host, size_t len, uint16_t port,
 		return true;
 	}
 	memset(&t->addr, 0, sizeof t->addr);
-	const char *problem = memchr(host, '\0', len) ? "contains a NUL byte"
-						      : target_name_problem(host, len);
+	const char *problem = hostname_problem(host, len);
 	if (problem) {
 		char qbuf[300];
 		log_quote(host, len, 80, qbuf, sizeof qbuf);

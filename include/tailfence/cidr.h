@@ -82,6 +82,17 @@ bool cidr_prefix_contains(const struct cidr_prefix *p, const struct cidr_addr *a
 /* Writes "addr/bits" into buf (>= CIDR_PREFIX_STRLEN); returns buf. */
 const char *cidr_prefix_format(const struct cidr_prefix *p, char *buf, size_t len);
 
+/* IPv4 addresses an IPv6 address carries by a well-known convention, where
+ * a network may deliver it to that IPv4 address: IPv4-compatible
+ * (::a.b.c.d, not :: or ::1), IPv4-translated (::ffff:0:a.b.c.d), NAT64
+ * (64:ff9b::/96; 64:ff9b:1::/48 at each RFC 6052 position, since its
+ * prefix length is the operator's choice), 6to4 (2002::/16) and Teredo
+ * (2001::/32: server and client). Writes up to 4 candidates into out,
+ * names the convention in *form, returns how many (0 for any other
+ * address). Pure. */
+size_t cidr_addr_embedded_v4(const struct cidr_addr *a, struct cidr_addr out[4],
+			     const char **form);
+
 /* True for 0.0.0.0/0 and ::/0. */
 bool cidr_prefix_is_default(const struct cidr_prefix *p);
 

@@ -4,9 +4,11 @@
  *
  * Evaluation order for one (client, user, host, address, port):
  *   1. built-in guards (loopback, link-local incl. metadata, 0.0.0.0/8,
- *      multicast, broadcast, 100.100.100.100, the upstream proxy's own
- *      address:port, this node's own Tailscale addresses); a guard is
- *      lifted only by name;
+ *      multicast, broadcast, 100.100.100.100, the upstream proxy's port on
+ *      any address of this host, this host's interface addresses and this
+ *      node's own Tailscale addresses), applied also to the IPv4 address an
+ *      IPv6 one embeds (NAT64, 6to4, Teredo, IPv4-compatible/-translated);
+ *      a guard is lifted only by name;
  *   2. rules in file order, first match wins; hostname rules match the name
  *      the client asked for, never an IP literal; when a hostname rule
  *      accepts, the address is still checked against every deny rule;
@@ -134,7 +136,12 @@ void policy_builder_set_live(struct policy_builder *b, bool live);
 /* Lifts a guard by name; false if no guard has that name. */
 bool policy_builder_lift_guard(struct policy_builder *b, const char *name);
 
-/* The upstream proxy's own address:port (the "upstream" guard). */
+/* An address of this host's own interfaces (the "self" guard; at most 32
+ * are kept). */
+void policy_builder_add_self(struct policy_builder *b, const struct cidr_addr *a);
+
+/* The upstream proxy's own address:port (the "upstream" guard, which also
+ * covers that port on every address of this host). */
 void policy_builder_set_upstream(struct policy_builder *b, const struct cidr_addr *a,
 				 uint16_t port);
 

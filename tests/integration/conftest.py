@@ -85,7 +85,7 @@ import pytest
 from tailnet import HarnessError as _HarnessError
 from tailnet import Tailnet as _Tailnet
 from tailnet import missing_requirements as _tailnet_missing
-from helpers import (UPSTREAM_KINDS, EchoOrigin, HTTPOrigin, Proc, SinkOrigin, SourceOrigin,
+from helpers import (UPSTREAM_KINDS, EchoOrigin, HTTPOrigin, Proc, SinkOrigin, SourceOrigin, TinyDNS,
                      clean_env, connect, free_port, read_audit, recv_exact,
                      sanitizer_report, socks5_connect, wait_listening,
                      read_http_response, _as_user)
@@ -412,6 +412,19 @@ def tls_cert(tmp_path_factory):
          "IP:127.0.1.1,IP:127.0.1.2,IP:::1"],
         check=True, capture_output=True, stdin=subprocess.DEVNULL)
     return str(cert), str(key)
+
+
+@pytest.fixture
+def dns():
+    made = []
+
+    def start(records):
+        s = TinyDNS(records)
+        made.append(s)
+        return s
+    yield start
+    for s in made:
+        s.close()
 
 
 @pytest.fixture

@@ -14,7 +14,9 @@ Contents
                   test can assert that a denied origin saw nothing at all
   processes       Proc (a logged child process stopped at teardown)
   audit           read_audit, SANITIZER_MARKERS, sanitizer_report
-  clients         curl, run_python
+  clients         curl, run_python; socks5_rep, http_connect_status,
+                  http_get_status, socks4a_code (one request, its verdict)
+  DNS             TinyDNS (a UDP DNS server on loopback with fixed records)
 
 Everything talks to loopback only (127.0.0.0/8, ::1); the suite itself runs in
 a private network namespace (see scripts/test).
@@ -725,6 +727,118 @@ class CurlResult:
         return "curl exit %d http %d connect %d: %s\nargv: %s\nbody: %r" % (
             self.returncode, self.http_code, self.connect_code, self.stderr.strip(),
             " ".join(self.argv), self.body[:300])
+
+
+# ---------------------------------------------------------------- DNS server (UDP)
+
+class TinyDNS:
+    """A UDP DNS server on 127.0.0.1 answering A and AAAA queries from
+    `records` ({"name": ["127.0.0.1", "::1"], "*": [...] for any name});
+    NXDOMAIN for unknown names. The question is echoed byte for byte (the
+    resolver may randomise its case). .queries lists (name, qtype)."""
+
+    def __init__(self, records):
+        self.records = {k.lower().rstrip("."): v for k, v in records.items()}
+        self.queries = []
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", free_port()))
+        self.port = self.sock.getsockname()[1]
+        self.addr = "127.0.0.1:%d" % self.port
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _loop(self):
+        while True:
+            try:
+                data, peer = self.sock.recvfrom(4096)
+            except OSError:
+                return
+            try:
+                reply = self._answer(data)
+            except (IndexError, struct.error, UnicodeDecodeError):
+                continue
+            try:
+                self.sock.sendto(reply, peer)
+            except OSError:
+                return
+
+    def _answer(self, q):
+        qid, flags, qdcount = struct.unpack("!HHH", q[:6])
+        i, labels = 12, []
+        while q[i]:
+            labels.append(q[i + 1:i + 1 + q[i]].decode("ascii"))
+            i += 1 + q[i]
+        qtype, _qclass = struct.unpack("!HH", q[i + 1:i + 5])
+        question = q[12:i + 5]
+        name = ".".join(labels).lower()
+        with self._lock:
+            self.queries.append((name, qtype))
+        addrs = self.records.get(name, self.records.get("*"))
+        answers = b""
+        n = 0
+        for a in addrs or []:
+            fam, t = (socket.AF_INET6, 28) if ":" in a else (socket.AF_INET, 1)
+            if t != qtype:
+                continue
+            rdata = socket.inet_pton(fam, a)
+            answers += struct.pack("!HHHIH", 0xC00C, t, 1, 60, len(rdata)) + rdata
+            n += 1
+        rcode = 0 if addrs is not None else 3
+        rflags = 0x8000 | (flags & 0x0100) | 0x0080 | rcode
+        return struct.pack("!HHHHHH", qid, rflags, 1, n, 0, 0) + question + answers
+
+    def asked(self, name):
+        with self._lock:
+            return [t for n, t in self.queries if n == name.lower().rstrip(".")]
+
+    def close(self):
+        self.sock.close()
+
+
+# ------------------------------------------------- one-shot verdict clients
+
+def socks5_rep(d, host, port, atyp=None):
+    """The SOCKS5 reply code (after an echo check when 0), or None when the
+    daemon closed without a reply."""
+    with d.connect() as s:
+        try:
+            rep, _, _ = socks5_connect(s, host, port, atyp=atyp)
+        except (EOFError, ConnectionResetError):
+            return None
+        if rep == 0:
+            s.sendall(b"ping")
+            assert recv_exact(s, 4) == b"ping"
+        return rep
+
+
+def http_connect_status(d, authority):
+    with d.connect() as s:
+        s.sendall(("CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (authority, authority)).encode())
+        status, _, _, rest = read_http_response(s, body=False)
+        if status == 200:
+            s.sendall(b"ping")
+            assert rest + recv_exact(s, 4 - len(rest)) == b"ping"
+        return status
+
+
+def http_get_status(d, authority):
+    # The echo origin would echo the request line back; a status line from
+    # the proxy itself is what matters for denied requests.
+    with d.connect() as s:
+        s.sendall(("GET http://%s/ HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n"
+                   % (authority, authority)).encode())
+        data = s.recv(65536)
+        return int(data.split(b" ", 2)[1]) if data.startswith(b"HTTP/1.") else None
+
+
+def socks4a_code(d, host, port):
+    with d.connect() as s:
+        code = socks4_connect(s, host, port)
+        if code == 0x5A:
+            s.sendall(b"ping")
+            assert recv_exact(s, 4) == b"ping"
+        return code
 
 
 def clean_env(**extra):

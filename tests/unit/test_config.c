@@ -335,6 +335,14 @@ static void test_file_errors(void)
 		{ "{\n  \"listen\": [\n /* unterminated\n", "line 3: a /* comment is never closed" },
 		{ "[1, 2]", "top level must be a JSON object" },
 		{ "", "invalid JSON" },
+		/* a NUL escape would cut a string short: db.internal:* */
+		{ "{ \"rules\": [ { \"action\": \"accept\", \"dst\": [\"db.internal\\u0000evil:80\"] } ] }",
+		  "line 1, column 56: a string contains \\u0000 (NUL)" },
+		{ "{ \"upst\\u0000ream\": \"direct\" }", "a string contains \\u0000" },
+		{ "{ \"tailscaled_socket\": 7 }", "tailscaled_socket: is a number; expected a string" },
+		{ "{ \"tailscaled_socket\": \"/a/very/long/path/that/goes/on/and/on/and/on/and/on/and/on/and/on/and/on/and/on/and/on/and/on/and/on/and/on/tailscaled.sock\" }",
+		  "longer than a UNIX socket path may be" },
+		{ "{ \"close_revoked\": \"yes\" }", "close_revoked: is a string; expected true or false" },
 	};
 	char err[512];
 	clear_env();
@@ -362,6 +370,8 @@ static void test_hujson(void)
 		{ "{\"a\": [\"b\", /* c */ ], }", NULL, NULL },
 		{ "{\"a\": \"b\" /* , */ }", "a", "b" },
 		{ "{\"a\": \"b\", // trailing\n /* more */ }", "a", "b" },
+		/* an escaped backslash before u0000 is just text */
+		{ "{\"a\": \"x\\\\u0000\"}", "a", "x\\u0000" },
 	};
 	for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
 		cJSON *j = config_parse_json("t", ok[i].in, strlen(ok[i].in), err, sizeof err);
@@ -373,7 +383,8 @@ static void test_hujson(void)
 		}
 		cJSON_Delete(j);
 	}
-	const char *bad[] = { "{\"a\": 1,, }", "{,}", "{\"a\": \"unterminated}", "{\"a\": 1} x" };
+	const char *bad[] = { "{\"a\": 1,, }", "{,}", "{\"a\": \"unterminated}", "{\"a\": 1} x",
+			      "{\"a\": \"x\\u0000\"}" };
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		cJSON *j = config_parse_json("t", bad[i], strlen(bad[i]), err, sizeof err);
 		CHECK(j == NULL && strncmp(err, "t: line 1", 9) == 0, "hujson bad %zu: %s", i, err);

@@ -68,6 +68,7 @@ struct env {
 	const char *lift;	/* "loopback;link-local" */
 	const char *upstream;	/* "127.0.0.1:1055" */
 	bool users;		/* add alice and bob */
+	const char *self;	/* this host's interface addresses, "a;b" */
 };
 
 static struct policy *build(const struct env *e, const char *const *rules)
@@ -101,6 +102,15 @@ static struct policy *build(const struct env *e, const char *const *rules)
 		struct cidr_addr a;
 		cidr_addr_parse(buf, &a);
 		policy_builder_set_upstream(b, &a, (uint16_t)atoi(c + 1));
+	}
+	if (e && e->self) {
+		snprintf(buf, sizeof buf, "%s", e->self);
+		size_t n = split(buf, ';', v);
+		for (size_t i = 0; i < n; i++) {
+			struct cidr_addr a;
+			CHECK(cidr_addr_parse(v[i], &a), "self %s", v[i]);
+			policy_builder_add_self(b, &a);
+		}
 	}
 	for (size_t i = 0; rules && rules[i]; i++) {
 		err[0] = '\0';
@@ -256,12 +266,40 @@ static const struct scenario scenarios[] = {
 		{ NULL, "1.2.3.4", 443, NULL, NULL, "accept 0", false },
 		{ "localhost", "127.0.0.1", 80, NULL, NULL, "guard loopback", false },
 		{ 0 } } },
+	{ "IPv4 inside IPv6, this host's addresses", { .routes = "0.0.0.0/0;::/0",
+	  .upstream = "127.0.0.1:1055", .self = "203.0.113.9;2001:db8:5::9" },
+	  { "accept dst=routes:*" }, {
+		{ NULL, "64:ff9b::7f00:1", 80, NULL, NULL, "guard loopback", false },
+		{ NULL, "64:ff9b::a9fe:a9fe", 80, NULL, NULL, "guard link-local", false },
+		{ NULL, "::7f00:1", 80, NULL, NULL, "guard loopback", false },
+		{ NULL, "::ffff:0:7f00:1", 80, NULL, NULL, "guard loopback", false },
+		{ NULL, "2002:7f00:1::1", 80, NULL, NULL, "guard loopback", false },
+		{ NULL, "2002:a9fe:a9fe::1", 80, NULL, NULL, "guard link-local", false },
+		{ NULL, "2001:0:7f00:1::", 80, NULL, NULL, "guard loopback", false },
+		{ NULL, "2001:0:c000:201::80ff:fefe", 80, NULL, NULL, "guard loopback", false },
+		{ NULL, "64:ff9b:1:7f00:0:100::", 80, NULL, NULL, "guard loopback", false },
+		{ NULL, "64:ff9b:1:0:7f:0:100:0", 80, NULL, NULL, "guard loopback", false },
+		{ NULL, "::e000:1", 80, NULL, NULL, "guard multicast", false },
+		{ NULL, "64:ff9b::cb00:7109", 80, NULL, NULL, "guard self", false },
+		{ NULL, "203.0.113.9", 80, NULL, NULL, "guard self", false },
+		{ NULL, "2001:db8:5::9", 80, NULL, NULL, "guard self", false },
+		{ NULL, "203.0.113.9", 1055, NULL, NULL, "guard upstream", false },
+		{ NULL, "::ffff:127.0.0.1", 1055, NULL, NULL, "guard loopback", false },
+		{ NULL, "64:ff9b::c000:20a", 80, NULL, NULL, "accept 0", false },
+		{ NULL, "2002:c000:20a::1", 80, NULL, NULL, "accept 0", false },
+		{ NULL, "203.0.113.10", 80, NULL, NULL, "accept 0", false },
+		{ NULL, "::1", 80, NULL, NULL, "guard loopback", false },
+		{ NULL, "::", 80, NULL, NULL, "guard this-network", false },
+		{ 0 } } },
 	{ "lifted loopback, upstream guard", { .routes = "127.0.0.0/24", .lift = "loopback",
 	  .upstream = "127.0.0.1:1055" }, { 0 }, {
 		{ NULL, "127.0.0.1", 80, NULL, NULL, "accept 0", false },
 		{ NULL, "127.0.0.1", 1055, NULL, NULL, "guard upstream", false },
 		{ NULL, "::ffff:127.0.0.1", 1055, NULL, NULL, "guard upstream", false },
-		{ NULL, "127.0.0.2", 1055, NULL, NULL, "accept 0", false },
+		/* the upstream's port on any address of this host */
+		{ NULL, "127.0.0.2", 1055, NULL, NULL, "guard upstream", false },
+		{ NULL, "0.0.0.0", 1055, NULL, NULL, "guard this-network", false },
+		{ NULL, "127.0.0.2", 1056, NULL, NULL, "accept 0", false },
 		{ NULL, "127.0.1.1", 80, NULL, NULL, "deny -1", false },
 		{ NULL, "::1", 80, NULL, NULL, "deny -1", false },
 		{ NULL, "169.254.169.254", 80, NULL, NULL, "guard link-local", false },

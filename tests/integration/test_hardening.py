@@ -1,0 +1,232 @@
+"""Hostile inputs that once walked past the fence, one section per class.
+
+Each test makes the attempt against a daemon whose rules would otherwise
+let it through, checks that the client gets its protocol's refusal with the
+reason, that nothing was dialed, and that the audit trail and `tailfence
+check` say the same. Everything stays on loopback (and a documentation
+address on lo) in the suite's private network namespace.
+
+  1. names: one validator for SOCKS, HTTP, rules and check
+  4. a reload cannot change what was bound at start
+  7. IPv6 addresses that carry an IPv4 address meet the IPv4 guards
+  8. the upstream's port on every address of this host; this host's addresses
+  9. NUL in a config string
+"""
+import json
+import signal
+import subprocess
+
+import pytest
+
+from helpers import (EchoOrigin, Proc, clean_env, connect, free_port, http_connect_status,
+                     http_get_status, read_audit, recv_exact, socks4a_code, socks5_connect,
+                     socks5_greet, socks5_rep, wait_listening)
+from tailnet import wait_for
+
+
+def write(tmp_path, cfg, name="policy.json"):
+    path = tmp_path / name
+    path.write_text(json.dumps(cfg, indent=2))
+    return str(path)
+
+
+# ------------------------------------------------------------------ 1. names
+
+SECRET = "secret.test"
+
+
+@pytest.fixture
+def secret_fence(tailfence, tmp_path, hosts_file, origins):
+    """deny secret.test and *.blocked.test, then accept all of 127.0.0.0/24
+    (guard lifted); the names resolve (hosts file) to an echo origin."""
+    origin = origins.echo("127.0.0.5")
+    hosts = hosts_file({SECRET: "127.0.0.5", "x.blocked.test": "127.0.0.5"})
+    cfg = write(tmp_path, {"lift_guards": ["loopback"], "rules": [
+        {"name": "no secret", "action": "deny", "dst": [SECRET + ":*", "*.blocked.test:*"]},
+        {"name": "loopback", "action": "accept", "dst": ["127.0.0.0/24:*"]}]})
+    d = tailfence("--config", cfg, "--hosts-file", hosts, allow=(), lift_guards=())
+    return d, origin, cfg, hosts
+
+
+@pytest.mark.parametrize("name", [SECRET + "..", "x.blocked.test..", SECRET + "...",
+                                  "." + SECRET, "secret..test", ".."])
+def test_a_deny_by_name_cannot_be_walked_past(name, secret_fence):
+    d, origin, _, _ = secret_fence
+    port = origin.port
+    assert socks5_rep(d, name, port) == 2
+    assert socks4a_code(d, name, port) == 0x5B
+    hp = "%s:%d" % (name, port)
+    assert http_connect_status(d, hp) in (400, 403)
+    assert http_get_status(d, hp) in (400, 403)
+    assert origin.count == 0
+    recs = [r for r in d.wait_audit(n=2, type="decision", verdict="deny") if r["host"] == name]
+    assert len(recs) >= 2, d.audit()
+    assert all("empty label" in r["reason"] for r in recs), recs
+
+
+def test_the_denied_names_themselves_are_denied_by_the_rule(secret_fence):
+    d, origin, _, _ = secret_fence
+    for name in (SECRET, SECRET + ".", "SECRET.test", "x.blocked.test."):
+        assert socks5_rep(d, name, origin.port) == 2, name
+    assert origin.count == 0
+    assert {r["rule"] for r in d.wait_audit(n=4, type="decision")} == {"no secret"}
+    # the control: the address itself goes through
+    assert socks5_rep(d, "127.0.0.5", origin.port) == 0
+
+
+@pytest.mark.parametrize("name, why", [
+    (SECRET + "..", "has an empty label"),
+    ("127.1", "is neither a host name nor an IPv4 address in dotted-quad form"),
+    ("0177.0.0.1", "is neither a host name"),
+    ("a_b-c.test.", None),
+])
+def test_check_says_what_the_daemon_does(name, why, secret_fence, tailfence_cli):
+    d, origin, cfg, hosts = secret_fence
+    p = tailfence_cli("check", "--config", cfg, "--hosts-file", hosts,
+                      "%s:%d" % (name, origin.port))
+    daemon_rep = socks5_rep(d, name, origin.port)
+    if why:
+        assert p.returncode == 1 and why in p.stdout, p.stdout
+        assert daemon_rep == 2
+        rec = [r for r in d.wait_audit(type="decision") if r["host"] == name][-1]
+        assert why in rec["reason"]
+    else:
+        # a valid name the hosts file does not know: both fail to resolve
+        assert p.returncode == 1 and "cannot resolve" in p.stdout, p.stdout
+        assert daemon_rep != 0
+
+
+# ------------------------------------------------------------- 4. reloads
+
+def test_a_reload_cannot_turn_a_public_listener_unauthenticated(tailfence_bin, tmp_path, origins):
+    """Start on 0.0.0.0 with users; reload with 127.0.0.1 and no users: the
+    whole reload is refused with the reason, and the 0.0.0.0 listener still
+    asks for a login. (The listener comes from the file alone, so the
+    daemon is started here, not by the fixture, which adds --listen.)"""
+    h = subprocess.run([tailfence_bin, "passwd"], input="pw\npw\n", capture_output=True,
+                       text=True, check=True).stdout.strip()
+    port = free_port()
+    echo = origins.echo()
+    audit = tmp_path / "audit.jsonl"
+    rules = [{"action": "accept", "dst": ["127.0.0.0/24:*"]}]
+    path = write(tmp_path, {"listen": ["0.0.0.0:%d" % port], "users": {"alice": h},
+                            "lift_guards": ["loopback"], "rules": rules})
+    proc = Proc([tailfence_bin, "--config", path, "--tailscaled-socket", "none",
+                 "--upstream", "direct", "--audit-log", str(audit)],
+                tmp_path / "tailfence.log", env=clean_env())
+    try:
+        wait_listening(port, 15, proc.proc, "tailfence")
+        write(tmp_path, {"listen": ["127.0.0.1:%d" % port], "lift_guards": ["loopback"],
+                         "rules": rules})
+        proc.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: [r for r in read_audit(str(audit)) if r["type"] == "reload"], 10,
+                 "a reload record")
+        rec = [r for r in read_audit(str(audit)) if r["type"] == "reload"][0]
+        assert rec["detail"].startswith("listen: 0.0.0.0:%d -> 127.0.0.1:%d" % (port, port)), rec
+        assert "needs a restart" in rec["detail"]
+        assert "reload rejected" in proc.log()
+        with connect(port) as s:
+            assert socks5_greet(s, methods=(0x00,)) == 0xFF  # no login, no service
+        assert echo.count == 0
+    finally:
+        assert proc.stop(signal.SIGTERM, 30) == 0, proc.log()
+
+
+# ------------------------------------------- 7. IPv4 inside IPv6 addresses
+
+EMBEDDING = [
+    ("64:ff9b::7f00:5", "127.0.0.5", "NAT64"),
+    ("64:ff9b:1:7f00:0:500::", "127.0.0.5", "local-use NAT64"),
+    ("::7f00:5", "127.0.0.5", "IPv4-compatible"),
+    ("::ffff:0:7f00:5", "127.0.0.5", "IPv4-translated"),
+    ("2002:7f00:5::1", "127.0.0.5", "6to4"),
+    ("2001:0:7f00:5::", "127.0.0.5", "Teredo"),
+    ("2001:0:c000:201::80ff:fffa", "127.0.0.5", "Teredo"),
+    ("64:ff9b::a9fe:a9fe", "169.254.169.254", "NAT64"),
+]
+
+
+@pytest.mark.parametrize("addr, v4, form", EMBEDDING)
+def test_ipv6_forms_carrying_ipv4_meet_the_ipv4_guards(addr, v4, form, tailfence, tailfence_cli,
+                                                       tmp_path):
+    cfg = write(tmp_path, {"rules": [{"action": "accept", "dst": ["[::/1]:*", "[8000::/1]:*"]}]},
+                name="v6.json")
+    d = tailfence("--config", cfg, "--allow-default-route", allow=(), lift_guards=())
+    assert socks5_rep(d, addr, 80) == 2
+    rec = d.wait_audit(type="decision", port=80)[0]
+    guard = "link-local" if v4.startswith("169.254") else "loopback"
+    assert rec["verdict"] == "deny" and rec["guard"] == guard, rec
+    assert "embeds %s (%s)" % (v4, form) in rec["reason"], rec
+    p = tailfence_cli("check", "--config", cfg, "--allow-default-route", "[%s]:80" % addr)
+    assert p.returncode == 1 and "decided by: guard %s" % guard in p.stdout, p.stdout
+
+
+def test_ipv6_forms_carrying_a_harmless_ipv4_are_left_to_the_rules(tailfence_cli, tmp_path):
+    cfg = write(tmp_path, {"rules": [{"action": "accept", "dst": ["[64:ff9b::/96]:*"]}]})
+    p = tailfence_cli("check", "--config", cfg, "[64:ff9b::c000:20a]:80")
+    assert p.returncode == 0 and "verdict: allow" in p.stdout, p.stdout
+
+
+# ------------------------------------------------ 8. this host's own addresses
+
+def test_the_upstream_port_is_guarded_on_every_local_address(tailfence, tailfence_cli):
+    """An upstream bound on 0.0.0.0 is reachable through 127.0.0.2:P and
+    through it anything: its port is guarded on every address of this host."""
+    upstream = EchoOrigin("0.0.0.0")
+    try:
+        up = "socks5://127.0.0.1:%d" % upstream.port
+        d = tailfence(upstream=up)  # allows 127.0.0.0/24, loopback lifted
+        for host in ("127.0.0.2", "127.0.0.1", "0.0.0.0"):
+            assert socks5_rep(d, host, upstream.port) == 2, host
+        assert upstream.count == 0
+        recs = d.wait_audit(n=3, type="decision")
+        assert {r["guard"] for r in recs} == {"upstream", "this-network"}, recs
+        p = tailfence_cli("check", "--upstream", up, "--allow", "127.0.0.0/24", "--lift-guard",
+                          "loopback", "127.0.0.2:%d" % upstream.port)
+        assert p.returncode == 1 and "guard upstream" in p.stdout, p.stdout
+        assert "reaches the upstream proxy's port on this host" in p.stdout
+    finally:
+        upstream.close()
+
+
+@pytest.fixture
+def own_address():
+    """A documentation address on lo: an address of this host."""
+    addr = "203.0.113.77"
+    subprocess.run(["ip", "addr", "add", addr + "/32", "dev", "lo"], check=True)
+    yield addr
+    subprocess.run(["ip", "addr", "del", addr + "/32", "dev", "lo"], check=False)
+
+
+def test_this_hosts_own_addresses_are_guarded(own_address, tailfence, tailfence_cli):
+    origin = EchoOrigin(own_address)
+    try:
+        d = tailfence(allow=("203.0.113.0/24",), lift_guards=())
+        assert socks5_rep(d, own_address, origin.port) == 2
+        assert origin.count == 0
+        rec = d.wait_audit(type="decision", addr=own_address)[0]
+        assert rec["guard"] == "self" and "is an address of this host" in rec["reason"], rec
+        p = tailfence_cli("check", "--allow", "203.0.113.0/24", "%s:%d" % (own_address, origin.port))
+        assert p.returncode == 1 and "guard self" in p.stdout, p.stdout
+        # lifted by name, the rule decides
+        d2 = tailfence(allow=("203.0.113.0/24",), lift_guards=("self",))
+        with d2.connect() as s:
+            assert socks5_connect(s, own_address, origin.port)[0] == 0
+            s.sendall(b"ping")
+            assert recv_exact(s, 4) == b"ping"
+    finally:
+        origin.close()
+
+
+# ------------------------------------------------------ 9. NUL in the config
+
+def test_a_nul_in_a_config_string_is_refused(tailfence_cli, tailfence_bin, tmp_path):
+    path = tmp_path / "nul.json"
+    path.write_text('{ "rules": [ { "action": "deny", "dst": ["db.internal\\u0000evil:80"] },\n'
+                    '  { "action": "accept", "dst": ["*:*"] } ] }')
+    p = tailfence_cli("config", "check", str(path))
+    assert p.returncode != 0
+    assert "line 1, column" in p.stderr and "\\u0000 (NUL)" in p.stderr, p.stderr
+    r = subprocess.run([tailfence_bin, "--config", str(path), "--listen", "127.0.0.1:%d" % free_port(),
+                        "--tailscaled-socket", "none"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2 and "\\u0000" in r.stderr, r.stderr
