@@ -38,6 +38,7 @@
 #include "tailfence/socks.h"
 #include "tailfence/tailnet_watch.h"
 #include "tailfence/target.h"
+#include "tailfence/text.h"
 #include "tailfence/upstream.h"
 #include "tailfence/worker.h"
 
@@ -119,7 +120,8 @@ struct conn {
 	struct socks_server socks;
 	struct httpproxy_request http;
 	bool http_parsed;
-	size_t http_scanned;		/* head bytes already known to hold no new line */
+	size_t http_scanned;		/* head bytes already known not to end the head */
+	bool http_line_checked;		/* the request line was parsed once */
 	struct httpproxy_body body;
 
 	char user[256];
@@ -782,19 +784,19 @@ static void conn_http_read(struct conn *c)
 	size_t len = evbuffer_get_length(in);
 	size_t look = len < max + 1 ? len : max + 1;
 	size_t used = 0;
-
-	/* A head can only have ended if a line ended: parse again only then,
-	 * so a client dribbling bytes costs linear, not quadratic, time. */
-	if (look <= max) {
-		struct evbuffer_ptr from, nl;
-		evbuffer_ptr_set(in, &from, c->http_scanned, EVBUFFER_PTR_SET);
-		nl = evbuffer_search(in, "\n", 1, &from);
-		c->http_scanned = look;
-		if (nl.pos < 0)
-			return;
-	}
 	const char *p = (const char *)evbuffer_pullup(in, (ev_ssize_t)look);
 
+	/* Parse at most twice: once the request line is complete (so a bad
+	 * one is answered at once), and once the head has ended or passed the
+	 * limit. A client dribbling its head costs linear time. */
+	if (look <= max) {
+		size_t end = text_http_head_end(p, look, c->http_scanned);
+		bool first_line = !c->http_line_checked && memchr(p, '\n', look);
+		c->http_scanned = look;
+		if (!end && !first_line)
+			return;
+		c->http_line_checked = true;
+	}
 	if (c->http_parsed)
 		httpproxy_request_clear(&c->http);
 	c->http_parsed = true;

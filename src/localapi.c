@@ -46,17 +46,7 @@ void localapi_response_init(struct localapi_response *r)
 
 size_t localapi_head_end(const char *buf, size_t len, size_t from)
 {
-	/* Step back so that a line end split across two calls is seen. */
-	size_t i = from > 3 ? from - 3 : 0;
-	for (; i < len; i++) {
-		if (buf[i] != '\n')
-			continue;
-		if (i + 1 < len && buf[i + 1] == '\n')
-			return i + 2;
-		if (i + 2 < len && buf[i + 1] == '\r' && buf[i + 2] == '\n')
-			return i + 3;
-	}
-	return 0;
+	return text_http_head_end(buf, len, from);
 }
 
 /* Header name equality, ASCII case-insensitive. */

@@ -1,5 +1,5 @@
 /*
- * text: the out-of-line helpers of text.h (base64).
+ * text: the out-of-line helpers of text.h (base64, the end of an HTTP head).
  */
 #include "tailfence/text.h"
 
@@ -50,4 +50,19 @@ bool text_base64_decode(const char *in, size_t len, unsigned char *out, size_t c
 		return false;
 	*outlen = n;
 	return true;
+}
+
+size_t text_http_head_end(const char *buf, size_t len, size_t from)
+{
+	/* Step back so that a line end split across two scans is seen. */
+	size_t i = from > 3 ? from - 3 : 0;
+	for (; i < len; i++) {
+		if (buf[i] != '\n')
+			continue;
+		if (i + 1 < len && buf[i + 1] == '\n')
+			return i + 2;
+		if (i + 2 < len && buf[i + 1] == '\r' && buf[i + 2] == '\n')
+			return i + 3;
+	}
+	return 0;
 }

@@ -51,6 +51,12 @@ static inline bool text_ieq(const char *a, const char *b, size_t n)
 	return true;
 }
 
+/* Offset just past the blank line that ends an HTTP head in buf[0..len)
+ * (CRLF or bare LF line ends), searching from `from` (bytes before it are
+ * known not to end the head), or 0 when it has not ended yet. Scanning a
+ * growing buffer from where the last scan stopped costs linear time. */
+size_t text_http_head_end(const char *buf, size_t len, size_t from);
+
 /* Decodes standard base64 (RFC 4648 alphabet, '=' padding optional but
  * only at the end, no whitespace) from in[0..len) into out (at most cap
  * bytes). Returns false on any other byte, a bad length, non-zero
