@@ -9,6 +9,16 @@
  * bytes (bounded) and is retried every second; meanwhile the trail is
  * unhealthy and, with fail_closed, audit_decision() returns false.
  *
+ * Acknowledgements: every queued record takes a ticket (1, 2, ...). After a
+ * batch is written to every sink (and fdatasync'd, for "synced"), the writer
+ * publishes the batch's highest ticket, with whether the batch made it, and
+ * wakes the loop (event_active); the loop releases the connections waiting
+ * on tickets up to it, in ticket order (a FIFO: tickets only grow). A
+ * decision record, with "written" or "synced", makes the writer start at
+ * once instead of after flush_ms (a close record too, but only a batch with
+ * a decision in it is synced); the records queued while it writes or syncs
+ * go together in the next batch (group commit).
+ *
  * Chain (docs/audit.md): line = {"v":1,"seq":N[,"prev":"hex"],...REST} and
  * mac = HMAC-SHA256(key, prev_mac || line); the written line is the line with
  * its closing '}' replaced by ,"mac":"<64 hex>"} and a newline.
@@ -17,6 +27,7 @@
 #include "tailfence/log.h"
 
 #include <cjson/cJSON.h>
+#include <event2/event.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -51,6 +62,7 @@
 #define AUDIT_DEFAULT_FLUSH_MS 200
 #define SYSLOG_PRI 86			/* authpriv.info: 10 * 8 + 6 */
 #define MAC_SUFFIX_LEN (8 + 2 * AUDIT_MAC_LEN + 2)	/* ,"mac":"..."} */
+#define AUDIT_ACK_SEGS 32		/* batch outcomes not yet seen by the loop */
 
 /* ---------------------------------------------------------------- buffers */
 
@@ -220,7 +232,16 @@ struct sink {
 	size_t sent;
 	uint64_t lost;		/* lines dropped because pend was full */
 	bool failing;
+	bool dirty;		/* FILE: written since the last fdatasync */
+	bool sync_failing;	/* FILE: the last fdatasync failed */
 	char last_err[160];
+};
+
+/* The outcome of the batches up to ticket hi (since the previous one). */
+struct ack_seg {
+	uint64_t hi;
+	bool proceed;
+	char why[200];
 };
 
 struct audit {
@@ -233,8 +254,24 @@ struct audit {
 	atomic_bool healthy;
 	bool fail_closed;
 	unsigned flush_ms;
+	enum audit_durability durability;
 	pthread_t thread;
 	bool thread_started;
+
+	/* tickets and acknowledgements (under mu) */
+	uint64_t tickets;	/* the last ticket given to a queued record */
+	int urgency;		/* the most urgent record queued: enum urgency */
+	uint64_t resolved;	/* every ticket up to this one is resolved */
+	bool resolved_ok;	/* ... and the last batch was written */
+	pthread_cond_t ack_cv;	/* resolved moved (audit_start waits on it) */
+	struct ack_seg segs[AUDIT_ACK_SEGS];
+	size_t n_segs;
+	bool wake_pending;
+	/* loop side */
+	struct event *wake;
+	TAILQ_HEAD(audit_waiters, audit_waiter) waiters;
+	uint64_t loop_resolved;	/* the last ticket the loop has seen resolved */
+
 
 	struct sink *sinks;
 	size_t n_sinks;
@@ -398,6 +435,7 @@ static bool sink_flush(struct audit *a, struct sink *s)
 				return false;
 			}
 			s->sent += (size_t)n;
+			s->dirty = true;
 			continue;
 		}
 		/* syslog: one RFC 5424 message per line */
@@ -508,9 +546,23 @@ static void add_str(cJSON *o, const char *k, const char *v)
 		cJSON_AddNullToObject(o, k);
 }
 
-/* Queues a formatted record (takes ownership of o). Returns false when the
- * queue was full and the record was dropped. */
-static bool enqueue(struct audit *a, cJSON *o)
+/* How soon a queued record must be written. */
+enum urgency {
+	URGENCY_FLUSH,		/* within flush_ms */
+	URGENCY_WRITE,		/* at once */
+	URGENCY_ACK,		/* at once, and synced with "synced": someone waits */
+};
+
+/* The urgency of a record someone waits for, or may. */
+static enum urgency ack_urgency(const struct audit *a)
+{
+	return a->durability == AUDIT_DURABILITY_QUEUED ? URGENCY_FLUSH : URGENCY_ACK;
+}
+
+/* Queues a formatted record (takes ownership of o) and gives it the next
+ * ticket. Returns false when the queue was full and the record was
+ * dropped. */
+static bool enqueue(struct audit *a, cJSON *o, enum urgency urgency)
 {
 	char *s = cJSON_PrintUnformatted(o);
 	cJSON_Delete(o);
@@ -531,13 +583,21 @@ static bool enqueue(struct audit *a, cJSON *o)
 		ok = false;
 	} else {
 		ok = true;
+		a->tickets++;
+		bool signal = false;
 		if (a->queue.len == n + 1) {
 			a->first_enq_ms = mono_ms();
-			pthread_cond_signal(&a->cv);
+			signal = true;
 		} else if (a->queue.len >= AUDIT_WAKE_BYTES &&
 			   a->queue.len - (n + 1) < AUDIT_WAKE_BYTES) {
-			pthread_cond_signal(&a->cv);
+			signal = true;
 		}
+		if ((int)urgency > a->urgency) {
+			a->urgency = (int)urgency;
+			signal = true;
+		}
+		if (signal)
+			pthread_cond_signal(&a->cv);
 	}
 	pthread_mutex_unlock(&a->mu);
 	free(s);
@@ -573,7 +633,7 @@ bool audit_decision(struct audit *a, const struct audit_decision *d)
 		add_str(o, "reason", d->reason);
 	}
 	add_str(o, "upstream", d->upstream);
-	bool queued = enqueue(a, o);
+	bool queued = enqueue(a, o, ack_urgency(a));
 	if (!a->fail_closed)
 		return true;
 	return !refuse && queued;
@@ -591,10 +651,13 @@ void audit_close(struct audit *a, const struct audit_close *c)
 	cJSON_AddNumberToObject(o, "duration_ms", (double)c->duration_ms);
 	add_str(o, "end", c->end);
 	add_str(o, "error", c->error);
-	enqueue(a, o);
+	/* Nobody waits for a close record, but with "written" or "synced" it is
+	 * written at once: a crash then loses only those of connections still
+	 * open, and the recovery record names exactly those. */
+	enqueue(a, o, a->durability == AUDIT_DURABILITY_QUEUED ? URGENCY_FLUSH : URGENCY_WRITE);
 }
 
-void audit_event(struct audit *a, const char *type, const char *detail)
+static cJSON *event_rec(struct audit *a, const char *type, const char *detail)
 {
 	cJSON *o = rec_new(type);
 	add_str(o, "detail", detail);
@@ -602,12 +665,131 @@ void audit_event(struct audit *a, const char *type, const char *detail)
 		cJSON_AddStringToObject(o, "version", TAILFENCE_VERSION);
 		cJSON_AddNumberToObject(o, "pid", a->pid);
 	}
-	enqueue(a, o);
+	return o;
+}
+
+void audit_event(struct audit *a, const char *type, const char *detail)
+{
+	enqueue(a, event_rec(a, type, detail), ack_urgency(a));
 }
 
 bool audit_healthy(const struct audit *a)
 {
 	return atomic_load(&((struct audit *)a)->healthy);
+}
+
+const char *audit_durability_name(enum audit_durability d)
+{
+	switch (d) {
+	case AUDIT_DURABILITY_QUEUED: return "queued";
+	case AUDIT_DURABILITY_WRITTEN: return "written";
+	case AUDIT_DURABILITY_SYNCED: return "synced";
+	}
+	return NULL;
+}
+
+bool audit_durability_parse(const char *s, enum audit_durability *out)
+{
+	static const enum audit_durability all[] = {
+		AUDIT_DURABILITY_QUEUED, AUDIT_DURABILITY_WRITTEN, AUDIT_DURABILITY_SYNCED,
+	};
+	for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
+		if (strcmp(s, audit_durability_name(all[i])) == 0) {
+			*out = all[i];
+			return true;
+		}
+	}
+	return false;
+}
+
+/* ------------------------------------------------- waiting for the writer */
+
+/* The writer resolved more tickets: release the connections waiting on
+ * them, oldest first. Loop thread. */
+static void wake_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct audit *a = arg;
+	struct ack_seg segs[AUDIT_ACK_SEGS];
+	(void)fd;
+	(void)what;
+	pthread_mutex_lock(&a->mu);
+	size_t n = a->n_segs;
+	memcpy(segs, a->segs, n * sizeof *segs);
+	a->n_segs = 0;
+	a->wake_pending = false;
+	pthread_mutex_unlock(&a->mu);
+	if (n == 0)
+		return;
+	a->loop_resolved = segs[n - 1].hi;
+	size_t i = 0;
+	struct audit_waiter *w;
+	/* A callback may close (cancel) any waiter: take the head each time. */
+	while ((w = TAILQ_FIRST(&a->waiters)) && w->ticket <= a->loop_resolved) {
+		while (segs[i].hi < w->ticket)
+			i++;
+		TAILQ_REMOVE(&a->waiters, w, link);
+		w->queued = false;
+		w->cb(w->arg, segs[i].proceed, segs[i].proceed ? NULL : segs[i].why);
+	}
+}
+
+bool audit_attach(struct audit *a, struct event_base *base)
+{
+	a->wake = event_new(base, -1, 0, wake_cb, a);
+	return a->wake != NULL;
+}
+
+bool audit_wait(struct audit *a, struct audit_waiter *w, audit_ack_fn cb, void *arg)
+{
+	if (a->durability == AUDIT_DURABILITY_QUEUED || !a->wake)
+		return false;
+	pthread_mutex_lock(&a->mu);
+	uint64_t t = a->tickets;
+	pthread_mutex_unlock(&a->mu);
+	if (t <= a->loop_resolved)
+		return false;
+	/* Tickets only grow and every waiter is added here, on the loop:
+	 * the list stays in ticket order. */
+	w->ticket = t;
+	w->cb = cb;
+	w->arg = arg;
+	w->queued = true;
+	TAILQ_INSERT_TAIL(&a->waiters, w, link);
+	return true;
+}
+
+void audit_wait_cancel(struct audit *a, struct audit_waiter *w)
+{
+	if (!w->queued)
+		return;
+	TAILQ_REMOVE(&a->waiters, w, link);
+	w->queued = false;
+}
+
+bool audit_start(struct audit *a, const char *detail, unsigned timeout_ms)
+{
+	enqueue(a, event_rec(a, "start", detail), URGENCY_ACK);
+	struct timespec until;
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_sec += timeout_ms / 1000;
+	until.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+	if (until.tv_nsec >= 1000000000) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000;
+	}
+	pthread_mutex_lock(&a->mu);
+	uint64_t t = a->tickets;
+	int rc = 0;
+	while (a->resolved < t && rc != ETIMEDOUT)
+		rc = pthread_cond_timedwait(&a->ack_cv, &a->mu, &until);
+	bool done = a->resolved >= t, ok = done && a->resolved_ok;
+	pthread_mutex_unlock(&a->mu);
+	if (!done)
+		log_error("audit: the start record was not written within %u ms", timeout_ms);
+	else if (!ok)
+		log_error("audit: the start record could not be written to every sink%s",
+			  a->fail_closed ? "; on_failure=deny: refusing connections until it can" : "");
+	return ok;
 }
 
 /* ----------------------------------------------------------- writer side */
@@ -713,7 +895,7 @@ static void flush_all(struct audit *a, uint64_t dropped)
 				sink_flush(a, s);	/* best effort; retried anyway */
 			}
 		}
-		if (s->failing || s->lost)
+		if (s->failing || s->lost || s->sync_failing)
 			all_ok = false;
 	}
 	if (dropped) {
@@ -729,6 +911,102 @@ static void flush_all(struct audit *a, uint64_t dropped)
 			sink_flush(a, &a->sinks[i]);
 	}
 	atomic_store(&a->healthy, all_ok);
+}
+
+/* True when every sink has written everything it was given. */
+static bool all_written(const struct audit *a)
+{
+	for (size_t i = 0; i < a->n_sinks; i++)
+		if (a->sinks[i].sent != a->sinks[i].pend.len)
+			return false;
+	return true;
+}
+
+/* fdatasync of every file sink written since its last sync. Returns false
+ * when one failed (the sink stays dirty and is synced again next time). */
+static bool sync_files(struct audit *a)
+{
+	bool ok = true;
+	for (size_t i = 0; i < a->n_sinks; i++) {
+		struct sink *s = &a->sinks[i];
+		if (s->kind != AUDIT_SINK_FILE || !s->dirty || s->fd < 0)
+			continue;
+		int rc;
+		do
+			rc = fdatasync(s->fd);
+		while (rc < 0 && errno == EINTR);
+		if (rc < 0) {
+			snprintf(s->last_err, sizeof s->last_err, "fdatasync: %s", strerror(errno));
+			if (!s->sync_failing)
+				log_error("audit sink_error: %s: %s%s", s->name, s->last_err,
+					  a->fail_closed ? "; on_failure=deny: refusing new connections" : "");
+			s->sync_failing = true;
+			ok = false;
+			continue;
+		}
+		s->dirty = false;
+		if (s->sync_failing) {
+			s->sync_failing = false;
+			log_warn("audit: %s: fdatasync works again", s->name);
+		}
+	}
+	if (!ok)
+		atomic_store(&a->healthy, false);
+	return ok;
+}
+
+/* The sentence a refused connection is answered with (and its close
+ * record says): the error, not the sink's path, which the operator log
+ * names. */
+static void failure_text(const struct audit *a, char *out, size_t len)
+{
+	for (size_t i = 0; i < a->n_sinks; i++) {
+		const struct sink *s = &a->sinks[i];
+		if (s->sent != s->pend.len || s->sync_failing) {
+			snprintf(out, len, "audit trail unavailable: decision record not written (%.120s)",
+				 s->last_err[0] ? s->last_err : "write failed");
+			return;
+		}
+	}
+	snprintf(out, len, "audit trail unavailable: decision record not written");
+}
+
+/* Resolves every ticket up to hi: written (ok) or not. Wakes the loop when
+ * connections may be waiting, and audit_start(). Writer thread. */
+static void ack_publish(struct audit *a, uint64_t hi, bool ok)
+{
+	bool proceed = ok || !a->fail_closed;
+	char why[200] = "";
+	if (!proceed)
+		failure_text(a, why, sizeof why);
+	bool wake = false;
+	pthread_mutex_lock(&a->mu);
+	if (hi > a->resolved) {
+		a->resolved = hi;
+		a->resolved_ok = ok;
+		if (a->durability != AUDIT_DURABILITY_QUEUED) {
+			struct ack_seg *last = a->n_segs ? &a->segs[a->n_segs - 1] : NULL;
+			if (last && (last->proceed == proceed || a->n_segs == AUDIT_ACK_SEGS)) {
+				/* Merging a refusal refuses the lot: never the
+				 * other way round. */
+				if (last->proceed && !proceed)
+					snprintf(last->why, sizeof last->why, "%s", why);
+				last->proceed = last->proceed && proceed;
+				last->hi = hi;
+			} else {
+				struct ack_seg *g = &a->segs[a->n_segs++];
+				g->hi = hi;
+				g->proceed = proceed;
+				snprintf(g->why, sizeof g->why, "%s", why);
+			}
+			if (a->wake && !a->wake_pending)
+				wake = a->wake_pending = true;
+		}
+		pthread_cond_broadcast(&a->ack_cv);
+	}
+	pthread_mutex_unlock(&a->mu);
+	if (wake)
+		event_active(a->wake, EV_TIMEOUT, 1);
 }
 
 static void reopen_files(struct audit *a)
@@ -765,7 +1043,8 @@ static void *writer_main(void *arg)
 			deadline = a->first_enq_ms + a->flush_ms;
 		if (failing && (deadline < 0 || a->next_retry_ms < deadline))
 			deadline = a->next_retry_ms;
-		bool due = a->stop || a->reopen || a->queue.len >= AUDIT_WAKE_BYTES ||
+		bool due = a->stop || a->reopen || a->urgency != URGENCY_FLUSH ||
+			   a->queue.len >= AUDIT_WAKE_BYTES ||
 			   (deadline >= 0 && now >= deadline);
 		if (!due) {
 			if (deadline < 0) {
@@ -791,6 +1070,9 @@ static void *writer_main(void *arg)
 		batch = q;
 		uint64_t dropped = a->dropped;
 		a->dropped = 0;
+		uint64_t batch_hi = a->tickets;	/* every record up to it is in hand */
+		bool batch_ack = a->urgency == URGENCY_ACK;
+		a->urgency = URGENCY_FLUSH;
 		bool reopen = a->reopen;
 		a->reopen = false;
 		bool stop = a->stop;
@@ -803,12 +1085,15 @@ static void *writer_main(void *arg)
 			off += n;
 		}
 		batch.len = 0;
+		bool synced = true;	/* the old files, before a rotation */
 		if (reopen) {
 			/* The checkpoint closes the old file; lines still pending
 			 * for it (a failing disk) move on to the new one. */
 			emit_checkpoint(a, "rotate");
 			for (size_t i = 0; i < a->n_sinks; i++)
 				sink_flush(a, &a->sinks[i]);
+			if (a->durability == AUDIT_DURABILITY_SYNCED)
+				synced = sync_files(a);
 			reopen_files(a);
 		} else if (a->reopen_pending && mono_ms() >= a->next_retry_ms) {
 			reopen_files(a);
@@ -826,10 +1111,22 @@ static void *writer_main(void *arg)
 					nanosleep(&ts, NULL);
 					flush_all(a, 0);
 				}
+				if (a->durability == AUDIT_DURABILITY_SYNCED)
+					sync_files(a);
 				break;
 			}
 		}
 		flush_all(a, dropped);
+		bool ok = all_written(a);
+		if (a->durability != AUDIT_DURABILITY_SYNCED) {
+			ack_publish(a, batch_hi, ok);
+		} else if (batch_ack || !synced || !atomic_load(&a->healthy)) {
+			/* Close records alone are not worth an fdatasync: they
+			 * are synced, and resolved, with the next decision. A
+			 * failing sync is retried with every pass. */
+			ok = sync_files(a) && synced && ok;
+			ack_publish(a, batch_hi, ok);
+		}
 		pthread_mutex_lock(&a->mu);
 		if (!atomic_load(&a->healthy) || a->reopen_pending)
 			a->next_retry_ms = mono_ms() + AUDIT_RETRY_MS;
@@ -911,6 +1208,8 @@ struct audit *audit_open(const struct audit_config *cfg, char *err, size_t errle
 	}
 	a->fail_closed = cfg->fail_closed;
 	a->flush_ms = cfg->flush_ms ? cfg->flush_ms : AUDIT_DEFAULT_FLUSH_MS;
+	a->durability = cfg->durability;
+	TAILQ_INIT(&a->waiters);
 	a->pid = (int)getpid();
 	atomic_init(&a->healthy, true);
 	if (gethostname(a->hostname, sizeof a->hostname) != 0 || !a->hostname[0])
@@ -988,6 +1287,7 @@ struct audit *audit_open(const struct audit_config *cfg, char *err, size_t errle
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&a->cv, &ca);
+	pthread_cond_init(&a->ack_cv, &ca);
 	pthread_condattr_destroy(&ca);
 	pthread_mutex_init(&a->mu, NULL);
 
@@ -1000,6 +1300,7 @@ struct audit *audit_open(const struct audit_config *cfg, char *err, size_t errle
 	if (rc != 0) {
 		snprintf(err, errlen, "audit: cannot start the writer thread: %s", strerror(rc));
 		pthread_cond_destroy(&a->cv);
+		pthread_cond_destroy(&a->ack_cv);
 		pthread_mutex_destroy(&a->mu);
 		goto fail;
 	}
@@ -1040,8 +1341,12 @@ void audit_free(struct audit *a)
 	}
 	sinks_free(a->sinks, a->n_sinks);
 	pthread_cond_destroy(&a->cv);
+	pthread_cond_destroy(&a->ack_cv);
 	pthread_mutex_destroy(&a->mu);
 	free(a->queue.p);
+	/* Connections cancel their waits when they close, before this. */
+	if (a->wake)
+		event_free(a->wake);
 	if (a->key) {
 		OPENSSL_cleanse(a->key, a->keylen);
 		free(a->key);

@@ -8,6 +8,11 @@
  * syslog), flushed within flush_ms and at audit_free(). With an HMAC key
  * every record carries a sequence number and a MAC chained over the
  * previous MAC.
+ *
+ * Durability (docs/audit.md): with "written" or "synced" a connection waits
+ * (audit_wait) until its decision record has been written to every sink
+ * (and fdatasync'd, for synced) before it dials; the writer acknowledges
+ * each batch to the event loop, which is never blocked.
  */
 #ifndef TAILFENCE_AUDIT_H
 #define TAILFENCE_AUDIT_H
@@ -15,6 +20,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/queue.h>
+
+struct event_base;
 
 enum audit_sink_kind {
 	AUDIT_SINK_FILE,
@@ -28,13 +36,26 @@ struct audit_sink_config {
 	char *target;		/* SYSLOG: "unix:/dev/log", "udp:HOST:PORT", "tcp:HOST:PORT" */
 };
 
+/* When a connection may dial, relative to its decision record. */
+enum audit_durability {
+	AUDIT_DURABILITY_QUEUED,	/* at once: the record is in memory only */
+	AUDIT_DURABILITY_WRITTEN,	/* after write(2)/send(2) to every sink */
+	AUDIT_DURABILITY_SYNCED,	/* the same, then fdatasync of every file */
+};
+
 struct audit_config {
 	struct audit_sink_config *sinks;
 	size_t n_sinks;
 	bool fail_closed;	/* audit.on_failure = "deny" */
 	char *hmac_key_file;	/* NULL: no chain */
 	unsigned flush_ms;
+	enum audit_durability durability;
 };
+
+/* "queued", "written", "synced"; NULL for an unknown value. */
+const char *audit_durability_name(enum audit_durability d);
+/* Parses one of those names; false for anything else. */
+bool audit_durability_parse(const char *s, enum audit_durability *out);
 
 struct audit;
 
@@ -72,12 +93,50 @@ struct audit_close {
 /* Opens every sink. On failure writes a sentence into err and returns NULL. */
 struct audit *audit_open(const struct audit_config *cfg, char *err, size_t errlen);
 
+/* Binds the trail to the event loop that waits for acknowledgements
+ * (audit_wait). Call once, from the loop's thread, before audit_start().
+ * Needs libevent's pthread locking (evthread_use_pthreads). */
+bool audit_attach(struct audit *a, struct event_base *base);
+
+/* Queues the "start" record and waits up to timeout_ms until it has been
+ * written to every sink, whatever the durability: call it before accepting
+ * connections, so that none is allowed before the sinks are known to work.
+ * Returns false (trail unhealthy, reason in the operator log) otherwise.
+ * Blocks the calling thread: only at start-up, before the loop runs. */
+bool audit_start(struct audit *a, const char *detail, unsigned timeout_ms);
+
 /* Queues a decision record. Returns false when the trail cannot be written
  * and fail_closed is set: the caller must then refuse the connection. */
 bool audit_decision(struct audit *a, const struct audit_decision *d);
 
 /* Queues a close record. */
 void audit_close(struct audit *a, const struct audit_close *c);
+
+/* A connection waiting for its decision record (audit_wait). Embedded in
+ * the waiter's own struct; the audit module only links it. Loop thread. */
+typedef void (*audit_ack_fn)(void *arg, bool proceed, const char *why);
+
+struct audit_waiter {
+	TAILQ_ENTRY(audit_waiter) link;
+	uint64_t ticket;
+	audit_ack_fn cb;
+	void *arg;
+	bool queued;
+};
+
+/* Waits until every record queued so far (so the caller's decision record,
+ * queued just before) has been written to every sink (and synced, with
+ * "synced"). Returns false when there is nothing to wait for (durability
+ * "queued"): the caller goes on at once. Otherwise returns true and later
+ * calls cb(arg, proceed, why) once, from the loop: proceed is true when the
+ * records were written, or when they could not be but on_failure is
+ * "continue"; false (why says what failed) when the connection must be
+ * refused. w must stay valid until then or until audit_wait_cancel(). */
+bool audit_wait(struct audit *a, struct audit_waiter *w, audit_ack_fn cb, void *arg);
+
+/* Forgets a waiter (the connection closed first); cb will not be called.
+ * A no-op for a waiter that is not waiting. */
+void audit_wait_cancel(struct audit *a, struct audit_waiter *w);
 
 /* Queues a lifecycle record: type is "start", "shutdown", "reload", ...;
  * detail is a one-line message (may be NULL). */
