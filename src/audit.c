@@ -63,6 +63,7 @@
 #define SYSLOG_PRI 86			/* authpriv.info: 10 * 8 + 6 */
 #define MAC_SUFFIX_LEN (8 + 2 * AUDIT_MAC_LEN + 2)	/* ,"mac":"..."} */
 #define AUDIT_ACK_SEGS 32		/* batch outcomes not yet seen by the loop */
+#define AUDIT_RECOVERY_TAIL (4u << 20)	/* bytes of a file sink read back at start */
 
 /* ---------------------------------------------------------------- buffers */
 
@@ -272,6 +273,7 @@ struct audit {
 	TAILQ_HEAD(audit_waiters, audit_waiter) waiters;
 	uint64_t loop_resolved;	/* the last ticket the loop has seen resolved */
 
+	cJSON *recovery;	/* recovery record for audit_start(), or NULL */
 
 	struct sink *sinks;
 	size_t n_sinks;
@@ -768,6 +770,10 @@ void audit_wait_cancel(struct audit *a, struct audit_waiter *w)
 
 bool audit_start(struct audit *a, const char *detail, unsigned timeout_ms)
 {
+	if (a->recovery) {
+		enqueue(a, a->recovery, URGENCY_ACK);
+		a->recovery = NULL;
+	}
 	enqueue(a, event_rec(a, "start", detail), URGENCY_ACK);
 	struct timespec until;
 	clock_gettime(CLOCK_MONOTONIC, &until);
@@ -1188,6 +1194,242 @@ static void chain_resume(struct audit *a, const char *path)
 	cJSON_Delete(o);
 }
 
+/* ---------------------------------------------------------- recovery */
+
+struct ids {
+	uint64_t *v;
+	size_t n, cap;
+};
+
+static void ids_add(struct ids *l, uint64_t id)
+{
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 256;
+		uint64_t *v = realloc(l->v, cap * sizeof *v);
+		if (!v)
+			return;
+		l->v = v;
+		l->cap = cap;
+	}
+	l->v[l->n++] = id;
+}
+
+static int cmp_u64(const void *x, const void *y)
+{
+	uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
+	return a < b ? -1 : a > b;
+}
+
+/* Parses a line when it holds `"type":"<type>"` for one of types; returns
+ * the record (caller deletes) and its type's index, or NULL. */
+static cJSON *line_of_type(const char *line, size_t len, const char *const *types,
+			   int *which)
+{
+	for (int i = 0; types[i]; i++) {
+		char pat[48];
+		int pl = snprintf(pat, sizeof pat, "\"type\":\"%s\"", types[i]);
+		if (!memmem(line, len, pat, (size_t)pl))
+			continue;
+		/* The pattern may sit inside a nested object of another
+		 * kind of record: the top-level "type" decides. */
+		cJSON *o = cJSON_ParseWithLength(line, len);
+		cJSON *t = cJSON_GetObjectItemCaseSensitive(o, "type");
+		if (cJSON_IsString(t)) {
+			for (int j = 0; types[j]; j++) {
+				if (strcmp(t->valuestring, types[j]) == 0) {
+					*which = j;
+					return o;
+				}
+			}
+		}
+		cJSON_Delete(o);
+		return NULL;
+	}
+	return NULL;
+}
+
+/* Is pid another tailfence that is still running (two daemons sharing a
+ * file)? */
+static bool other_daemon_alive(int pid)
+{
+	if (pid <= 0 || pid == (int)getpid())
+		return false;
+	char path[64], comm[64];
+	snprintf(path, sizeof path, "/proc/%d/comm", pid);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return false;
+	bool alive = fgets(comm, sizeof comm, f) && strncmp(comm, "tailfence", 9) == 0;
+	fclose(f);
+	return alive;
+}
+
+/*
+ * Reads back the tail of a file sink (its last AUDIT_RECOVERY_TAIL bytes,
+ * never the whole file, never a rotated one). When the last "start" or
+ * "shutdown" record in it is a start, the run that wrote it ended without a
+ * shutdown (killed, crashed, power lost): returns a "recovery" record that
+ * names the connections with a decision record and no close record since
+ * that start, and the run's last sequence number. Otherwise NULL. Records of
+ * other types, or lines that are not records, are passed over. A partial
+ * last line is ended with a newline first, so the next record starts clean.
+ */
+static cJSON *recovery_scan(struct sink *s)
+{
+	int fd = open(s->path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return NULL;
+	struct stat st;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size == 0) {
+		close(fd);
+		return NULL;
+	}
+	size_t want = st.st_size > (off_t)AUDIT_RECOVERY_TAIL ? AUDIT_RECOVERY_TAIL
+							      : (size_t)st.st_size;
+	off_t from = st.st_size - (off_t)want;
+	char *p = malloc(want);
+	size_t len = 0;
+	while (p && len < want) {
+		ssize_t n = pread(fd, p + len, want - len, from + (off_t)len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+	}
+	close(fd);
+	if (!p || len == 0) {
+		free(p);
+		return NULL;
+	}
+	if (p[len - 1] != '\n' && s->fd >= 0 && write(s->fd, "\n", 1) != 1)
+		log_warn("audit: %s: cannot end the partial last line: %s", s->path,
+			 strerror(errno));
+
+	/* Line starts; the first line of a cut window is partial: skip it. */
+	struct ids starts = { 0 };
+	size_t pos = 0;
+	if (from > 0) {
+		char *nl = memchr(p, '\n', len);
+		pos = nl ? (size_t)(nl - p) + 1 : len;
+	}
+	while (pos < len) {
+		ids_add(&starts, pos);
+		char *nl = memchr(p + pos, '\n', len - pos);
+		pos = nl ? (size_t)(nl - p) + 1 : len;
+	}
+#define LINE_LEN(i) ((((i) + 1 < starts.n ? starts.v[(i) + 1] : len) - starts.v[i]) - \
+		     (p[((i) + 1 < starts.n ? starts.v[(i) + 1] : len) - 1] == '\n'))
+
+	/* Backwards to the last start or shutdown. */
+	static const char *const bounds[] = { "start", "shutdown", NULL };
+	cJSON *start = NULL;
+	size_t first = 0;
+	bool complete = false, clean = false, any = false;
+	for (size_t i = starts.n; i-- > 0;) {
+		int which;
+		cJSON *o = line_of_type(p + starts.v[i], LINE_LEN(i), bounds, &which);
+		if (!o)
+			continue;
+		if (which == 1) {
+			clean = true;
+			cJSON_Delete(o);
+		} else {
+			start = o;
+			first = i + 1;
+			complete = true;
+		}
+		break;
+	}
+	cJSON *rec = NULL;
+	if (clean)
+		goto out;
+
+	/* Forwards: decisions, closes, the last record's seq and time. */
+	static const char *const kinds[] = { "decision", "close", NULL };
+	struct ids opened = { 0 }, closed = { 0 };
+	double last_seq = -1;
+	char last_ts[48] = "";
+	for (size_t i = first; i < starts.n; i++) {
+		int which;
+		cJSON *o = line_of_type(p + starts.v[i], LINE_LEN(i), kinds, &which);
+		if (!o)
+			continue;
+		cJSON *id = cJSON_GetObjectItemCaseSensitive(o, "conn");
+		if (cJSON_IsNumber(id) && id->valuedouble >= 0)
+			ids_add(which == 0 ? &opened : &closed, (uint64_t)id->valuedouble);
+		cJSON_Delete(o);
+	}
+	for (size_t i = starts.n; i-- > (first ? first - 1 : 0);) {
+		cJSON *o = cJSON_ParseWithLength(p + starts.v[i], LINE_LEN(i));
+		if (!cJSON_IsObject(o)) {
+			cJSON_Delete(o);
+			continue;
+		}
+		any = true;
+		cJSON *seq = cJSON_GetObjectItemCaseSensitive(o, "seq");
+		cJSON *ts = cJSON_GetObjectItemCaseSensitive(o, "ts");
+		if (cJSON_IsNumber(seq))
+			last_seq = seq->valuedouble;
+		if (cJSON_IsString(ts))
+			snprintf(last_ts, sizeof last_ts, "%s", ts->valuestring);
+		cJSON_Delete(o);
+		break;
+	}
+#undef LINE_LEN
+	cJSON *jpid = start ? cJSON_GetObjectItemCaseSensitive(start, "pid") : NULL;
+	cJSON *jstart_ts = start ? cJSON_GetObjectItemCaseSensitive(start, "ts") : NULL;
+	int pid = cJSON_IsNumber(jpid) ? jpid->valueint : 0;
+	if (!any) {
+		/* no record at all: a new or foreign file */
+	} else if (other_daemon_alive(pid)) {
+		log_warn("audit: %s: tailfence pid %d, which started the last run in it, is "
+			 "still running; give each daemon its own file", s->path, pid);
+	} else {
+		qsort(closed.v, closed.n, sizeof *closed.v, cmp_u64);
+		rec = rec_new("recovery");
+		cJSON *list = cJSON_CreateArray();
+		size_t n_open = 0;
+		for (size_t i = 0; i < opened.n; i++) {
+			uint64_t id = opened.v[i];
+			if (closed.n && bsearch(&id, closed.v, closed.n, sizeof id, cmp_u64))
+				continue;
+			cJSON_AddItemToArray(list, cJSON_CreateNumber((double)id));
+			n_open++;
+		}
+		char detail[300], pidtext[32] = "unknown";
+		if (pid > 0)
+			snprintf(pidtext, sizeof pidtext, "%d", pid);
+		snprintf(detail, sizeof detail,
+			 "the previous run (pid %s) ended without a shutdown record (killed, "
+			 "crashed or power lost); %zu connection(s) have no close record%s",
+			 pidtext, n_open,
+			 complete ? "" : " (its start record is not within the part of the file read back)");
+		cJSON_AddStringToObject(rec, "detail", detail);
+		cJSON_AddStringToObject(rec, "file", s->path);
+		if (pid > 0)
+			cJSON_AddNumberToObject(rec, "prev_pid", pid);
+		else
+			cJSON_AddNullToObject(rec, "prev_pid");
+		add_str(rec, "prev_start", cJSON_IsString(jstart_ts) ? jstart_ts->valuestring : NULL);
+		add_str(rec, "last_ts", last_ts[0] ? last_ts : NULL);
+		if (last_seq >= 0)
+			cJSON_AddNumberToObject(rec, "last_seq", last_seq);
+		else
+			cJSON_AddNullToObject(rec, "last_seq");
+		cJSON_AddItemToObject(rec, "unclosed", list);
+		cJSON_AddBoolToObject(rec, "complete", complete);
+		log_warn("audit: %s: %s", s->path, detail);
+	}
+	free(opened.v);
+	free(closed.v);
+out:
+	cJSON_Delete(start);
+	free(starts.v);
+	free(p);
+	return rec;
+}
+
 static void sinks_free(struct sink *s, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
@@ -1283,6 +1525,19 @@ struct audit *audit_open(const struct audit_config *cfg, char *err, size_t errle
 			}
 	}
 
+	/* The previous run's end, as the files tell it; written by
+	 * audit_start(). With several file sinks the first that shows an
+	 * unclean end speaks for all. */
+	for (size_t i = 0; i < a->n_sinks; i++) {
+		if (a->sinks[i].kind != AUDIT_SINK_FILE)
+			continue;
+		cJSON *r = recovery_scan(&a->sinks[i]);
+		if (!a->recovery)
+			a->recovery = r;
+		else
+			cJSON_Delete(r);
+	}
+
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -1308,6 +1563,7 @@ struct audit *audit_open(const struct audit_config *cfg, char *err, size_t errle
 	return a;
 fail:
 	sinks_free(a->sinks, a->n_sinks);
+	cJSON_Delete(a->recovery);
 	if (a->key) {
 		OPENSSL_cleanse(a->key, a->keylen);
 		free(a->key);
@@ -1347,6 +1603,7 @@ void audit_free(struct audit *a)
 	/* Connections cancel their waits when they close, before this. */
 	if (a->wake)
 		event_free(a->wake);
+	cJSON_Delete(a->recovery);
 	if (a->key) {
 		OPENSSL_cleanse(a->key, a->keylen);
 		free(a->key);

@@ -12,7 +12,10 @@
  * Durability (docs/audit.md): with "written" or "synced" a connection waits
  * (audit_wait) until its decision record has been written to every sink
  * (and fdatasync'd, for synced) before it dials; the writer acknowledges
- * each batch to the event loop, which is never blocked.
+ * each batch to the event loop, which is never blocked. On open, the tail of
+ * each file sink is read back: a previous run that ended without a shutdown
+ * record gets a "recovery" record naming its connections left without a
+ * close record.
  */
 #ifndef TAILFENCE_AUDIT_H
 #define TAILFENCE_AUDIT_H
@@ -90,7 +93,9 @@ struct audit_close {
 	const char *error;	/* error text when end is "error", else NULL */
 };
 
-/* Opens every sink. On failure writes a sentence into err and returns NULL. */
+/* Opens every sink and reads the tail of each file sink back (chain
+ * resumption, recovery after an unclean shutdown). On failure writes a
+ * sentence into err and returns NULL. */
 struct audit *audit_open(const struct audit_config *cfg, char *err, size_t errlen);
 
 /* Binds the trail to the event loop that waits for acknowledgements
@@ -98,7 +103,8 @@ struct audit *audit_open(const struct audit_config *cfg, char *err, size_t errle
  * Needs libevent's pthread locking (evthread_use_pthreads). */
 bool audit_attach(struct audit *a, struct event_base *base);
 
-/* Queues the "start" record and waits up to timeout_ms until it has been
+/* Queues the recovery record (when the previous run ended uncleanly) and
+ * the "start" record, and waits up to timeout_ms until both have been
  * written to every sink, whatever the durability: call it before accepting
  * connections, so that none is allowed before the sinks are known to work.
  * Returns false (trail unhealthy, reason in the operator log) otherwise.
