@@ -1703,7 +1703,7 @@ struct audit_verify {
 	size_t keylen;
 	char key_id[17];
 	bool broken, done;
-	char msg[768];
+	char msg[1024];
 	uint64_t records;
 
 	bool have_prev;
@@ -1715,6 +1715,10 @@ struct audit_verify {
 	bool anchored_midway;	/* first record links to a file not given */
 	uint64_t first_seq;
 	unsigned restarts;	/* new chains after a clean shutdown */
+	bool strict;		/* an unclean shutdown breaks the verification */
+	unsigned unclean;	/* starts without a shutdown checkpoint before them */
+	char unclean_where[300];	/* the first such start */
+	char unclean_prev[300];		/* and the record before it */
 	bool prev_has_ts;
 	int64_t prev_ts;
 
@@ -1754,6 +1758,16 @@ void audit_verify_free(struct audit_verify *v)
 uint64_t audit_verify_records(const struct audit_verify *v)
 {
 	return v->records;
+}
+
+void audit_verify_set_strict(struct audit_verify *v, bool strict)
+{
+	v->strict = strict;
+}
+
+unsigned audit_verify_unclean(const struct audit_verify *v)
+{
+	return v->unclean;
 }
 
 __attribute__((format(printf, 2, 3)))
@@ -1835,6 +1849,7 @@ bool audit_verify_line(struct audit_verify *v, const char *file,
 		vbreak(v, "%s: record has a malformed \"prev\" (edited line)", where);
 		goto out;
 	}
+	bool clean_before = v->prev_checkpoint && strcmp(v->prev_reason, "shutdown") == 0;
 
 	/* Decide a pending problem with this line's help. */
 	if (v->pend == PEND_GAP) {
@@ -1928,6 +1943,20 @@ bool audit_verify_line(struct audit_verify *v, const char *file,
 		ok = true;
 		goto out;
 	}
+	/* A daemon that was killed or crashed wrote no shutdown checkpoint:
+	 * the next start (after its recovery record) shows that it happened. */
+	if (v->have_prev && !clean_before && cJSON_IsString(jtype) &&
+	    strcmp(jtype->valuestring, "start") == 0) {
+		if (v->unclean++ == 0) {
+			snprintf(v->unclean_where, sizeof v->unclean_where, "%s", where);
+			snprintf(v->unclean_prev, sizeof v->unclean_prev, "%s", v->prev_where);
+		}
+		if (v->strict) {
+			vbreak(v, "%s: unclean shutdown: the daemon started again with no shutdown checkpoint after %s (it was killed or crashed; records it still held may be missing)",
+			       where, v->prev_where);
+			goto out;
+		}
+	}
 	v->have_prev = true;
 	v->prev_has_ts = has_ts;
 	v->prev_ts = ts;
@@ -1964,17 +1993,25 @@ bool audit_verify_finish(struct audit_verify *v, char *msg, size_t msglen)
 	}
 	v->done = true;
 	if (!v->broken) {
-		char restarts[160] = "";
+		char restarts[160] = "", unclean[512] = "";
 		if (v->restarts)
 			snprintf(restarts, sizeof restarts,
 				 "; note: %u new chain(s) started after a clean shutdown (the daemon could not continue the previous file's chain)",
 				 v->restarts);
+		if (v->unclean == 1)
+			snprintf(unclean, sizeof unclean,
+				 "; note: unclean shutdown at %.150s (a start with no shutdown checkpoint before it: the run that ended at %.150s was killed or crashed)",
+				 v->unclean_where, v->unclean_prev);
+		else if (v->unclean > 1)
+			snprintf(unclean, sizeof unclean,
+				 "; note: %u unclean shutdowns, the first at %.150s (a start with no shutdown checkpoint before it)",
+				 v->unclean, v->unclean_where);
 		snprintf(v->msg, sizeof v->msg,
-			 "verified: %llu records, seq %llu..%llu, ending with a %s checkpoint at %s%s%s",
+			 "verified: %llu records, seq %llu..%llu, ending with a %s checkpoint at %s%s%s%s",
 			 (unsigned long long)v->records, (unsigned long long)v->first_seq,
 			 (unsigned long long)v->prev_seq, v->prev_reason, v->prev_where,
 			 v->anchored_midway ? "; note: the first record links to an earlier file that was not given" : "",
-			 restarts);
+			 restarts, unclean);
 	}
 	if (msg && msglen)
 		snprintf(msg, msglen, "%s", v->msg);

@@ -189,6 +189,14 @@ bool audit_verify_line(struct audit_verify *v, const char *file,
 		       unsigned long lineno, const char *line, size_t len,
 		       bool terminated);
 
+/* With strict, an unclean shutdown (a "start" whose preceding record is
+ * not a shutdown checkpoint: the daemon was killed or crashed) fails the
+ * verification; without it (the default) it is reported as a note. */
+void audit_verify_set_strict(struct audit_verify *v, bool strict);
+
+/* Unclean shutdowns seen so far. */
+unsigned audit_verify_unclean(const struct audit_verify *v);
+
 /* Ends the input. Returns true when the chain verified; msg (if non-NULL)
  * gets one line for people either way ("FILE:LINE: what broke"). */
 bool audit_verify_finish(struct audit_verify *v, char *msg, size_t msglen);

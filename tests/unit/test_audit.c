@@ -526,6 +526,8 @@ static void test_fail_closed(void)
 
 /* ------------------------------------------------------------- recovery */
 
+static char *run_cli(int *rc, const char *first, ...);
+
 /* The first record of a type in a file (caller deletes), and its line. */
 static cJSON *find_record(const char *file, const char *type, size_t *lineno)
 {
@@ -627,6 +629,37 @@ static void test_recovery(void)
 	CHECK(rec && cJSON_GetObjectItem(rec, "seq") &&
 		      cJSON_GetObjectItem(rec, "seq")->valuedouble == 6, "the chain goes on");
 	cJSON_Delete(rec);
+	/* verify: the chain holds; the start after the crash is an unclean
+	 * shutdown, a note unless strict. */
+	char msg[1024];
+	bool ok = verify_files(key, &file, 1, msg, sizeof msg);
+	CHECK(ok && strstr(msg, "note: unclean shutdown at ") && strstr(msg, "killed-chain.jsonl:8 "),
+	      "verify notes the unclean shutdown: %s", msg);
+	unsigned char *kb;
+	size_t kl;
+	char err[256];
+	if (audit_key_load(key, &kb, &kl, err, sizeof err)) {
+		struct audit_verify *v = audit_verify_new(kb, kl);
+		free(kb);
+		audit_verify_set_strict(v, true);
+		l = read_lines(file);
+		for (size_t i = 0; i < l.n; i++)
+			audit_verify_line(v, file, i + 1, l.v[i], strlen(l.v[i]), true);
+		free_lines(&l);
+		ok = audit_verify_finish(v, msg, sizeof msg);
+		CHECK(!ok && strstr(msg, "killed-chain.jsonl:8: unclean shutdown") &&
+			      audit_verify_unclean(v) == 1, "strict: %s", msg);
+		audit_verify_free(v);
+	}
+	int rc;
+	char *out = run_cli(&rc, "audit", "verify", "--strict", "--key", key, file, NULL);
+	CHECK(rc == 1 && strstr(out, "NOT VERIFIED") && strstr(out, "unclean shutdown"),
+	      "verify --strict: %d %s", rc, out);
+	free(out);
+	out = run_cli(&rc, "audit", "summary", file, NULL);
+	CHECK(rc == 0 && strstr(out, "Unclean shutdowns: 1 ") &&
+		      strstr(out, "; 1 connection(s) left without a close record"), "summary: %s", out);
+	free(out);
 
 	/* Only the tail is read: a run whose start lies more than the window
 	 * back is reported as incomplete, with what the window holds. */
