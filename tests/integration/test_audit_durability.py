@@ -339,3 +339,73 @@ def test_start_on_full_disk_refuses_the_first_connection(tailfence, id_origin, t
     assert id_origin.count == 0
     os.unlink(str(tiny_fs / "filler"))
     d.stop()
+
+
+# ------------------------------------------------------ a writer that is stuck
+
+def test_stuck_writer_waits_time_out_and_cancel_cleanly(tailfence, id_origin, tmp_path):
+    """A second sink is a FIFO that nobody reads: the writer blocks in
+    write(2) and no decision record is acknowledged. Allowed connections
+    wait without blocking the loop (a denied one is answered at once), are
+    refused when the connect timeout passes, and the ones still waiting at
+    SIGTERM are closed; nothing reaches the origin. The acknowledgements
+    that come once the FIFO is drained find no connection (ASan build)."""
+    log = str(tmp_path / "audit.jsonl")
+    fifo = str(tmp_path / "audit.fifo")
+    os.mkfifo(fifo)
+    rfd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    d = tailfence("--audit-log", log, "--audit-log", fifo, "--connect-timeout", "1s")
+    wfd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+    try:
+        while True:
+            os.write(wfd, b"x" * 4096)
+    except BlockingIOError:
+        pass
+    os.close(wfd)
+
+    def attempt(host, port, out):
+        try:
+            with socket.create_connection((d.host, d.port), timeout=20) as s:
+                out.append(socks5_connect(s, host, port)[0])
+        except (OSError, EOFError, AssertionError) as e:
+            out.append(repr(e))
+
+    timed_out = []
+    threads = [threading.Thread(target=attempt, args=(id_origin.host, id_origin.port, timed_out))
+               for _ in range(3)]
+    for t in threads:
+        t.start()
+    denied = []
+    attempt("127.0.1.1", 22, denied)
+    assert denied == [0x02], "a denied request waited for the stuck writer: %r" % denied
+    for t in threads:
+        t.join(20)
+    assert timed_out == [0x06] * 3, timed_out  # TTL expired: the connect timeout
+
+    at_stop = []
+    threads = [threading.Thread(target=attempt, args=(id_origin.host, id_origin.port, at_stop))
+               for _ in range(3)]
+    for t in threads:
+        t.start()
+    time.sleep(0.3)
+
+    def drain():
+        os.set_blocking(rfd, True)
+        while os.read(rfd, 65536):
+            pass
+
+    os.kill(d.proc.pid, signal.SIGTERM)
+    # the waiting connections are closed before the writer may go on
+    assert _until(lambda: "stopped" in d.log() or "stopping" in d.log()), d.log()[-3000:]
+    time.sleep(0.2)
+    drainer = threading.Thread(target=drain)
+    drainer.start()
+    d.wait_exit(expect=0)
+    drainer.join(10)
+    os.close(rfd)
+    for t in threads:
+        t.join(20)
+    assert id_origin.count == 0, "a connection was dialed without its record written"
+    assert len(at_stop) == 3 and all(r != 0 for r in at_stop), at_stop
+    ends = sorted(r["end"] for r in read_audit(log) if r["type"] == "close")
+    assert ends == ["denied"] + ["dial_failed"] * 3 + ["shutdown"] * 3, ends
