@@ -36,6 +36,12 @@ done
 for i in 0 1 2; do wait_port $((7380 + i)); done
 
 figure() { sed -E 's/.*"'"$1"'":([0-9.]+).*/\1/'; }
+disk() { # the disk's own fdatasync time, for reading the synced rows
+	local out
+	out=$("$LG" fsync "$adir/fsync-probe" 500)
+	echo "fdatasync of a 300-byte append on $fs: p50 $(figure p50_ms <<<"$out") ms, p99 $(figure p99_ms <<<"$out") ms"
+}
+before=$(disk)
 results=""
 for c in $CONCURRENCY; do
 	for r in $(seq "$ROUNDS"); do
@@ -48,9 +54,12 @@ for c in $CONCURRENCY; do
 		done
 	done
 done
+after=$(disk)
 [ -z "${BENCH_AUDIT_DIR:-}" ] && rm -rf "$adir"
 
 echo "durability benchmark: $(nproc) cores, audit files on $fs, $ROUNDS rounds x $N connections per concurrency"
+echo "before: $before"
+echo "after:  $after"
 printf '%s' "$results" | awk '
 	{ rate[$1, $2] += $3; p99[$1, $2] += $4; n[$1, $2]++; if (!($1 in seen)) { seen[$1] = 1; order[++k] = $1 } }
 	END {

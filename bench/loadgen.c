@@ -4,6 +4,9 @@
  *   loadgen serve PORT                       echo server on 127.0.0.1:PORT
  *   loadgen rate  TARGET [PROXY] N THREADS   N connect/1-byte echo/close cycles
  *   loadgen stream TARGET [PROXY] BYTES      one connection, BYTES each way
+ *   loadgen fsync FILE N                     N appends of a 300-byte line, each
+ *                                            followed by fdatasync (the disk's
+ *                                            part in --audit-durability synced)
  *
  * TARGET and PROXY are 127.x.y.z:PORT; with PROXY the connection is made
  * through a SOCKS5 proxy (no auth, CONNECT by IPv4 address), otherwise
@@ -22,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -270,11 +274,41 @@ static int stream(const struct sockaddr_in *target, const struct sockaddr_in *pr
 	return r.got == bytes ? 0 : 1;
 }
 
+static int fsync_lat(const char *path, long n)
+{
+	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+	double *lat = malloc(sizeof *lat * (size_t)(n > 0 ? n : 1));
+	if (fd < 0 || !lat || n <= 0) {
+		perror("loadgen fsync");
+		return 1;
+	}
+	char line[300];
+	memset(line, 'x', sizeof line - 1);
+	line[sizeof line - 1] = '\n';
+	for (long i = 0; i < n; i++) {
+		if (!full_write(fd, line, sizeof line))
+			return 1;
+		double t0 = now_s();
+		if (fdatasync(fd) != 0)
+			return 1;
+		lat[i] = now_s() - t0;
+	}
+	close(fd);
+	unlink(path);
+	qsort(lat, (size_t)n, sizeof *lat, cmp_double);
+	printf("{\"mode\":\"fsync\",\"n\":%ld,\"p50_ms\":%.3f,\"p99_ms\":%.3f}\n", n,
+	       quantile(lat, n, 0.50) * 1000, quantile(lat, n, 0.99) * 1000);
+	free(lat);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct sockaddr_in target, proxy;
 	if (argc == 3 && strcmp(argv[1], "serve") == 0)
 		return serve(atoi(argv[2]));
+	if (argc == 4 && strcmp(argv[1], "fsync") == 0)
+		return fsync_lat(argv[2], atol(argv[3]));
 	if (argc >= 4 && (strcmp(argv[1], "rate") == 0 || strcmp(argv[1], "stream") == 0)) {
 		bool via = argc == (strcmp(argv[1], "rate") == 0 ? 6 : 5);
 		if (!parse_hostport(argv[2], &target) ||
@@ -289,6 +323,7 @@ int main(int argc, char **argv)
 	}
 	fprintf(stderr, "usage: loadgen serve PORT\n"
 			"       loadgen rate TARGET [PROXY] N THREADS\n"
-			"       loadgen stream TARGET [PROXY] BYTES\n");
+			"       loadgen stream TARGET [PROXY] BYTES\n"
+			"       loadgen fsync FILE N\n");
 	return 2;
 }
