@@ -737,8 +737,11 @@ static void wake_cb(evutil_socket_t fd, short what, void *arg)
 
 bool audit_attach(struct audit *a, struct event_base *base)
 {
-	a->wake = event_new(base, -1, 0, wake_cb, a);
-	return a->wake != NULL;
+	struct event *ev = event_new(base, -1, 0, wake_cb, a);
+	pthread_mutex_lock(&a->mu);	/* the writer reads it */
+	a->wake = ev;
+	pthread_mutex_unlock(&a->mu);
+	return ev != NULL;
 }
 
 bool audit_wait(struct audit *a, struct audit_waiter *w, audit_ack_fn cb, void *arg)
@@ -985,7 +988,7 @@ static void ack_publish(struct audit *a, uint64_t hi, bool ok)
 	char why[200] = "";
 	if (!proceed)
 		failure_text(a, why, sizeof why);
-	bool wake = false;
+	struct event *wake = NULL;
 	pthread_mutex_lock(&a->mu);
 	if (hi > a->resolved) {
 		a->resolved = hi;
@@ -1005,14 +1008,16 @@ static void ack_publish(struct audit *a, uint64_t hi, bool ok)
 				g->proceed = proceed;
 				snprintf(g->why, sizeof g->why, "%s", why);
 			}
-			if (a->wake && !a->wake_pending)
-				wake = a->wake_pending = true;
+			if (a->wake && !a->wake_pending) {
+				a->wake_pending = true;
+				wake = a->wake;
+			}
 		}
 		pthread_cond_broadcast(&a->ack_cv);
 	}
 	pthread_mutex_unlock(&a->mu);
 	if (wake)
-		event_active(a->wake, EV_TIMEOUT, 1);
+		event_active(wake, EV_TIMEOUT, 1);
 }
 
 static void reopen_files(struct audit *a)
