@@ -4,11 +4,16 @@
  *   loadgen serve PORT                       echo server on 127.0.0.1:PORT
  *   loadgen rate  TARGET [PROXY] N THREADS   N connect/1-byte echo/close cycles
  *   loadgen stream TARGET [PROXY] BYTES      one connection, BYTES each way
+ *   loadgen fsync FILE N                     N appends of a 300-byte line, each
+ *                                            followed by fdatasync (the disk's
+ *                                            part in --audit-durability synced)
  *
  * TARGET and PROXY are 127.x.y.z:PORT; with PROXY the connection is made
  * through a SOCKS5 proxy (no auth, CONNECT by IPv4 address), otherwise
  * directly, so both are measured by the same code. Prints one line of
- * JSON with the figures. Not a test: bench/run.sh calls it.
+ * JSON with the figures (rate: connections per second, and the 50th and
+ * 99th percentile of one cycle's time, connect to echo). Not a test:
+ * bench/run.sh calls it.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -20,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -151,21 +157,38 @@ struct rate_job {
 	const struct sockaddr_in *proxy;
 	long n;
 	long ok;
+	double *lat;		/* seconds per successful cycle, ok of them */
 };
 
 static void *rate_worker(void *arg)
 {
 	struct rate_job *j = arg;
 	for (long i = 0; i < j->n; i++) {
+		double t0 = now_s();
 		int fd = dial(j->target, j->proxy);
 		if (fd < 0)
 			continue;
 		char b = 'x';
 		if (full_write(fd, &b, 1) && full_read(fd, &b, 1))
-			j->ok++;
+			j->lat[j->ok++] = now_s() - t0;
 		close(fd);
 	}
 	return NULL;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* The q-th quantile (0..1) of n sorted values, nearest rank. */
+static double quantile(const double *v, long n, double q)
+{
+	if (n <= 0)
+		return 0;
+	long i = (long)(q * (double)n + 0.999999) - 1;
+	return v[i < 0 ? 0 : i >= n ? n - 1 : i];
 }
 
 static int rate(const struct sockaddr_in *target, const struct sockaddr_in *proxy,
@@ -175,19 +198,29 @@ static int rate(const struct sockaddr_in *target, const struct sockaddr_in *prox
 	struct rate_job jobs[64];
 	if (threads < 1 || threads > 64)
 		threads = 4;
+	double *lat = malloc(sizeof *lat * (size_t)(n > 0 ? n : 1));
+	if (!lat)
+		return 1;
 	double t0 = now_s();
 	for (int i = 0; i < threads; i++) {
-		jobs[i] = (struct rate_job){ target, proxy, n / threads, 0 };
+		jobs[i] = (struct rate_job){ target, proxy, n / threads, 0,
+					     lat + (size_t)i * (size_t)(n / threads) };
 		pthread_create(&t[i], NULL, rate_worker, &jobs[i]);
 	}
 	long ok = 0;
 	for (int i = 0; i < threads; i++) {
 		pthread_join(t[i], NULL);
+		/* pack each thread's samples after the previous ones */
+		memmove(lat + ok, jobs[i].lat, sizeof *lat * (size_t)jobs[i].ok);
 		ok += jobs[i].ok;
 	}
 	double dt = now_s() - t0;
+	qsort(lat, (size_t)ok, sizeof *lat, cmp_double);
 	printf("{\"mode\":\"rate\",\"connections\":%ld,\"ok\":%ld,\"seconds\":%.3f,"
-	       "\"per_second\":%.1f}\n", (n / threads) * threads, ok, dt, (double)ok / dt);
+	       "\"per_second\":%.1f,\"p50_ms\":%.3f,\"p99_ms\":%.3f}\n",
+	       (n / threads) * threads, ok, dt, (double)ok / dt,
+	       quantile(lat, ok, 0.50) * 1000, quantile(lat, ok, 0.99) * 1000);
+	free(lat);
 	return ok == (n / threads) * threads ? 0 : 1;
 }
 
@@ -241,11 +274,41 @@ static int stream(const struct sockaddr_in *target, const struct sockaddr_in *pr
 	return r.got == bytes ? 0 : 1;
 }
 
+static int fsync_lat(const char *path, long n)
+{
+	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+	double *lat = malloc(sizeof *lat * (size_t)(n > 0 ? n : 1));
+	if (fd < 0 || !lat || n <= 0) {
+		perror("loadgen fsync");
+		return 1;
+	}
+	char line[300];
+	memset(line, 'x', sizeof line - 1);
+	line[sizeof line - 1] = '\n';
+	for (long i = 0; i < n; i++) {
+		if (!full_write(fd, line, sizeof line))
+			return 1;
+		double t0 = now_s();
+		if (fdatasync(fd) != 0)
+			return 1;
+		lat[i] = now_s() - t0;
+	}
+	close(fd);
+	unlink(path);
+	qsort(lat, (size_t)n, sizeof *lat, cmp_double);
+	printf("{\"mode\":\"fsync\",\"n\":%ld,\"p50_ms\":%.3f,\"p99_ms\":%.3f}\n", n,
+	       quantile(lat, n, 0.50) * 1000, quantile(lat, n, 0.99) * 1000);
+	free(lat);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct sockaddr_in target, proxy;
 	if (argc == 3 && strcmp(argv[1], "serve") == 0)
 		return serve(atoi(argv[2]));
+	if (argc == 4 && strcmp(argv[1], "fsync") == 0)
+		return fsync_lat(argv[2], atol(argv[3]));
 	if (argc >= 4 && (strcmp(argv[1], "rate") == 0 || strcmp(argv[1], "stream") == 0)) {
 		bool via = argc == (strcmp(argv[1], "rate") == 0 ? 6 : 5);
 		if (!parse_hostport(argv[2], &target) ||
@@ -260,6 +323,7 @@ int main(int argc, char **argv)
 	}
 	fprintf(stderr, "usage: loadgen serve PORT\n"
 			"       loadgen rate TARGET [PROXY] N THREADS\n"
-			"       loadgen stream TARGET [PROXY] BYTES\n");
+			"       loadgen stream TARGET [PROXY] BYTES\n"
+			"       loadgen fsync FILE N\n");
 	return 2;
 }

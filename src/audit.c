@@ -9,6 +9,16 @@
  * bytes (bounded) and is retried every second; meanwhile the trail is
  * unhealthy and, with fail_closed, audit_decision() returns false.
  *
+ * Acknowledgements: every queued record takes a ticket (1, 2, ...). After a
+ * batch is written to every sink (and fdatasync'd, for "synced"), the writer
+ * publishes the batch's highest ticket, with whether the batch made it, and
+ * wakes the loop (event_active); the loop releases the connections waiting
+ * on tickets up to it, in ticket order (a FIFO: tickets only grow). A
+ * decision record, with "written" or "synced", makes the writer start at
+ * once instead of after flush_ms (a close record too, but only a batch with
+ * a decision in it is synced); the records queued while it writes or syncs
+ * go together in the next batch (group commit).
+ *
  * Chain (docs/audit.md): line = {"v":1,"seq":N[,"prev":"hex"],...REST} and
  * mac = HMAC-SHA256(key, prev_mac || line); the written line is the line with
  * its closing '}' replaced by ,"mac":"<64 hex>"} and a newline.
@@ -17,6 +27,7 @@
 #include "tailfence/log.h"
 
 #include <cjson/cJSON.h>
+#include <event2/event.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -51,6 +62,8 @@
 #define AUDIT_DEFAULT_FLUSH_MS 200
 #define SYSLOG_PRI 86			/* authpriv.info: 10 * 8 + 6 */
 #define MAC_SUFFIX_LEN (8 + 2 * AUDIT_MAC_LEN + 2)	/* ,"mac":"..."} */
+#define AUDIT_ACK_SEGS 32		/* batch outcomes not yet seen by the loop */
+#define AUDIT_RECOVERY_TAIL (4u << 20)	/* bytes of a file sink read back at start */
 
 /* ---------------------------------------------------------------- buffers */
 
@@ -220,7 +233,16 @@ struct sink {
 	size_t sent;
 	uint64_t lost;		/* lines dropped because pend was full */
 	bool failing;
+	bool dirty;		/* FILE: written since the last fdatasync */
+	bool sync_failing;	/* FILE: the last fdatasync failed */
 	char last_err[160];
+};
+
+/* The outcome of the batches up to ticket hi (since the previous one). */
+struct ack_seg {
+	uint64_t hi;
+	bool proceed;
+	char why[200];
 };
 
 struct audit {
@@ -233,8 +255,25 @@ struct audit {
 	atomic_bool healthy;
 	bool fail_closed;
 	unsigned flush_ms;
+	enum audit_durability durability;
 	pthread_t thread;
 	bool thread_started;
+
+	/* tickets and acknowledgements (under mu) */
+	uint64_t tickets;	/* the last ticket given to a queued record */
+	int urgency;		/* the most urgent record queued: enum urgency */
+	uint64_t resolved;	/* every ticket up to this one is resolved */
+	bool resolved_ok;	/* ... and the last batch was written */
+	pthread_cond_t ack_cv;	/* resolved moved (audit_start waits on it) */
+	struct ack_seg segs[AUDIT_ACK_SEGS];
+	size_t n_segs;
+	bool wake_pending;
+	/* loop side */
+	struct event *wake;
+	TAILQ_HEAD(audit_waiters, audit_waiter) waiters;
+	uint64_t loop_resolved;	/* the last ticket the loop has seen resolved */
+
+	cJSON *recovery;	/* recovery record for audit_start(), or NULL */
 
 	struct sink *sinks;
 	size_t n_sinks;
@@ -398,6 +437,7 @@ static bool sink_flush(struct audit *a, struct sink *s)
 				return false;
 			}
 			s->sent += (size_t)n;
+			s->dirty = true;
 			continue;
 		}
 		/* syslog: one RFC 5424 message per line */
@@ -508,9 +548,23 @@ static void add_str(cJSON *o, const char *k, const char *v)
 		cJSON_AddNullToObject(o, k);
 }
 
-/* Queues a formatted record (takes ownership of o). Returns false when the
- * queue was full and the record was dropped. */
-static bool enqueue(struct audit *a, cJSON *o)
+/* How soon a queued record must be written. */
+enum urgency {
+	URGENCY_FLUSH,		/* within flush_ms */
+	URGENCY_WRITE,		/* at once */
+	URGENCY_ACK,		/* at once, and synced with "synced": someone waits */
+};
+
+/* The urgency of a record someone waits for, or may. */
+static enum urgency ack_urgency(const struct audit *a)
+{
+	return a->durability == AUDIT_DURABILITY_QUEUED ? URGENCY_FLUSH : URGENCY_ACK;
+}
+
+/* Queues a formatted record (takes ownership of o) and gives it the next
+ * ticket. Returns false when the queue was full and the record was
+ * dropped. */
+static bool enqueue(struct audit *a, cJSON *o, enum urgency urgency)
 {
 	char *s = cJSON_PrintUnformatted(o);
 	cJSON_Delete(o);
@@ -531,13 +585,21 @@ static bool enqueue(struct audit *a, cJSON *o)
 		ok = false;
 	} else {
 		ok = true;
+		a->tickets++;
+		bool signal = false;
 		if (a->queue.len == n + 1) {
 			a->first_enq_ms = mono_ms();
-			pthread_cond_signal(&a->cv);
+			signal = true;
 		} else if (a->queue.len >= AUDIT_WAKE_BYTES &&
 			   a->queue.len - (n + 1) < AUDIT_WAKE_BYTES) {
-			pthread_cond_signal(&a->cv);
+			signal = true;
 		}
+		if ((int)urgency > a->urgency) {
+			a->urgency = (int)urgency;
+			signal = true;
+		}
+		if (signal)
+			pthread_cond_signal(&a->cv);
 	}
 	pthread_mutex_unlock(&a->mu);
 	free(s);
@@ -582,7 +644,7 @@ bool audit_decision(struct audit *a, const struct audit_decision *d)
 	} else {
 		cJSON_AddNullToObject(o, "peer");
 	}
-	bool queued = enqueue(a, o);
+	bool queued = enqueue(a, o, ack_urgency(a));
 	if (!a->fail_closed)
 		return true;
 	return !refuse && queued;
@@ -600,7 +662,10 @@ void audit_close(struct audit *a, const struct audit_close *c)
 	cJSON_AddNumberToObject(o, "duration_ms", (double)c->duration_ms);
 	add_str(o, "end", c->end);
 	add_str(o, "error", c->error);
-	enqueue(a, o);
+	/* Nobody waits for a close record, but with "written" or "synced" it is
+	 * written at once: a crash then loses only those of connections still
+	 * open, and the recovery record names exactly those. */
+	enqueue(a, o, a->durability == AUDIT_DURABILITY_QUEUED ? URGENCY_FLUSH : URGENCY_WRITE);
 }
 
 static void add_carried(cJSON *o, const char *key, const struct audit_carried *v, size_t n)
@@ -626,10 +691,10 @@ void audit_tailnet(struct audit *a, const struct audit_tailnet *t)
 	cJSON_AddNumberToObject(o, "carried", (double)t->carried);
 	add_carried(o, "added", t->added, t->n_added);
 	add_carried(o, "removed", t->removed, t->n_removed);
-	enqueue(a, o);
+	enqueue(a, o, URGENCY_FLUSH);
 }
 
-void audit_event(struct audit *a, const char *type, const char *detail)
+static cJSON *event_rec(struct audit *a, const char *type, const char *detail)
 {
 	cJSON *o = rec_new(type);
 	add_str(o, "detail", detail);
@@ -637,12 +702,138 @@ void audit_event(struct audit *a, const char *type, const char *detail)
 		cJSON_AddStringToObject(o, "version", TAILFENCE_VERSION);
 		cJSON_AddNumberToObject(o, "pid", a->pid);
 	}
-	enqueue(a, o);
+	return o;
+}
+
+void audit_event(struct audit *a, const char *type, const char *detail)
+{
+	enqueue(a, event_rec(a, type, detail), ack_urgency(a));
 }
 
 bool audit_healthy(const struct audit *a)
 {
 	return atomic_load(&((struct audit *)a)->healthy);
+}
+
+const char *audit_durability_name(enum audit_durability d)
+{
+	switch (d) {
+	case AUDIT_DURABILITY_QUEUED: return "queued";
+	case AUDIT_DURABILITY_WRITTEN: return "written";
+	case AUDIT_DURABILITY_SYNCED: return "synced";
+	}
+	return NULL;
+}
+
+bool audit_durability_parse(const char *s, enum audit_durability *out)
+{
+	static const enum audit_durability all[] = {
+		AUDIT_DURABILITY_QUEUED, AUDIT_DURABILITY_WRITTEN, AUDIT_DURABILITY_SYNCED,
+	};
+	for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
+		if (strcmp(s, audit_durability_name(all[i])) == 0) {
+			*out = all[i];
+			return true;
+		}
+	}
+	return false;
+}
+
+/* ------------------------------------------------- waiting for the writer */
+
+/* The writer resolved more tickets: release the connections waiting on
+ * them, oldest first. Loop thread. */
+static void wake_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct audit *a = arg;
+	struct ack_seg segs[AUDIT_ACK_SEGS];
+	(void)fd;
+	(void)what;
+	pthread_mutex_lock(&a->mu);
+	size_t n = a->n_segs;
+	memcpy(segs, a->segs, n * sizeof *segs);
+	a->n_segs = 0;
+	a->wake_pending = false;
+	pthread_mutex_unlock(&a->mu);
+	if (n == 0)
+		return;
+	a->loop_resolved = segs[n - 1].hi;
+	size_t i = 0;
+	struct audit_waiter *w;
+	/* A callback may close (cancel) any waiter: take the head each time. */
+	while ((w = TAILQ_FIRST(&a->waiters)) && w->ticket <= a->loop_resolved) {
+		while (segs[i].hi < w->ticket)
+			i++;
+		TAILQ_REMOVE(&a->waiters, w, link);
+		w->queued = false;
+		w->cb(w->arg, segs[i].proceed, segs[i].proceed ? NULL : segs[i].why);
+	}
+}
+
+bool audit_attach(struct audit *a, struct event_base *base)
+{
+	struct event *ev = event_new(base, -1, 0, wake_cb, a);
+	pthread_mutex_lock(&a->mu);	/* the writer reads it */
+	a->wake = ev;
+	pthread_mutex_unlock(&a->mu);
+	return ev != NULL;
+}
+
+bool audit_wait(struct audit *a, struct audit_waiter *w, audit_ack_fn cb, void *arg)
+{
+	if (a->durability == AUDIT_DURABILITY_QUEUED || !a->wake)
+		return false;
+	pthread_mutex_lock(&a->mu);
+	uint64_t t = a->tickets;
+	pthread_mutex_unlock(&a->mu);
+	if (t <= a->loop_resolved)
+		return false;
+	/* Tickets only grow and every waiter is added here, on the loop:
+	 * the list stays in ticket order. */
+	w->ticket = t;
+	w->cb = cb;
+	w->arg = arg;
+	w->queued = true;
+	TAILQ_INSERT_TAIL(&a->waiters, w, link);
+	return true;
+}
+
+void audit_wait_cancel(struct audit *a, struct audit_waiter *w)
+{
+	if (!w->queued)
+		return;
+	TAILQ_REMOVE(&a->waiters, w, link);
+	w->queued = false;
+}
+
+bool audit_start(struct audit *a, const char *detail, unsigned timeout_ms)
+{
+	if (a->recovery) {
+		enqueue(a, a->recovery, URGENCY_ACK);
+		a->recovery = NULL;
+	}
+	enqueue(a, event_rec(a, "start", detail), URGENCY_ACK);
+	struct timespec until;
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_sec += timeout_ms / 1000;
+	until.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+	if (until.tv_nsec >= 1000000000) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000;
+	}
+	pthread_mutex_lock(&a->mu);
+	uint64_t t = a->tickets;
+	int rc = 0;
+	while (a->resolved < t && rc != ETIMEDOUT)
+		rc = pthread_cond_timedwait(&a->ack_cv, &a->mu, &until);
+	bool done = a->resolved >= t, ok = done && a->resolved_ok;
+	pthread_mutex_unlock(&a->mu);
+	if (!done)
+		log_error("audit: the start record was not written within %u ms", timeout_ms);
+	else if (!ok)
+		log_error("audit: the start record could not be written to every sink%s",
+			  a->fail_closed ? "; on_failure=deny: refusing connections until it can" : "");
+	return ok;
 }
 
 /* ----------------------------------------------------------- writer side */
@@ -748,7 +939,7 @@ static void flush_all(struct audit *a, uint64_t dropped)
 				sink_flush(a, s);	/* best effort; retried anyway */
 			}
 		}
-		if (s->failing || s->lost)
+		if (s->failing || s->lost || s->sync_failing)
 			all_ok = false;
 	}
 	if (dropped) {
@@ -764,6 +955,104 @@ static void flush_all(struct audit *a, uint64_t dropped)
 			sink_flush(a, &a->sinks[i]);
 	}
 	atomic_store(&a->healthy, all_ok);
+}
+
+/* True when every sink has written everything it was given. */
+static bool all_written(const struct audit *a)
+{
+	for (size_t i = 0; i < a->n_sinks; i++)
+		if (a->sinks[i].sent != a->sinks[i].pend.len)
+			return false;
+	return true;
+}
+
+/* fdatasync of every file sink written since its last sync. Returns false
+ * when one failed (the sink stays dirty and is synced again next time). */
+static bool sync_files(struct audit *a)
+{
+	bool ok = true;
+	for (size_t i = 0; i < a->n_sinks; i++) {
+		struct sink *s = &a->sinks[i];
+		if (s->kind != AUDIT_SINK_FILE || !s->dirty || s->fd < 0)
+			continue;
+		int rc;
+		do
+			rc = fdatasync(s->fd);
+		while (rc < 0 && errno == EINTR);
+		if (rc < 0) {
+			snprintf(s->last_err, sizeof s->last_err, "fdatasync: %s", strerror(errno));
+			if (!s->sync_failing)
+				log_error("audit sink_error: %s: %s%s", s->name, s->last_err,
+					  a->fail_closed ? "; on_failure=deny: refusing new connections" : "");
+			s->sync_failing = true;
+			ok = false;
+			continue;
+		}
+		s->dirty = false;
+		if (s->sync_failing) {
+			s->sync_failing = false;
+			log_warn("audit: %s: fdatasync works again", s->name);
+		}
+	}
+	if (!ok)
+		atomic_store(&a->healthy, false);
+	return ok;
+}
+
+/* The sentence a refused connection is answered with (and its close
+ * record says): the error, not the sink's path, which the operator log
+ * names. */
+static void failure_text(const struct audit *a, char *out, size_t len)
+{
+	for (size_t i = 0; i < a->n_sinks; i++) {
+		const struct sink *s = &a->sinks[i];
+		if (s->sent != s->pend.len || s->sync_failing) {
+			snprintf(out, len, "audit trail unavailable: decision record not written (%.120s)",
+				 s->last_err[0] ? s->last_err : "write failed");
+			return;
+		}
+	}
+	snprintf(out, len, "audit trail unavailable: decision record not written");
+}
+
+/* Resolves every ticket up to hi: written (ok) or not. Wakes the loop when
+ * connections may be waiting, and audit_start(). Writer thread. */
+static void ack_publish(struct audit *a, uint64_t hi, bool ok)
+{
+	bool proceed = ok || !a->fail_closed;
+	char why[200] = "";
+	if (!proceed)
+		failure_text(a, why, sizeof why);
+	struct event *wake = NULL;
+	pthread_mutex_lock(&a->mu);
+	if (hi > a->resolved) {
+		a->resolved = hi;
+		a->resolved_ok = ok;
+		if (a->durability != AUDIT_DURABILITY_QUEUED) {
+			struct ack_seg *last = a->n_segs ? &a->segs[a->n_segs - 1] : NULL;
+			if (last && (last->proceed == proceed || a->n_segs == AUDIT_ACK_SEGS)) {
+				/* Merging a refusal refuses the lot: never the
+				 * other way round. */
+				if (last->proceed && !proceed)
+					snprintf(last->why, sizeof last->why, "%s", why);
+				last->proceed = last->proceed && proceed;
+				last->hi = hi;
+			} else {
+				struct ack_seg *g = &a->segs[a->n_segs++];
+				g->hi = hi;
+				g->proceed = proceed;
+				snprintf(g->why, sizeof g->why, "%s", why);
+			}
+			if (a->wake && !a->wake_pending) {
+				a->wake_pending = true;
+				wake = a->wake;
+			}
+		}
+		pthread_cond_broadcast(&a->ack_cv);
+	}
+	pthread_mutex_unlock(&a->mu);
+	if (wake)
+		event_active(wake, EV_TIMEOUT, 1);
 }
 
 static void reopen_files(struct audit *a)
@@ -800,7 +1089,8 @@ static void *writer_main(void *arg)
 			deadline = a->first_enq_ms + a->flush_ms;
 		if (failing && (deadline < 0 || a->next_retry_ms < deadline))
 			deadline = a->next_retry_ms;
-		bool due = a->stop || a->reopen || a->queue.len >= AUDIT_WAKE_BYTES ||
+		bool due = a->stop || a->reopen || a->urgency != URGENCY_FLUSH ||
+			   a->queue.len >= AUDIT_WAKE_BYTES ||
 			   (deadline >= 0 && now >= deadline);
 		if (!due) {
 			if (deadline < 0) {
@@ -826,6 +1116,9 @@ static void *writer_main(void *arg)
 		batch = q;
 		uint64_t dropped = a->dropped;
 		a->dropped = 0;
+		uint64_t batch_hi = a->tickets;	/* every record up to it is in hand */
+		bool batch_ack = a->urgency == URGENCY_ACK;
+		a->urgency = URGENCY_FLUSH;
 		bool reopen = a->reopen;
 		a->reopen = false;
 		bool stop = a->stop;
@@ -838,12 +1131,15 @@ static void *writer_main(void *arg)
 			off += n;
 		}
 		batch.len = 0;
+		bool synced = true;	/* the old files, before a rotation */
 		if (reopen) {
 			/* The checkpoint closes the old file; lines still pending
 			 * for it (a failing disk) move on to the new one. */
 			emit_checkpoint(a, "rotate");
 			for (size_t i = 0; i < a->n_sinks; i++)
 				sink_flush(a, &a->sinks[i]);
+			if (a->durability == AUDIT_DURABILITY_SYNCED)
+				synced = sync_files(a);
 			reopen_files(a);
 		} else if (a->reopen_pending && mono_ms() >= a->next_retry_ms) {
 			reopen_files(a);
@@ -861,10 +1157,22 @@ static void *writer_main(void *arg)
 					nanosleep(&ts, NULL);
 					flush_all(a, 0);
 				}
+				if (a->durability == AUDIT_DURABILITY_SYNCED)
+					sync_files(a);
 				break;
 			}
 		}
 		flush_all(a, dropped);
+		bool ok = all_written(a);
+		if (a->durability != AUDIT_DURABILITY_SYNCED) {
+			ack_publish(a, batch_hi, ok);
+		} else if (batch_ack || !synced || !atomic_load(&a->healthy)) {
+			/* Close records alone are not worth an fdatasync: they
+			 * are synced, and resolved, with the next decision. A
+			 * failing sync is retried with every pass. */
+			ok = sync_files(a) && synced && ok;
+			ack_publish(a, batch_hi, ok);
+		}
 		pthread_mutex_lock(&a->mu);
 		if (!atomic_load(&a->healthy) || a->reopen_pending)
 			a->next_retry_ms = mono_ms() + AUDIT_RETRY_MS;
@@ -926,6 +1234,242 @@ static void chain_resume(struct audit *a, const char *path)
 	cJSON_Delete(o);
 }
 
+/* ---------------------------------------------------------- recovery */
+
+struct ids {
+	uint64_t *v;
+	size_t n, cap;
+};
+
+static void ids_add(struct ids *l, uint64_t id)
+{
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 256;
+		uint64_t *v = realloc(l->v, cap * sizeof *v);
+		if (!v)
+			return;
+		l->v = v;
+		l->cap = cap;
+	}
+	l->v[l->n++] = id;
+}
+
+static int cmp_u64(const void *x, const void *y)
+{
+	uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
+	return a < b ? -1 : a > b;
+}
+
+/* Parses a line when it holds `"type":"<type>"` for one of types; returns
+ * the record (caller deletes) and its type's index, or NULL. */
+static cJSON *line_of_type(const char *line, size_t len, const char *const *types,
+			   int *which)
+{
+	for (int i = 0; types[i]; i++) {
+		char pat[48];
+		int pl = snprintf(pat, sizeof pat, "\"type\":\"%s\"", types[i]);
+		if (!memmem(line, len, pat, (size_t)pl))
+			continue;
+		/* The pattern may sit inside a nested object of another
+		 * kind of record: the top-level "type" decides. */
+		cJSON *o = cJSON_ParseWithLength(line, len);
+		cJSON *t = cJSON_GetObjectItemCaseSensitive(o, "type");
+		if (cJSON_IsString(t)) {
+			for (int j = 0; types[j]; j++) {
+				if (strcmp(t->valuestring, types[j]) == 0) {
+					*which = j;
+					return o;
+				}
+			}
+		}
+		cJSON_Delete(o);
+		return NULL;
+	}
+	return NULL;
+}
+
+/* Is pid another tailfence that is still running (two daemons sharing a
+ * file)? */
+static bool other_daemon_alive(int pid)
+{
+	if (pid <= 0 || pid == (int)getpid())
+		return false;
+	char path[64], comm[64];
+	snprintf(path, sizeof path, "/proc/%d/comm", pid);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return false;
+	bool alive = fgets(comm, sizeof comm, f) && strncmp(comm, "tailfence", 9) == 0;
+	fclose(f);
+	return alive;
+}
+
+/*
+ * Reads back the tail of a file sink (its last AUDIT_RECOVERY_TAIL bytes,
+ * never the whole file, never a rotated one). When the last "start" or
+ * "shutdown" record in it is a start, the run that wrote it ended without a
+ * shutdown (killed, crashed, power lost): returns a "recovery" record that
+ * names the connections with a decision record and no close record since
+ * that start, and the run's last sequence number. Otherwise NULL. Records of
+ * other types, or lines that are not records, are passed over. A partial
+ * last line is ended with a newline first, so the next record starts clean.
+ */
+static cJSON *recovery_scan(struct sink *s)
+{
+	int fd = open(s->path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return NULL;
+	struct stat st;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size == 0) {
+		close(fd);
+		return NULL;
+	}
+	size_t want = st.st_size > (off_t)AUDIT_RECOVERY_TAIL ? AUDIT_RECOVERY_TAIL
+							      : (size_t)st.st_size;
+	off_t from = st.st_size - (off_t)want;
+	char *p = malloc(want);
+	size_t len = 0;
+	while (p && len < want) {
+		ssize_t n = pread(fd, p + len, want - len, from + (off_t)len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+	}
+	close(fd);
+	if (!p || len == 0) {
+		free(p);
+		return NULL;
+	}
+	if (p[len - 1] != '\n' && s->fd >= 0 && write(s->fd, "\n", 1) != 1)
+		log_warn("audit: %s: cannot end the partial last line: %s", s->path,
+			 strerror(errno));
+
+	/* Line starts; the first line of a cut window is partial: skip it. */
+	struct ids starts = { 0 };
+	size_t pos = 0;
+	if (from > 0) {
+		char *nl = memchr(p, '\n', len);
+		pos = nl ? (size_t)(nl - p) + 1 : len;
+	}
+	while (pos < len) {
+		ids_add(&starts, pos);
+		char *nl = memchr(p + pos, '\n', len - pos);
+		pos = nl ? (size_t)(nl - p) + 1 : len;
+	}
+#define LINE_LEN(i) ((((i) + 1 < starts.n ? starts.v[(i) + 1] : len) - starts.v[i]) - \
+		     (p[((i) + 1 < starts.n ? starts.v[(i) + 1] : len) - 1] == '\n'))
+
+	/* Backwards to the last start or shutdown. */
+	static const char *const bounds[] = { "start", "shutdown", NULL };
+	cJSON *start = NULL;
+	size_t first = 0;
+	bool complete = false, clean = false, any = false;
+	for (size_t i = starts.n; i-- > 0;) {
+		int which;
+		cJSON *o = line_of_type(p + starts.v[i], LINE_LEN(i), bounds, &which);
+		if (!o)
+			continue;
+		if (which == 1) {
+			clean = true;
+			cJSON_Delete(o);
+		} else {
+			start = o;
+			first = i + 1;
+			complete = true;
+		}
+		break;
+	}
+	cJSON *rec = NULL;
+	if (clean)
+		goto out;
+
+	/* Forwards: decisions, closes, the last record's seq and time. */
+	static const char *const kinds[] = { "decision", "close", NULL };
+	struct ids opened = { 0 }, closed = { 0 };
+	double last_seq = -1;
+	char last_ts[48] = "";
+	for (size_t i = first; i < starts.n; i++) {
+		int which;
+		cJSON *o = line_of_type(p + starts.v[i], LINE_LEN(i), kinds, &which);
+		if (!o)
+			continue;
+		cJSON *id = cJSON_GetObjectItemCaseSensitive(o, "conn");
+		if (cJSON_IsNumber(id) && id->valuedouble >= 0)
+			ids_add(which == 0 ? &opened : &closed, (uint64_t)id->valuedouble);
+		cJSON_Delete(o);
+	}
+	for (size_t i = starts.n; i-- > (first ? first - 1 : 0);) {
+		cJSON *o = cJSON_ParseWithLength(p + starts.v[i], LINE_LEN(i));
+		if (!cJSON_IsObject(o)) {
+			cJSON_Delete(o);
+			continue;
+		}
+		any = true;
+		cJSON *seq = cJSON_GetObjectItemCaseSensitive(o, "seq");
+		cJSON *ts = cJSON_GetObjectItemCaseSensitive(o, "ts");
+		if (cJSON_IsNumber(seq))
+			last_seq = seq->valuedouble;
+		if (cJSON_IsString(ts))
+			snprintf(last_ts, sizeof last_ts, "%s", ts->valuestring);
+		cJSON_Delete(o);
+		break;
+	}
+#undef LINE_LEN
+	cJSON *jpid = start ? cJSON_GetObjectItemCaseSensitive(start, "pid") : NULL;
+	cJSON *jstart_ts = start ? cJSON_GetObjectItemCaseSensitive(start, "ts") : NULL;
+	int pid = cJSON_IsNumber(jpid) ? jpid->valueint : 0;
+	if (!any) {
+		/* no record at all: a new or foreign file */
+	} else if (other_daemon_alive(pid)) {
+		log_warn("audit: %s: tailfence pid %d, which started the last run in it, is "
+			 "still running; give each daemon its own file", s->path, pid);
+	} else {
+		qsort(closed.v, closed.n, sizeof *closed.v, cmp_u64);
+		rec = rec_new("recovery");
+		cJSON *list = cJSON_CreateArray();
+		size_t n_open = 0;
+		for (size_t i = 0; i < opened.n; i++) {
+			uint64_t id = opened.v[i];
+			if (closed.n && bsearch(&id, closed.v, closed.n, sizeof id, cmp_u64))
+				continue;
+			cJSON_AddItemToArray(list, cJSON_CreateNumber((double)id));
+			n_open++;
+		}
+		char detail[300], pidtext[32] = "unknown";
+		if (pid > 0)
+			snprintf(pidtext, sizeof pidtext, "%d", pid);
+		snprintf(detail, sizeof detail,
+			 "the previous run (pid %s) ended without a shutdown record (killed, "
+			 "crashed or power lost); %zu connection(s) have no close record%s",
+			 pidtext, n_open,
+			 complete ? "" : " (its start record is not within the part of the file read back)");
+		cJSON_AddStringToObject(rec, "detail", detail);
+		cJSON_AddStringToObject(rec, "file", s->path);
+		if (pid > 0)
+			cJSON_AddNumberToObject(rec, "prev_pid", pid);
+		else
+			cJSON_AddNullToObject(rec, "prev_pid");
+		add_str(rec, "prev_start", cJSON_IsString(jstart_ts) ? jstart_ts->valuestring : NULL);
+		add_str(rec, "last_ts", last_ts[0] ? last_ts : NULL);
+		if (last_seq >= 0)
+			cJSON_AddNumberToObject(rec, "last_seq", last_seq);
+		else
+			cJSON_AddNullToObject(rec, "last_seq");
+		cJSON_AddItemToObject(rec, "unclosed", list);
+		cJSON_AddBoolToObject(rec, "complete", complete);
+		log_warn("audit: %s: %s", s->path, detail);
+	}
+	free(opened.v);
+	free(closed.v);
+out:
+	cJSON_Delete(start);
+	free(starts.v);
+	free(p);
+	return rec;
+}
+
 static void sinks_free(struct sink *s, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
@@ -946,6 +1490,8 @@ struct audit *audit_open(const struct audit_config *cfg, char *err, size_t errle
 	}
 	a->fail_closed = cfg->fail_closed;
 	a->flush_ms = cfg->flush_ms ? cfg->flush_ms : AUDIT_DEFAULT_FLUSH_MS;
+	a->durability = cfg->durability;
+	TAILQ_INIT(&a->waiters);
 	a->pid = (int)getpid();
 	atomic_init(&a->healthy, true);
 	if (gethostname(a->hostname, sizeof a->hostname) != 0 || !a->hostname[0])
@@ -1019,10 +1565,24 @@ struct audit *audit_open(const struct audit_config *cfg, char *err, size_t errle
 			}
 	}
 
+	/* The previous run's end, as the files tell it; written by
+	 * audit_start(). With several file sinks the first that shows an
+	 * unclean end speaks for all. */
+	for (size_t i = 0; i < a->n_sinks; i++) {
+		if (a->sinks[i].kind != AUDIT_SINK_FILE)
+			continue;
+		cJSON *r = recovery_scan(&a->sinks[i]);
+		if (!a->recovery)
+			a->recovery = r;
+		else
+			cJSON_Delete(r);
+	}
+
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&a->cv, &ca);
+	pthread_cond_init(&a->ack_cv, &ca);
 	pthread_condattr_destroy(&ca);
 	pthread_mutex_init(&a->mu, NULL);
 
@@ -1035,6 +1595,7 @@ struct audit *audit_open(const struct audit_config *cfg, char *err, size_t errle
 	if (rc != 0) {
 		snprintf(err, errlen, "audit: cannot start the writer thread: %s", strerror(rc));
 		pthread_cond_destroy(&a->cv);
+		pthread_cond_destroy(&a->ack_cv);
 		pthread_mutex_destroy(&a->mu);
 		goto fail;
 	}
@@ -1042,6 +1603,7 @@ struct audit *audit_open(const struct audit_config *cfg, char *err, size_t errle
 	return a;
 fail:
 	sinks_free(a->sinks, a->n_sinks);
+	cJSON_Delete(a->recovery);
 	if (a->key) {
 		OPENSSL_cleanse(a->key, a->keylen);
 		free(a->key);
@@ -1075,8 +1637,13 @@ void audit_free(struct audit *a)
 	}
 	sinks_free(a->sinks, a->n_sinks);
 	pthread_cond_destroy(&a->cv);
+	pthread_cond_destroy(&a->ack_cv);
 	pthread_mutex_destroy(&a->mu);
 	free(a->queue.p);
+	/* Connections cancel their waits when they close, before this. */
+	if (a->wake)
+		event_free(a->wake);
+	cJSON_Delete(a->recovery);
 	if (a->key) {
 		OPENSSL_cleanse(a->key, a->keylen);
 		free(a->key);
@@ -1176,7 +1743,7 @@ struct audit_verify {
 	size_t keylen;
 	char key_id[17];
 	bool broken, done;
-	char msg[768];
+	char msg[1024];
 	uint64_t records;
 
 	bool have_prev;
@@ -1188,6 +1755,10 @@ struct audit_verify {
 	bool anchored_midway;	/* first record links to a file not given */
 	uint64_t first_seq;
 	unsigned restarts;	/* new chains after a clean shutdown */
+	bool strict;		/* an unclean shutdown breaks the verification */
+	unsigned unclean;	/* starts without a shutdown checkpoint before them */
+	char unclean_where[300];	/* the first such start */
+	char unclean_prev[300];		/* and the record before it */
 	bool prev_has_ts;
 	int64_t prev_ts;
 
@@ -1227,6 +1798,16 @@ void audit_verify_free(struct audit_verify *v)
 uint64_t audit_verify_records(const struct audit_verify *v)
 {
 	return v->records;
+}
+
+void audit_verify_set_strict(struct audit_verify *v, bool strict)
+{
+	v->strict = strict;
+}
+
+unsigned audit_verify_unclean(const struct audit_verify *v)
+{
+	return v->unclean;
 }
 
 __attribute__((format(printf, 2, 3)))
@@ -1308,6 +1889,7 @@ bool audit_verify_line(struct audit_verify *v, const char *file,
 		vbreak(v, "%s: record has a malformed \"prev\" (edited line)", where);
 		goto out;
 	}
+	bool clean_before = v->prev_checkpoint && strcmp(v->prev_reason, "shutdown") == 0;
 
 	/* Decide a pending problem with this line's help. */
 	if (v->pend == PEND_GAP) {
@@ -1401,6 +1983,20 @@ bool audit_verify_line(struct audit_verify *v, const char *file,
 		ok = true;
 		goto out;
 	}
+	/* A daemon that was killed or crashed wrote no shutdown checkpoint:
+	 * the next start (after its recovery record) shows that it happened. */
+	if (v->have_prev && !clean_before && cJSON_IsString(jtype) &&
+	    strcmp(jtype->valuestring, "start") == 0) {
+		if (v->unclean++ == 0) {
+			snprintf(v->unclean_where, sizeof v->unclean_where, "%s", where);
+			snprintf(v->unclean_prev, sizeof v->unclean_prev, "%s", v->prev_where);
+		}
+		if (v->strict) {
+			vbreak(v, "%s: unclean shutdown: the daemon started again with no shutdown checkpoint after %s (it was killed or crashed; records it still held may be missing)",
+			       where, v->prev_where);
+			goto out;
+		}
+	}
 	v->have_prev = true;
 	v->prev_has_ts = has_ts;
 	v->prev_ts = ts;
@@ -1437,17 +2033,25 @@ bool audit_verify_finish(struct audit_verify *v, char *msg, size_t msglen)
 	}
 	v->done = true;
 	if (!v->broken) {
-		char restarts[160] = "";
+		char restarts[160] = "", unclean[512] = "";
 		if (v->restarts)
 			snprintf(restarts, sizeof restarts,
 				 "; note: %u new chain(s) started after a clean shutdown (the daemon could not continue the previous file's chain)",
 				 v->restarts);
+		if (v->unclean == 1)
+			snprintf(unclean, sizeof unclean,
+				 "; note: unclean shutdown at %.150s (a start with no shutdown checkpoint before it: the run that ended at %.150s was killed or crashed)",
+				 v->unclean_where, v->unclean_prev);
+		else if (v->unclean > 1)
+			snprintf(unclean, sizeof unclean,
+				 "; note: %u unclean shutdowns, the first at %.150s (a start with no shutdown checkpoint before it)",
+				 v->unclean, v->unclean_where);
 		snprintf(v->msg, sizeof v->msg,
-			 "verified: %llu records, seq %llu..%llu, ending with a %s checkpoint at %s%s%s",
+			 "verified: %llu records, seq %llu..%llu, ending with a %s checkpoint at %s%s%s%s",
 			 (unsigned long long)v->records, (unsigned long long)v->first_seq,
 			 (unsigned long long)v->prev_seq, v->prev_reason, v->prev_where,
 			 v->anchored_midway ? "; note: the first record links to an earlier file that was not given" : "",
-			 restarts);
+			 restarts, unclean);
 	}
 	if (msg && msglen)
 		snprintf(msg, msglen, "%s", v->msg);

@@ -326,6 +326,12 @@ struct review {
 	uint64_t n_allow, n_deny, n_close, up, down;
 	struct agg by_dst, by_user, by_client, deny_client, deny_target, hours;
 	char first_ts[40], last_ts[40];
+	/* unclean shutdowns: a start while a run was still going (no shutdown
+	 * record since its records), or right after a recovery record */
+	bool run_open, recovered;
+	unsigned n_unclean;
+	uint64_t n_unclosed;		/* connections the recovery records name */
+	char unclean_ts[5][40];		/* the restarts, first few */
 };
 
 static const char *jstr(const cJSON *o, const char *k)
@@ -523,6 +529,33 @@ static void summary_add_close(struct review *r, const cJSON *o, const struct con
 	s->up += up, s->down += down;
 }
 
+/* Follows the daemon's runs: a start while the previous run never wrote its
+ * shutdown record is an unclean shutdown (killed, crashed, power lost). */
+static void review_lifecycle(struct review *r, const cJSON *o, const char *type)
+{
+	if (strcmp(type, "start") == 0) {
+		if (r->run_open || r->recovered) {
+			if (r->n_unclean < 5) {
+				const char *ts = jstr(o, "ts");
+				snprintf(r->unclean_ts[r->n_unclean], sizeof r->unclean_ts[0], "%s",
+					 ts ? ts : "-");
+			}
+			r->n_unclean++;
+		}
+		r->run_open = true;
+		r->recovered = false;
+	} else if (strcmp(type, "shutdown") == 0) {
+		r->run_open = false;
+	} else if (strcmp(type, "recovery") == 0) {
+		r->recovered = true;
+		const cJSON *u = cJSON_GetObjectItemCaseSensitive(o, "unclosed");
+		if (cJSON_IsArray(u))
+			r->n_unclosed += (uint64_t)cJSON_GetArraySize(u);
+	} else if (strcmp(type, "checkpoint") != 0) {
+		r->run_open = true;
+	}
+}
+
 /* Handles one line: filter, then print or count. */
 static void review_line(struct review *r, const char *line, size_t len)
 {
@@ -546,6 +579,8 @@ static void review_line(struct review *r, const char *line, size_t len)
 		/* Connection ids restart with the daemon. */
 		conns_free(&r->conns);
 	}
+	if (in_time)
+		review_lifecycle(r, o, type);
 	bool show;
 	struct conn_info *ci = NULL;
 	if (strcmp(type, "decision") == 0) {
@@ -645,6 +680,15 @@ static void print_summary(struct review *r, size_t limit)
 	       r->last_ts[0] ? r->last_ts : "-");
 	printf("Connections: %" PRIu64 " allowed, %" PRIu64 " denied, %" PRIu64
 	       " closed; %s up, %s down\n", r->n_allow, r->n_deny, r->n_close, up, down);
+	if (r->n_unclean) {
+		printf("Unclean shutdowns: %u (the daemon was killed or crashed: records it had not "
+		       "written yet may be missing); %" PRIu64 " connection(s) left without a close "
+		       "record (recovery records)\n", r->n_unclean, r->n_unclosed);
+		for (unsigned i = 0; i < r->n_unclean && i < 5; i++)
+			printf("  restarted at %s\n", r->unclean_ts[i]);
+		if (r->n_unclean > 5)
+			printf("  ... %u more\n", r->n_unclean - 5);
+	}
 	print_agg("Allowed connections by destination", "DESTINATION", &r->by_dst, true, limit);
 	print_agg("Allowed connections by user", "USER", &r->by_user, true, limit);
 	print_agg("Allowed connections by client", "CLIENT", &r->by_client, true, limit);
@@ -687,7 +731,7 @@ static bool parse_when(const char *s, int64_t *ms)
 static const char review_usage[] =
 	"usage: tailfence audit [FILTERS] [--json] [FILE...]\n"
 	"       tailfence audit summary [FILTERS] [--top N] [FILE...]\n"
-	"       tailfence audit verify --key KEYFILE FILE...\n"
+	"       tailfence audit verify [--strict] --key KEYFILE FILE...\n"
 	"       tailfence audit tail [FILTERS] [--json] [-n N] FILE\n"
 	"\n"
 	"Reads audit records (JSON lines; gzip-compressed files too; stdin when no\n"
@@ -887,7 +931,7 @@ static int cmd_review(int argc, char **argv, bool summary)
 /* ---------------------------------------------------------------- verify */
 
 static const char verify_usage[] =
-	"usage: tailfence audit verify --key KEYFILE FILE...\n"
+	"usage: tailfence audit verify [--strict] --key KEYFILE FILE...\n"
 	"\n"
 	"Walks the HMAC chain through the files in the order given (oldest first,\n"
 	"e.g. audit.jsonl.3.gz audit.jsonl.2.gz audit.jsonl.1 audit.jsonl) and\n"
@@ -895,22 +939,30 @@ static const char verify_usage[] =
 	"reordered lines, a truncated tail (no final checkpoint, partial line), or\n"
 	"a file signed with another key.\n"
 	"\n"
+	"A start with no shutdown checkpoint before it (the daemon was killed or\n"
+	"crashed, so records it still held may be missing) is reported as an\n"
+	"unclean shutdown: a note, or a failure with --strict.\n"
+	"\n"
 	"Exit status: 0 verified, 1 not verified, 2 error.\n";
 
 static int cmd_verify(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "key", required_argument, NULL, 'k' },
+		{ "strict", no_argument, NULL, 's' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *keyfile = NULL;
+	bool strict = false;
 	int c;
 	optind = 0;	/* 0: full re-initialisation (the CLI may run twice in one process) */
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "+k:h", opts, NULL)) != -1) {
 		if (c == 'k') {
 			keyfile = optarg;
+		} else if (c == 's') {
+			strict = true;
 		} else if (c == 'h') {
 			fputs(verify_usage, stdout);
 			return 0;
@@ -938,6 +990,7 @@ static int cmd_verify(int argc, char **argv)
 		fprintf(stderr, "tailfence audit verify: out of memory\n");
 		return 2;
 	}
+	audit_verify_set_strict(v, strict);
 	struct line l = { 0 };
 	int rc = -1;
 	for (int i = optind; i < argc && rc < 0; i++) {

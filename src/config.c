@@ -70,6 +70,7 @@ static void strv_free(struct strv *s)
 enum opt_id {
 	OPT_LISTEN = 256, OPT_UPSTREAM, OPT_ALLOW, OPT_LIFT_GUARD, OPT_ALLOW_DEFAULT_ROUTE,
 	OPT_CONFIG, OPT_AUDIT_LOG, OPT_AUDIT_SYSLOG, OPT_AUDIT_HMAC_KEY, OPT_AUDIT_ON_FAILURE,
+	OPT_AUDIT_DURABILITY,
 	OPT_LOG_LEVEL, OPT_HANDSHAKE_TIMEOUT, OPT_CONNECT_TIMEOUT, OPT_DNS_TIMEOUT,
 	OPT_IDLE_TIMEOUT, OPT_SHUTDOWN_GRACE, OPT_MAX_HEAD_BYTES, OPT_MAX_CONNECTIONS,
 	OPT_BUFFER_BYTES, OPT_RELAY, OPT_DNS_SERVER, OPT_HOSTS_FILE, OPT_FORCE_PUBLIC_LISTEN,
@@ -78,7 +79,8 @@ enum opt_id {
 
 /* Single-valued settings given as text, in the order of this table. */
 enum scalar {
-	SC_UPSTREAM, SC_AUDIT_SYSLOG, SC_AUDIT_HMAC_KEY, SC_AUDIT_ON_FAILURE, SC_LOG_LEVEL,
+	SC_UPSTREAM, SC_AUDIT_SYSLOG, SC_AUDIT_HMAC_KEY, SC_AUDIT_ON_FAILURE,
+	SC_AUDIT_DURABILITY, SC_LOG_LEVEL,
 	SC_HANDSHAKE_TIMEOUT, SC_CONNECT_TIMEOUT, SC_DNS_TIMEOUT, SC_IDLE_TIMEOUT,
 	SC_SHUTDOWN_GRACE, SC_MAX_HEAD_BYTES, SC_MAX_CONNECTIONS, SC_BUFFER_BYTES, SC_RELAY,
 	SC_HOSTS_FILE, SC_TAILSCALED_SOCKET, SC_COUNT
@@ -103,6 +105,7 @@ static const struct option long_opts[] = {
 	{ "audit-syslog", required_argument, NULL, OPT_AUDIT_SYSLOG },
 	{ "audit-hmac-key", required_argument, NULL, OPT_AUDIT_HMAC_KEY },
 	{ "audit-on-failure", required_argument, NULL, OPT_AUDIT_ON_FAILURE },
+	{ "audit-durability", required_argument, NULL, OPT_AUDIT_DURABILITY },
 	{ "log-level", required_argument, NULL, OPT_LOG_LEVEL },
 	{ "handshake-timeout", required_argument, NULL, OPT_HANDSHAKE_TIMEOUT },
 	{ "connect-timeout", required_argument, NULL, OPT_CONNECT_TIMEOUT },
@@ -159,6 +162,10 @@ static const char help_text[] =
 	"  --audit-on-failure deny|continue\n"
 	"                            refuse connections when the audit trail cannot be\n"
 	"                            written (deny) or keep serving (default continue)\n"
+	"  --audit-durability queued|written|synced\n"
+	"                            dial only once the decision record is written to\n"
+	"                            every sink (written), and fdatasync'd (synced), or\n"
+	"                            at once (queued) (default written)\n"
 	"  --log-level LEVEL         error, warn, info or debug (default info)\n"
 	"  --handshake-timeout DUR   client handshake (default 10s)\n"
 	"  --connect-timeout DUR     upstream dial (default 10s)\n"
@@ -179,8 +186,8 @@ static const char help_text[] =
 	"DUR: 250ms, 10s, 15m, 1h or a number of seconds.\n"
 	"Environment: TAILSCALE_SOCKET, TAILSCALE_ADVERTISE_ROUTES, TAILFENCE_CONFIG,\n"
 	"TAILFENCE_LISTEN, TAILFENCE_UPSTREAM, TAILFENCE_AUDIT_LOG, TAILFENCE_AUDIT_SYSLOG,\n"
-	"TAILFENCE_AUDIT_HMAC_KEY, TAILFENCE_LOG_LEVEL, TAILFENCE_LIFT_GUARDS,\n"
-	"TAILFENCE_CLOSE_REVOKED.\n"
+	"TAILFENCE_AUDIT_HMAC_KEY, TAILFENCE_AUDIT_DURABILITY, TAILFENCE_LOG_LEVEL,\n"
+	"TAILFENCE_LIFT_GUARDS, TAILFENCE_CLOSE_REVOKED.\n"
 	"Subcommands: check, config check, config show, audit, passwd (tailfence help).\n";
 
 void config_args_free(struct config_args *a)
@@ -234,6 +241,7 @@ int config_args_parse_sub(int argc, char **argv, bool check_opts, size_t max_pos
 		case OPT_AUDIT_SYSLOG: set_str(&a->scalar[SC_AUDIT_SYSLOG], v); break;
 		case OPT_AUDIT_HMAC_KEY: set_str(&a->scalar[SC_AUDIT_HMAC_KEY], v); break;
 		case OPT_AUDIT_ON_FAILURE: set_str(&a->scalar[SC_AUDIT_ON_FAILURE], v); break;
+		case OPT_AUDIT_DURABILITY: set_str(&a->scalar[SC_AUDIT_DURABILITY], v); break;
 		case OPT_LOG_LEVEL: set_str(&a->scalar[SC_LOG_LEVEL], v); break;
 		case OPT_HANDSHAKE_TIMEOUT: set_str(&a->scalar[SC_HANDSHAKE_TIMEOUT], v); break;
 		case OPT_CONNECT_TIMEOUT: set_str(&a->scalar[SC_CONNECT_TIMEOUT], v); break;
@@ -796,6 +804,16 @@ static bool set_on_failure(struct settings *st, struct ctx *x, const char *origi
 	return true;
 }
 
+static bool set_durability(struct settings *st, struct ctx *x, const char *origin,
+			   const char *v)
+{
+	char b[256];
+	if (!audit_durability_parse(v, &st->c->audit.durability))
+		return fail(x, "%s: \"%s\" is not a durability; expected queued, written or synced",
+			    origin, q(v, b, sizeof b));
+	return true;
+}
+
 static bool set_dns_servers(struct settings *st, struct ctx *x, const char *origin,
 			    const char *const *v, size_t n, bool indexed)
 {
@@ -1282,7 +1300,7 @@ static bool apply_file(struct settings *st, struct ctx *x, const char *name, cJS
 	}
 	if ((v = cJSON_GetObjectItemCaseSensitive(root, "audit"))) {
 		static const char *const keys[] = { "sinks", "on_failure", "hmac_key_file",
-						    "flush_ms", NULL };
+						    "flush_ms", "durability", NULL };
 		snprintf(path, sizeof path, "%s: audit", name);
 		if (!cJSON_IsObject(v))
 			return fail(x, "%s: is %s; expected an object", path, type_name(v));
@@ -1347,6 +1365,11 @@ static bool apply_file(struct settings *st, struct ctx *x, const char *name, cJS
 				return fail(x, "%s: expected a whole number of milliseconds from 1 to 60000",
 					    path);
 			st->c->audit.flush_ms = (unsigned)it->valueint;
+		}
+		if ((it = cJSON_GetObjectItemCaseSensitive(v, "durability"))) {
+			snprintf(path, sizeof path, "%s: audit.durability", name);
+			if (!want_string(x, path, it) || !set_durability(st, x, path, it->valuestring))
+				return false;
 		}
 	}
 	if ((v = cJSON_GetObjectItemCaseSensitive(root, "log_level"))) {
@@ -1636,6 +1659,7 @@ static void build_effective(struct settings *st, const struct config_args *args)
 	else
 		cJSON_AddNullToObject(au, "hmac_key_file");
 	cJSON_AddNumberToObject(au, "flush_ms", c->audit.flush_ms);
+	cJSON_AddStringToObject(au, "durability", audit_durability_name(c->audit.durability));
 	static const char *const lv[] = { "error", "warn", "info", "debug" };
 	cJSON_AddStringToObject(e, "log_level", lv[c->log_level & 3]);
 }
@@ -1681,6 +1705,7 @@ struct config *config_build(const struct config_args *args, char *err, size_t er
 	c->relay_splice = true;
 	c->log_level = LOG_LEVEL_INFO;
 	c->audit.flush_ms = 200;
+	c->audit.durability = AUDIT_DURABILITY_WRITTEN;
 	set_socket(&st, &x, "default", DEFAULT_TAILSCALED_SOCKET);
 
 	/* 2. the file */
@@ -1748,6 +1773,9 @@ struct config *config_build(const struct config_args *args, char *err, size_t er
 	}
 	if ((ev = envv("TAILFENCE_AUDIT_HMAC_KEY")))
 		set_str(&c->audit.hmac_key_file, ev);
+	if ((ev = envv("TAILFENCE_AUDIT_DURABILITY")) &&
+	    !set_durability(&st, &x, "TAILFENCE_AUDIT_DURABILITY", ev))
+		goto bad;
 	if ((ev = envv("TAILFENCE_LOG_LEVEL")) && !set_log_level(&st, &x, "TAILFENCE_LOG_LEVEL", ev))
 		goto bad;
 	if ((ev = envv("TAILFENCE_LIFT_GUARDS"))) {
@@ -1810,6 +1838,9 @@ struct config *config_build(const struct config_args *args, char *err, size_t er
 			set_str(&c->audit.hmac_key_file, s[SC_AUDIT_HMAC_KEY]);
 		if (s[SC_AUDIT_ON_FAILURE] &&
 		    !set_on_failure(&st, &x, "--audit-on-failure", s[SC_AUDIT_ON_FAILURE]))
+			goto bad;
+		if (s[SC_AUDIT_DURABILITY] &&
+		    !set_durability(&st, &x, "--audit-durability", s[SC_AUDIT_DURABILITY]))
 			goto bad;
 		if (s[SC_LOG_LEVEL] && !set_log_level(&st, &x, "--log-level", s[SC_LOG_LEVEL]))
 			goto bad;

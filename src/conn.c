@@ -5,6 +5,7 @@
  *         -> [LOGIN]               password check on the worker thread
  *         -> [AUTH_DELAY]          a failed login waits before its answer
  *         -> RESOLVE               names only
+ *         -> [AUDIT_WAIT]          the decision record reaches the sinks
  *         -> DIAL                  allowed addresses, in order
  *         -> RELAY                 bytes both ways
  *         -> FLUSH                 last reply on its way, then close
@@ -49,6 +50,7 @@ enum conn_state {
 	CONN_LOGIN,
 	CONN_AUTH_DELAY,
 	CONN_RESOLVE,
+	CONN_AUDIT_WAIT,
 	CONN_DIAL,
 	CONN_RELAY,
 	CONN_FLUSH,
@@ -133,6 +135,7 @@ struct conn {
 	size_t next_dial;
 	struct cidr_addr connected;	/* the address the dial reached */
 	struct resolve_req *resolve;
+	struct audit_waiter audit_wait;	/* AUDIT_WAIT: for the decision record */
 	struct upstream_dial *dial;
 	enum conn_failure last_failure;
 	char last_error[160];
@@ -325,6 +328,7 @@ static void conn_close(struct conn *c, const char *end, const char *error)
 		c->login->c = NULL;	/* the worker's answer finds nobody */
 	if (c->resolve)
 		resolve_cancel(c->resolve);
+	audit_wait_cancel(gw->audit, &c->audit_wait);
 	if (c->dial)
 		upstream_dial_cancel(c->dial);
 	if (c->relay)
@@ -487,6 +491,19 @@ static void conn_dial_next(struct conn *c)
 
 /* ---------- decide ---------- */
 
+/* The writer has written (or failed to write) the decision record. */
+static void conn_audit_ack(void *arg, bool proceed, const char *why)
+{
+	struct conn *c = arg;
+	evtimer_del(c->timer);
+	if (!proceed) {
+		log_warn("conn %llu: refused: %s", (unsigned long long)c->id, why);
+		conn_fail(c, CONN_FAIL_DENIED, why);
+		return;
+	}
+	conn_dial_next(c);
+}
+
 /* Who is asking, with the tailnet as it is now. */
 static void conn_who(const struct conn *c, struct policy_query *q)
 {
@@ -531,6 +548,12 @@ static void conn_decide(struct conn *c, const struct cidr_addr *addrs, size_t n)
 	}
 	c->next_dial = 0;
 	c->last_failure = CONN_FAIL_GENERAL;
+	/* No dial before the decision record is written (audit.durability). */
+	if (audit_wait(c->gw->audit, &c->audit_wait, conn_audit_ack, c)) {
+		c->state = CONN_AUDIT_WAIT;
+		conn_timer_set(c, c->cfg->connect_timeout_ms);
+		return;
+	}
 	conn_dial_next(c);
 }
 
@@ -890,6 +913,12 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 		break;
 	case CONN_FLUSH:
 		conn_close(c, c->end, "client did not read the final reply");
+		break;
+	case CONN_AUDIT_WAIT:
+		audit_wait_cancel(c->gw->audit, &c->audit_wait);
+		log_warn("conn %llu: refused: its decision record was not written in time",
+			 (unsigned long long)c->id);
+		conn_fail(c, CONN_FAIL_TIMEOUT, "audit trail unavailable: record not written in time");
 		break;
 	default:
 		break;

@@ -35,6 +35,9 @@
 /* The longest the listeners wait for tailscaled's first answer. */
 #define GATEWAY_FIRST_VIEW_MS 5000
 
+/* How long start-up waits for the start record to reach every sink. */
+#define GATEWAY_AUDIT_START_MS 10000
+
 /* How long accepting pauses after the process ran out of descriptors. */
 #define GATEWAY_EMFILE_PAUSE_MS 1000
 
@@ -505,6 +508,10 @@ int gateway_main(int argc, char **argv)
 		log_error("audit: %s", err);
 		goto out;
 	}
+	if (!audit_attach(gw.audit, gw.base)) {
+		log_error("audit: cannot create the acknowledgement event");
+		goto out;
+	}
 	gw.worker = worker_new(gw.base);
 	if (!gw.worker) {
 		log_error("cannot start the worker thread");
@@ -531,7 +538,10 @@ int gateway_main(int argc, char **argv)
 		 strncmp(policy_rule_text(p, 0), "default:", 8) == 0)
 		log_warn("no tailscaled socket, no routes (TAILSCALE_ADVERTISE_ROUTES is empty), no "
 			 "rules and no --allow: every destination will be denied");
-	audit_event(gw.audit, "start", gw.cfg->upstream.text);
+	/* Nothing is accepted before the start record has reached every sink,
+	 * or the trail is known to be unhealthy (and with on_failure=deny the
+	 * first connections are refused). */
+	audit_start(gw.audit, gw.cfg->upstream.text, GATEWAY_AUDIT_START_MS);
 	if (gw.cfg->tailscaled_socket) {
 		/* Listen once tailscaled has answered (gateway_tailnet_cb). */
 		struct timeval tv = { GATEWAY_FIRST_VIEW_MS / 1000, 0 };

@@ -8,6 +8,14 @@
  * syslog), flushed within flush_ms and at audit_free(). With an HMAC key
  * every record carries a sequence number and a MAC chained over the
  * previous MAC.
+ *
+ * Durability (docs/audit.md): with "written" or "synced" a connection waits
+ * (audit_wait) until its decision record has been written to every sink
+ * (and fdatasync'd, for synced) before it dials; the writer acknowledges
+ * each batch to the event loop, which is never blocked. On open, the tail of
+ * each file sink is read back: a previous run that ended without a shutdown
+ * record gets a "recovery" record naming its connections left without a
+ * close record.
  */
 #ifndef TAILFENCE_AUDIT_H
 #define TAILFENCE_AUDIT_H
@@ -15,6 +23,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/queue.h>
+
+struct event_base;
 
 enum audit_sink_kind {
 	AUDIT_SINK_FILE,
@@ -28,13 +39,26 @@ struct audit_sink_config {
 	char *target;		/* SYSLOG: "unix:/dev/log", "udp:HOST:PORT", "tcp:HOST:PORT" */
 };
 
+/* When a connection may dial, relative to its decision record. */
+enum audit_durability {
+	AUDIT_DURABILITY_QUEUED,	/* at once: the record is in memory only */
+	AUDIT_DURABILITY_WRITTEN,	/* after write(2)/send(2) to every sink */
+	AUDIT_DURABILITY_SYNCED,	/* the same, then fdatasync of every file */
+};
+
 struct audit_config {
 	struct audit_sink_config *sinks;
 	size_t n_sinks;
 	bool fail_closed;	/* audit.on_failure = "deny" */
 	char *hmac_key_file;	/* NULL: no chain */
 	unsigned flush_ms;
+	enum audit_durability durability;
 };
+
+/* "queued", "written", "synced"; NULL for an unknown value. */
+const char *audit_durability_name(enum audit_durability d);
+/* Parses one of those names; false for anything else. */
+bool audit_durability_parse(const char *s, enum audit_durability *out);
 
 struct audit;
 
@@ -94,8 +118,23 @@ struct audit_close {
 	const char *error;	/* error text when end is "error", else NULL */
 };
 
-/* Opens every sink. On failure writes a sentence into err and returns NULL. */
+/* Opens every sink and reads the tail of each file sink back (chain
+ * resumption, recovery after an unclean shutdown). On failure writes a
+ * sentence into err and returns NULL. */
 struct audit *audit_open(const struct audit_config *cfg, char *err, size_t errlen);
+
+/* Binds the trail to the event loop that waits for acknowledgements
+ * (audit_wait). Call once, from the loop's thread, before audit_start().
+ * Needs libevent's pthread locking (evthread_use_pthreads). */
+bool audit_attach(struct audit *a, struct event_base *base);
+
+/* Queues the recovery record (when the previous run ended uncleanly) and
+ * the "start" record, and waits up to timeout_ms until both have been
+ * written to every sink, whatever the durability: call it before accepting
+ * connections, so that none is allowed before the sinks are known to work.
+ * Returns false (trail unhealthy, reason in the operator log) otherwise.
+ * Blocks the calling thread: only at start-up, before the loop runs. */
+bool audit_start(struct audit *a, const char *detail, unsigned timeout_ms);
 
 /* Queues a decision record. Returns false when the trail cannot be written
  * and fail_closed is set: the caller must then refuse the connection. */
@@ -106,6 +145,32 @@ void audit_close(struct audit *a, const struct audit_close *c);
 
 /* Queues a tailnet record. */
 void audit_tailnet(struct audit *a, const struct audit_tailnet *t);
+
+/* A connection waiting for its decision record (audit_wait). Embedded in
+ * the waiter's own struct; the audit module only links it. Loop thread. */
+typedef void (*audit_ack_fn)(void *arg, bool proceed, const char *why);
+
+struct audit_waiter {
+	TAILQ_ENTRY(audit_waiter) link;
+	uint64_t ticket;
+	audit_ack_fn cb;
+	void *arg;
+	bool queued;
+};
+
+/* Waits until every record queued so far (so the caller's decision record,
+ * queued just before) has been written to every sink (and synced, with
+ * "synced"). Returns false when there is nothing to wait for (durability
+ * "queued"): the caller goes on at once. Otherwise returns true and later
+ * calls cb(arg, proceed, why) once, from the loop: proceed is true when the
+ * records were written, or when they could not be but on_failure is
+ * "continue"; false (why says what failed) when the connection must be
+ * refused. w must stay valid until then or until audit_wait_cancel(). */
+bool audit_wait(struct audit *a, struct audit_waiter *w, audit_ack_fn cb, void *arg);
+
+/* Forgets a waiter (the connection closed first); cb will not be called.
+ * A no-op for a waiter that is not waiting. */
+void audit_wait_cancel(struct audit *a, struct audit_waiter *w);
 
 /* Queues a lifecycle record: type is "start", "shutdown", "reload", ...;
  * detail is a one-line message (may be NULL). */
@@ -151,6 +216,14 @@ struct audit_verify *audit_verify_new(const unsigned char *key, size_t keylen);
 bool audit_verify_line(struct audit_verify *v, const char *file,
 		       unsigned long lineno, const char *line, size_t len,
 		       bool terminated);
+
+/* With strict, an unclean shutdown (a "start" whose preceding record is
+ * not a shutdown checkpoint: the daemon was killed or crashed) fails the
+ * verification; without it (the default) it is reported as a note. */
+void audit_verify_set_strict(struct audit_verify *v, bool strict);
+
+/* Unclean shutdowns seen so far. */
+unsigned audit_verify_unclean(const struct audit_verify *v);
 
 /* Ends the input. Returns true when the chain verified; msg (if non-NULL)
  * gets one line for people either way ("FILE:LINE: what broke"). */

@@ -4,6 +4,11 @@ test's mount namespace (scripts/test runs the suite under
 `unshare --net --mount` as root). With "deny" new connections are refused
 while the trail cannot be written, the operator log says why, and they are
 served again once space is freed; with "continue" they keep being served.
+
+With the default durability ("written") the first refusal may come from the
+write itself: the connection waited for its decision record, the write
+failed, and its close record says so. Connections that arrive after that
+are refused at once with a decision record of their own (guard "audit").
 """
 
 import os
@@ -72,6 +77,8 @@ def test_deny_refuses_connections_while_disk_is_full(tailfence, echo_origin, tin
     # fails and new connections are refused.
     assert _until(lambda: not _try(d, echo_origin)), \
         "connections were still served with a full disk and on_failure=deny:\n" + d.log()[-3000:]
+    # the trail is now known to be unhealthy: refused before any write
+    assert not _try(d, echo_origin), "served again with the disk still full"
     out = d.log()
     assert "No space left on device" in out and "refusing new connections" in out, out[-3000:]
 
@@ -84,6 +91,8 @@ def test_deny_refuses_connections_while_disk_is_full(tailfence, echo_origin, tin
     refused = [r for r in recs if r["type"] == "decision" and r.get("guard") == "audit"]
     assert refused, "no decision record says the connection was refused for the audit trail"
     assert all(r["verdict"] == "deny" for r in refused)
+    closes = [r for r in recs if r["type"] == "close" and r["end"] == "denied"]
+    assert closes and all(r["error"].startswith("audit trail unavailable") for r in closes), closes
 
 
 def test_continue_keeps_serving_with_a_full_disk(tailfence, echo_origin, tiny_fs):

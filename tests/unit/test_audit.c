@@ -524,6 +524,174 @@ static void test_fail_closed(void)
 	}
 }
 
+/* ------------------------------------------------------------- recovery */
+
+static char *run_cli(int *rc, const char *first, ...);
+
+/* The first record of a type in a file (caller deletes), and its line. */
+static cJSON *find_record(const char *file, const char *type, size_t *lineno)
+{
+	struct lines l = read_lines(file);
+	cJSON *found = NULL;
+	for (size_t i = 0; i < l.n && !found; i++) {
+		cJSON *o = cJSON_Parse(l.v[i]);
+		cJSON *t = cJSON_GetObjectItem(o, "type");
+		if (cJSON_IsString(t) && strcmp(t->valuestring, type) == 0) {
+			found = o;
+			if (lineno)
+				*lineno = i + 1;
+		} else {
+			cJSON_Delete(o);
+		}
+	}
+	free_lines(&l);
+	return found;
+}
+
+/* The "unclosed" list of a recovery record as "2,3". */
+static void unclosed_list(const cJSON *rec, char *out, size_t len)
+{
+	out[0] = '\0';
+	const cJSON *u = cJSON_GetObjectItem(rec, "unclosed");
+	const cJSON *it;
+	cJSON_ArrayForEach(it, u) {
+		size_t l = strlen(out);
+		snprintf(out + l, len - l, "%s%.0f", l ? "," : "", it->valuedouble);
+	}
+}
+
+/* Opens the trail as a restarted daemon would: audit_start, then a clean
+ * shutdown. */
+static void restart(const char *file, const char *key)
+{
+	struct audit *a = open_trail(file, key, false);
+	CHECK(a && audit_start(a, "restart", 5000), "restart: start record written");
+	if (!a)
+		return;
+	audit_event(a, "shutdown", NULL);
+	audit_free(a);
+}
+
+static void test_recovery(void)
+{
+	char list[256];
+	/* A run that was killed: conn 1 closed, 2 and 3 open; a record kind
+	 * this version does not know (with "type":"shutdown" nested in it)
+	 * is passed over; the last line was cut mid-record. */
+	const char *file = path_in("killed.jsonl");
+	write_file(file,
+		   "{\"v\":1,\"ts\":\"2024-05-01T09:00:00.000Z\",\"type\":\"start\",\"detail\":\"direct\",\"version\":\"0.1.0\",\"pid\":999999}\n"
+		   "{\"v\":1,\"ts\":\"2024-05-01T09:00:01.000Z\",\"type\":\"decision\",\"conn\":1,\"verdict\":\"allow\"}\n"
+		   "{\"v\":1,\"ts\":\"2024-05-01T09:00:02.000Z\",\"type\":\"close\",\"conn\":1,\"end\":\"client_eof\"}\n"
+		   "{\"v\":1,\"ts\":\"2024-05-01T09:00:03.000Z\",\"type\":\"decision\",\"conn\":2,\"verdict\":\"allow\"}\n"
+		   "{\"v\":1,\"ts\":\"2024-05-01T09:00:04.000Z\",\"type\":\"tailnet\",\"peer\":{\"type\":\"shutdown\"}}\n"
+		   "{\"v\":1,\"ts\":\"2024-05-01T09:00:05.000Z\",\"type\":\"decision\",\"conn\":3,\"verdict\":\"allow\"}\n"
+		   "{\"v\":1,\"ts\":\"2024-05-01T09:00:06.000Z\",\"type\":\"close\",\"conn\":3,\"en");
+	restart(file, NULL);
+	size_t at = 0;
+	cJSON *rec = find_record(file, "recovery", &at);
+	CHECK(rec != NULL, "a recovery record after a killed run");
+	unclosed_list(rec, list, sizeof list);
+	CHECK(strcmp(list, "2,3") == 0, "recovery names the unclosed connections: %s", list);
+	CHECK(at == 8, "recovery record on its own line after the cut one: line %zu", at);
+	CHECK(cJSON_GetObjectItem(rec, "prev_pid") &&
+		      cJSON_GetObjectItem(rec, "prev_pid")->valueint == 999999, "prev_pid");
+	CHECK(cJSON_IsNull(cJSON_GetObjectItem(rec, "last_seq")), "no chain: last_seq null");
+	CHECK(cJSON_IsTrue(cJSON_GetObjectItem(rec, "complete")), "scan reached the start");
+	CHECK(cJSON_GetObjectItem(rec, "last_ts") &&
+		      strcmp(cJSON_GetObjectItem(rec, "last_ts")->valuestring,
+			     "2024-05-01T09:00:05.000Z") == 0, "last_ts of the last whole record");
+	cJSON_Delete(rec);
+
+	/* That run ended cleanly: a further start writes no recovery. */
+	restart(file, NULL);
+	struct lines l = read_lines(file);
+	size_t n_rec = 0;
+	for (size_t i = 0; i < l.n; i++)
+		n_rec += strstr(l.v[i], "\"type\":\"recovery\"") != NULL;
+	CHECK(n_rec == 1, "no recovery after a clean shutdown: %zu", n_rec);
+	free_lines(&l);
+
+	/* With the chain: the last sequence number of the killed run. */
+	const char *key = path_in("key");
+	file = path_in("killed-chain.jsonl");
+	make_trail(file, key, 3);	/* start d1 c1 d2 c2 d3 c3 shutdown checkpoint */
+	l = read_lines(file);
+	for (int i = 0; i < 3; i++)	/* the kill came before c3 reached the file */
+		del(&l, l.n - 1);
+	write_lines(file, &l, false);
+	free_lines(&l);
+	restart(file, key);
+	rec = find_record(file, "recovery", NULL);
+	unclosed_list(rec, list, sizeof list);
+	CHECK(rec && strcmp(list, "3") == 0, "chain: unclosed %s", list);
+	CHECK(rec && cJSON_GetObjectItem(rec, "last_seq") &&
+		      cJSON_GetObjectItem(rec, "last_seq")->valuedouble == 5, "chain: last_seq 5");
+	CHECK(rec && cJSON_GetObjectItem(rec, "seq") &&
+		      cJSON_GetObjectItem(rec, "seq")->valuedouble == 6, "the chain goes on");
+	cJSON_Delete(rec);
+	/* verify: the chain holds; the start after the crash is an unclean
+	 * shutdown, a note unless strict. */
+	char msg[1024];
+	bool ok = verify_files(key, &file, 1, msg, sizeof msg);
+	CHECK(ok && strstr(msg, "note: unclean shutdown at ") && strstr(msg, "killed-chain.jsonl:8 "),
+	      "verify notes the unclean shutdown: %s", msg);
+	unsigned char *kb;
+	size_t kl;
+	char err[256];
+	if (audit_key_load(key, &kb, &kl, err, sizeof err)) {
+		struct audit_verify *v = audit_verify_new(kb, kl);
+		free(kb);
+		audit_verify_set_strict(v, true);
+		l = read_lines(file);
+		for (size_t i = 0; i < l.n; i++)
+			audit_verify_line(v, file, i + 1, l.v[i], strlen(l.v[i]), true);
+		free_lines(&l);
+		ok = audit_verify_finish(v, msg, sizeof msg);
+		CHECK(!ok && strstr(msg, "killed-chain.jsonl:8: unclean shutdown") &&
+			      audit_verify_unclean(v) == 1, "strict: %s", msg);
+		audit_verify_free(v);
+	}
+	int rc;
+	char *out = run_cli(&rc, "audit", "verify", "--strict", "--key", key, file, NULL);
+	CHECK(rc == 1 && strstr(out, "NOT VERIFIED") && strstr(out, "unclean shutdown"),
+	      "verify --strict: %d %s", rc, out);
+	free(out);
+	out = run_cli(&rc, "audit", "summary", file, NULL);
+	CHECK(rc == 0 && strstr(out, "Unclean shutdowns: 1 ") &&
+		      strstr(out, "; 1 connection(s) left without a close record"), "summary: %s", out);
+	free(out);
+
+	/* Only the tail is read: a run whose start lies more than the window
+	 * back is reported as incomplete, with what the window holds. */
+	file = path_in("long.jsonl");
+	FILE *f = fopen(file, "w");
+	fputs("{\"v\":1,\"ts\":\"2024-05-01T09:00:00.000Z\",\"type\":\"start\",\"pid\":999999}\n", f);
+	char pad[200];
+	memset(pad, 'x', sizeof pad - 1);
+	pad[sizeof pad - 1] = '\0';
+	for (int i = 1; i <= 30000; i++)
+		fprintf(f, "{\"v\":1,\"ts\":\"2024-05-01T09:00:01.000Z\",\"type\":\"decision\",\"conn\":%d,\"host\":\"%s\"}\n",
+			i, pad);
+	fclose(f);
+	restart(file, NULL);
+	rec = find_record(file, "recovery", NULL);
+	const cJSON *u = cJSON_GetObjectItem(rec, "unclosed");
+	int n = cJSON_GetArraySize(u);
+	CHECK(rec && cJSON_IsFalse(cJSON_GetObjectItem(rec, "complete")), "window: incomplete");
+	CHECK(n > 10000 && n < 30000 && cJSON_GetArrayItem(u, n - 1)->valueint == 30000,
+	      "window: the last %d decisions", n);
+	cJSON_Delete(rec);
+
+	/* A new file has nothing to recover. */
+	file = path_in("fresh.jsonl");
+	unlink(file);
+	restart(file, NULL);
+	rec = find_record(file, "recovery", NULL);
+	CHECK(rec == NULL, "no recovery in a new file");
+	cJSON_Delete(rec);
+}
+
 /* ------------------------------------------------- review and summary */
 
 static const char recorded[] =
@@ -736,6 +904,7 @@ int main(void)
 	test_verify();
 	test_reopen();
 	test_fail_closed();
+	test_recovery();
 	test_review();
 
 	char cmd[300];

@@ -21,7 +21,8 @@ static char hash[AUTH_HASH_STRLEN];
 static const char *const env_names[] = {
 	"TAILSCALE_ADVERTISE_ROUTES", "TAILFENCE_CONFIG", "TAILFENCE_LISTEN", "TAILFENCE_UPSTREAM",
 	"TAILFENCE_AUDIT_LOG", "TAILFENCE_AUDIT_SYSLOG", "TAILFENCE_AUDIT_HMAC_KEY",
-	"TAILFENCE_LOG_LEVEL", "TAILFENCE_LIFT_GUARDS", "TAILSCALE_SOCKET", NULL,
+	"TAILFENCE_AUDIT_DURABILITY", "TAILFENCE_LOG_LEVEL", "TAILFENCE_LIFT_GUARDS",
+	"TAILSCALE_SOCKET", NULL,
 };
 
 /* A clean environment with no tailscaled socket: the static routes decide,
@@ -96,7 +97,8 @@ static void test_defaults(void)
 	CHECK(c->max_head_bytes == 16384 && c->max_connections == 4096 && c->buffer_bytes == 262144,
 	      "default limits");
 	CHECK(c->audit.n_sinks == 1 && c->audit.sinks[0].kind == AUDIT_SINK_STDOUT, "stdout sink");
-	CHECK(!c->audit.fail_closed && c->audit.flush_ms == 200, "audit defaults");
+	CHECK(!c->audit.fail_closed && c->audit.flush_ms == 200 &&
+		      c->audit.durability == AUDIT_DURABILITY_WRITTEN, "audit defaults");
 	CHECK(!policy_auth_required(c->policy), "no users");
 	/* no routes: nothing is allowed */
 	CHECK(!decide(c, NULL, "100.64.0.1", 80, NULL), "deny without routes");
@@ -399,6 +401,38 @@ static void test_hujson(void)
 	      "bad durations");
 }
 
+/* audit.durability: file key, environment and flag, in that precedence. */
+static void test_durability(void)
+{
+	char err[512];
+	clear_env();
+	const char *path = write_file("dur.json", "{ \"audit\": { \"durability\": \"synced\" } }");
+	const char *f1[] = { "--config", path, NULL };
+	struct config *c = build(f1, err, sizeof err);
+	CHECK(c && c->audit.durability == AUDIT_DURABILITY_SYNCED &&
+		      strstr(c->effective_json, "\"durability\":\t\"synced\""),
+	      "file key: %s", c ? c->effective_json : err);
+	config_unref(c);
+	setenv("TAILFENCE_AUDIT_DURABILITY", "queued", 1);
+	c = build(f1, err, sizeof err);
+	CHECK(c && c->audit.durability == AUDIT_DURABILITY_QUEUED, "environment over file: %s", err);
+	config_unref(c);
+	const char *f2[] = { "--config", path, "--audit-durability", "written", NULL };
+	c = build(f2, err, sizeof err);
+	CHECK(c && c->audit.durability == AUDIT_DURABILITY_WRITTEN, "flag over environment: %s", err);
+	config_unref(c);
+	setenv("TAILFENCE_AUDIT_DURABILITY", "fsync", 1);
+	c = build(NULL, err, sizeof err);
+	CHECK(!c && strstr(err, "TAILFENCE_AUDIT_DURABILITY: \"fsync\" is not a durability"),
+	      "bad environment value: %s", err);
+	config_unref(c);
+	clear_env();
+	path = write_file("dur.json", "{ \"audit\": { \"durability\": true } }");
+	c = build(f1, err, sizeof err);
+	CHECK(!c && strstr(err, "audit.durability"), "bad file value: %s", err);
+	config_unref(c);
+}
+
 static void test_args(void)
 {
 	struct config_args *a = NULL;
@@ -443,6 +477,7 @@ int main(void)
 	test_file();
 	test_file_errors();
 	test_hujson();
+	test_durability();
 	test_args();
 	char cmd[300];
 	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
