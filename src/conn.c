@@ -90,6 +90,7 @@ enum conn_failure {
 	CONN_FAIL_TIMEOUT,
 	CONN_FAIL_GENERAL,
 	CONN_FAIL_AUTH,
+	CONN_FAIL_BUSY,		/* a limit is reached: try again shortly */
 };
 
 /* A password check that missed the cache runs the KDF (tens of ms) on the
@@ -224,6 +225,7 @@ static void conn_fail(struct conn *c, enum conn_failure f, const char *why)
 			[CONN_FAIL_TIMEOUT] = SOCKS5_REP_TTL_EXPIRED,
 			[CONN_FAIL_GENERAL] = SOCKS5_REP_GENERAL_FAILURE,
 			[CONN_FAIL_AUTH] = SOCKS5_REP_NOT_ALLOWED,
+			[CONN_FAIL_BUSY] = SOCKS5_REP_GENERAL_FAILURE,
 		};
 		n = socks5_encode_reply(out, rep[f], NULL, 0);
 		break;
@@ -242,6 +244,7 @@ static void conn_fail(struct conn *c, enum conn_failure f, const char *why)
 			[CONN_FAIL_TIMEOUT] = 504,
 			[CONN_FAIL_GENERAL] = 502,
 			[CONN_FAIL_AUTH] = 407,
+			[CONN_FAIL_BUSY] = 503,
 		};
 		conn_send_http_error(c, status[f], why);
 		break;
@@ -565,8 +568,9 @@ static void conn_resolve_cb(void *arg, const struct resolve_result *res)
 	if (res->error) {
 		char why[400];
 		snprintf(why, sizeof why, "cannot resolve %s: %s", c->target.host, res->error_text);
-		bool timeout = res->error == EVUTIL_EAI_AGAIN;
-		conn_refuse(c, timeout ? CONN_FAIL_TIMEOUT : CONN_FAIL_HOST_UNREACHABLE, NULL, why);
+		conn_refuse(c, res->busy ? CONN_FAIL_BUSY
+			       : res->timed_out || res->error == EVUTIL_EAI_AGAIN ? CONN_FAIL_TIMEOUT
+			       : CONN_FAIL_HOST_UNREACHABLE, NULL, why);
 		return;
 	}
 	log_debug("conn %llu: %s resolved %s to %zu address(es)", (unsigned long long)c->id,
@@ -578,7 +582,9 @@ static void conn_resolve_cb(void *arg, const struct resolve_result *res)
 static void conn_target_ready(struct conn *c)
 {
 	evtimer_del(c->timer);
-	bufferevent_disable(c->client, EV_READ);
+	/* Reading stays on (bytes the client sends early wait in its buffer,
+	 * up to the head limit) so that a client that goes away while its
+	 * name resolves or its dial runs is noticed, and both are cancelled. */
 
 	if (!c->target.is_name) {
 		conn_decide(c, &c->target.addr, 1);
@@ -592,7 +598,7 @@ static void conn_target_ready(struct conn *c)
 	}
 	c->state = CONN_RESOLVE;
 	struct resolve_tailnet tn = { who.view, c->cfg->tailscaled_socket };
-	c->resolve = resolve_start(c->gw->base, c->gw->dns, &tn, c->target.host,
+	c->resolve = resolve_start(c->gw->resolver, &tn, c->target.host, &c->client_addr,
 				   c->cfg->dns_timeout_ms, conn_resolve_cb, c);
 	if (!c->resolve)
 		conn_fail(c, CONN_FAIL_GENERAL, "out of memory");
@@ -835,7 +841,6 @@ static void conn_http_read(struct conn *c)
 		return;
 	}
 	evbuffer_drain(in, used);
-	bufferevent_disable(c->client, EV_READ);
 	if (!conn_set_target(c, c->http.host, strlen(c->http.host), c->http.port))
 		return;
 

@@ -456,8 +456,7 @@ static void gateway_free(struct gateway *gw)
 		event_free(gw->accept_resume);
 	worker_free(gw->worker);
 	tailnet_watch_free(gw->tailnet);
-	if (gw->dns)
-		evdns_base_free(gw->dns, 0);
+	resolve_ctx_free(gw->resolver);
 	if (gw->audit)
 		audit_free(gw->audit);
 	if (gw->cfg)
@@ -498,8 +497,8 @@ int gateway_main(int argc, char **argv)
 		log_error("cannot create the event loop");
 		goto out;
 	}
-	gw.dns = resolve_new_base(gw.base, gw.cfg, err, sizeof err);
-	if (!gw.dns) {
+	gw.resolver = resolve_ctx_new(gw.base, gw.cfg, err, sizeof err);
+	if (!gw.resolver) {
 		log_error("%s", err);
 		goto out;
 	}

@@ -54,18 +54,18 @@ static bool check_resolve(const struct config *c, const struct tailnet_view *vie
 		snprintf(err, errlen, "cannot create an event loop");
 		return false;
 	}
-	struct evdns_base *dns = resolve_new_base(base, c, err, errlen);
-	if (!dns) {
+	struct resolve_ctx *rc = resolve_ctx_new(base, c, err, errlen);
+	if (!rc) {
 		event_base_free(base);
 		return false;
 	}
 	struct resolve_tailnet tn = { view, c->tailscaled_socket };
-	bool ok = resolve_start(base, dns, &tn, host, c->dns_timeout_ms, check_resolved, l) != NULL;
+	bool ok = resolve_start(rc, &tn, host, NULL, c->dns_timeout_ms, check_resolved, l) != NULL;
 	/* The resolver keeps its nameserver socket registered: run the loop
 	 * until the answer is in, not until the loop is empty. */
 	while (ok && !l->done && event_base_loop(base, EVLOOP_ONCE) == 0)
 		;
-	evdns_base_free(dns, 0);
+	resolve_ctx_free(rc);
 	event_base_free(base);
 	if (!ok || !l->done) {
 		snprintf(err, errlen, "out of memory");

@@ -1,10 +1,13 @@
 /*
  * resolve: one request object in front of three resolvers (the tailnet
- * view, tailscaled's dns-query, evdns_getaddrinfo).
+ * view, tailscaled's dns-query, evdns_getaddrinfo), with a deadline per
+ * lookup and bounds on lookups in flight.
  *
- * evdns may answer inside evdns_getaddrinfo() (hosts file, cache) and calls
- * back with EVUTIL_EAI_CANCEL after a cancel; the request object absorbs
- * both so the caller sees exactly one callback, always from the loop.
+ * A request is told its result exactly once (from the loop, never inside
+ * resolve_start) and is freed once nobody waits for it and evdns has
+ * called back. evdns may answer inside evdns_getaddrinfo() (hosts file,
+ * cache) and calls back with EVUTIL_EAI_CANCEL, synchronously, on a
+ * cancel; both are absorbed here.
  */
 #include "tailfence/resolve.h"
 
@@ -18,20 +21,42 @@
 
 #include "tailfence/tailnet_watch.h"
 
+/* Per-client counts: open addressing over exact keys, room for twice the
+ * most keys that can be live at once. */
+#define RESOLVE_SLOTS (2 * RESOLVE_MAX_INFLIGHT)
+
+struct resolve_slot {
+	struct cidr_addr key;	/* family 0: free */
+	unsigned count;
+};
+
+struct resolve_ctx {
+	struct event_base *base;
+	struct evdns_base *dns;
+	size_t inflight;
+	struct resolve_slot slots[RESOLVE_SLOTS];
+};
+
 struct resolve_req {
+	struct resolve_ctx *ctx;
 	struct evdns_getaddrinfo_request *inflight;
+	bool gai_pending;		/* evdns still owes a callback */
 	struct tailnet_dns *tsquery;
-	struct event *deliver;		/* defers a result that came inline */
-	resolve_cb cb;
+	struct event *deliver;		/* the result, from the loop */
+	struct event *deadline;
+	resolve_cb cb;			/* NULL once told, or cancelled */
 	void *arg;
-	bool cancelled;
-	bool answered;
+	struct cidr_addr key;		/* counted client, family 0: none */
+	bool counted;
+	unsigned timeout_ms;
 	struct resolve_result res;
 	char error_text[320];
 };
 
-struct evdns_base *resolve_new_base(struct event_base *base, const struct config *cfg,
-				    char *err, size_t errlen)
+/* ---------- the resolver of a loop ---------- */
+
+static struct evdns_base *resolve_evdns(struct event_base *base, const struct config *cfg,
+					char *err, size_t errlen)
 {
 	struct evdns_base *dns = evdns_base_new(base, 0);
 	if (!dns) {
@@ -62,9 +87,45 @@ struct evdns_base *resolve_new_base(struct event_base *base, const struct config
 		 (cfg->dns_timeout_ms ? cfg->dns_timeout_ms : 5000) / 1000.0 / 2);
 	evdns_base_set_option(dns, "timeout:", timeout);
 	evdns_base_set_option(dns, "attempts:", "2");
+	/* Our own bound on lookups in flight (each is an A and an AAAA
+	 * request) stays within evdns's, so evdns never queues a lookup
+	 * behind others: its queue has no timer. */
+	char inflight[16];
+	snprintf(inflight, sizeof inflight, "%d", 2 * RESOLVE_MAX_INFLIGHT);
+	evdns_base_set_option(dns, "max-inflight:", inflight);
 	/* Names go out as asked: no search-list guessing. */
 	evdns_base_search_clear(dns);
 	return dns;
+}
+
+struct resolve_ctx *resolve_ctx_new(struct event_base *base, const struct config *cfg,
+				    char *err, size_t errlen)
+{
+	struct resolve_ctx *ctx = calloc(1, sizeof *ctx);
+	if (!ctx) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	ctx->base = base;
+	ctx->dns = resolve_evdns(base, cfg, err, errlen);
+	if (!ctx->dns) {
+		free(ctx);
+		return NULL;
+	}
+	return ctx;
+}
+
+void resolve_ctx_free(struct resolve_ctx *ctx)
+{
+	if (!ctx)
+		return;
+	evdns_base_free(ctx->dns, 0);
+	free(ctx);
+}
+
+size_t resolve_ctx_inflight(const struct resolve_ctx *ctx)
+{
+	return ctx->inflight;
 }
 
 const char *resolve_source_str(enum resolve_source s)
@@ -77,6 +138,97 @@ const char *resolve_source_str(enum resolve_source s)
 	return "?";
 }
 
+/* ---------- per-client counts ---------- */
+
+/* The client's key: its /32, or /64 for IPv6 (one host has a /64). */
+static struct cidr_addr resolve_key(const struct cidr_addr *a)
+{
+	struct cidr_addr k = *a;
+	if (k.family == AF_INET6)
+		memset(k.b + 8, 0, 8);
+	return k;
+}
+
+static size_t resolve_hash(const struct cidr_addr *k)
+{
+	uint32_t h = 2166136261u;
+	for (size_t i = 0; i < sizeof k->b; i++)
+		h = (h ^ k->b[i]) * 16777619u;
+	return h % RESOLVE_SLOTS;
+}
+
+/* The slot holding k, or the free slot where it would go. */
+static struct resolve_slot *resolve_slot(struct resolve_ctx *ctx, const struct cidr_addr *k)
+{
+	size_t i = resolve_hash(k);
+	while (ctx->slots[i].key.family && !cidr_addr_equal(&ctx->slots[i].key, k))
+		i = (i + 1) % RESOLVE_SLOTS;
+	return &ctx->slots[i];
+}
+
+/* Removes a slot whose count fell to 0, shifting back the entries of its
+ * probe run (no tombstones). */
+static void resolve_slot_free(struct resolve_ctx *ctx, struct resolve_slot *s)
+{
+	size_t i = (size_t)(s - ctx->slots);
+	memset(s, 0, sizeof *s);
+	for (size_t j = (i + 1) % RESOLVE_SLOTS; ctx->slots[j].key.family;
+	     j = (j + 1) % RESOLVE_SLOTS) {
+		size_t home = resolve_hash(&ctx->slots[j].key);
+		/* j stays unless the hole at i lies between its home and j. */
+		bool stays = i < j ? (home > i && home <= j) : (home > i || home <= j);
+		if (!stays) {
+			ctx->slots[i] = ctx->slots[j];
+			memset(&ctx->slots[j], 0, sizeof ctx->slots[j]);
+			i = j;
+		}
+	}
+}
+
+/* Counts the request in, or returns false with the reason in the result. */
+static bool resolve_admit(struct resolve_req *req, const struct cidr_addr *client)
+{
+	struct resolve_ctx *ctx = req->ctx;
+	if (ctx->inflight >= RESOLVE_MAX_INFLIGHT) {
+		snprintf(req->error_text, sizeof req->error_text,
+			 "too many name lookups in flight (%d); try again shortly",
+			 RESOLVE_MAX_INFLIGHT);
+		return false;
+	}
+	if (client && client->family) {
+		struct cidr_addr k = resolve_key(client);
+		struct resolve_slot *s = resolve_slot(ctx, &k);
+		if (s->count >= RESOLVE_MAX_PER_CLIENT) {
+			snprintf(req->error_text, sizeof req->error_text,
+				 "too many name lookups in flight from this client (%d); try again "
+				 "shortly", RESOLVE_MAX_PER_CLIENT);
+			return false;
+		}
+		s->key = k;
+		s->count++;
+		req->key = k;
+	}
+	ctx->inflight++;
+	req->counted = true;
+	return true;
+}
+
+static void resolve_release(struct resolve_req *req)
+{
+	if (!req->counted)
+		return;
+	struct resolve_ctx *ctx = req->ctx;
+	req->counted = false;
+	ctx->inflight--;
+	if (req->key.family) {
+		struct resolve_slot *s = resolve_slot(ctx, &req->key);
+		if (s->key.family && --s->count == 0)
+			resolve_slot_free(ctx, s);
+	}
+}
+
+/* ---------- one request ---------- */
+
 static void resolve_add(struct resolve_req *req, const struct cidr_addr *a)
 {
 	for (size_t i = 0; i < req->res.n; i++)
@@ -86,29 +238,73 @@ static void resolve_add(struct resolve_req *req, const struct cidr_addr *a)
 		req->res.addrs[req->res.n++] = *a;
 }
 
-static void resolve_deliver_now(struct resolve_req *req)
+/* Frees the request once nobody waits for it and evdns has called back. */
+static void resolve_maybe_free(struct resolve_req *req)
 {
-	struct timeval zero = { 0, 0 };
-	req->answered = true;
-	evtimer_add(req->deliver, &zero);
+	if (req->cb || req->gai_pending)
+		return;
+	event_free(req->deliver);
+	event_free(req->deadline);
+	free(req);
 }
 
-static void resolve_deliver_cb(evutil_socket_t fd, short what, void *arg)
+/* Nobody waits any more: stops what is in flight and lets go (req may be
+ * freed on return). */
+static void resolve_drop(struct resolve_req *req)
 {
-	struct resolve_req *req = arg;
-	(void)fd;
-	(void)what;
+	req->cb = NULL;
+	resolve_release(req);
+	event_del(req->deadline);
+	event_del(req->deliver);
+	tailnet_dns_cancel(req->tsquery);
+	req->tsquery = NULL;
+	if (req->gai_pending)
+		evdns_getaddrinfo_cancel(req->inflight);	/* calls back at once: frees req */
+	else
+		resolve_maybe_free(req);
+}
+
+/* Tells the caller, from the loop, and lets go of the request. */
+static void resolve_tell(struct resolve_req *req)
+{
 	resolve_cb cb = req->cb;
-	void *cbarg = req->arg;
+	void *arg = req->arg;
 	struct resolve_result res = req->res;
 	char text[sizeof req->error_text];
 	if (res.error_text == req->error_text) {
 		memcpy(text, req->error_text, sizeof text);
 		res.error_text = text;
 	}
-	event_free(req->deliver);
-	free(req);
-	cb(cbarg, &res);
+	resolve_drop(req);
+	cb(arg, &res);
+}
+
+static void resolve_deliver_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	resolve_tell(arg);
+}
+
+static void resolve_deliver_soon(struct resolve_req *req)
+{
+	struct timeval zero = { 0, 0 };
+	event_del(req->deadline);
+	evtimer_add(req->deliver, &zero);
+}
+
+static void resolve_deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct resolve_req *req = arg;
+	(void)fd;
+	(void)what;
+	snprintf(req->error_text, sizeof req->error_text, "no answer within %u ms",
+		 req->timeout_ms);
+	req->res.error = EVUTIL_EAI_AGAIN;
+	req->res.error_text = req->error_text;
+	req->res.timed_out = true;
+	req->res.n = 0;
+	resolve_tell(req);
 }
 
 static void resolve_gai_cb(int result, struct evutil_addrinfo *ai, void *arg)
@@ -116,14 +312,11 @@ static void resolve_gai_cb(int result, struct evutil_addrinfo *ai, void *arg)
 	struct resolve_req *req = arg;
 
 	req->inflight = NULL;
-	req->answered = true;
-	if (req->cancelled || result == EVUTIL_EAI_CANCEL) {
+	req->gai_pending = false;
+	if (!req->cb || result == EVUTIL_EAI_CANCEL) {
 		if (ai)
 			evutil_freeaddrinfo(ai);
-		if (req->cancelled) {
-			event_free(req->deliver);
-			free(req);
-		}
+		resolve_maybe_free(req);
 		return;
 	}
 	req->res.error = result;
@@ -140,7 +333,7 @@ static void resolve_gai_cb(int result, struct evutil_addrinfo *ai, void *arg)
 		req->res.error = EVUTIL_EAI_NONAME;
 		req->res.error_text = "no usable address";
 	}
-	resolve_deliver_now(req);
+	resolve_deliver_soon(req);
 }
 
 static void resolve_tailscaled_cb(void *arg, const struct cidr_addr *addrs, size_t n,
@@ -155,14 +348,13 @@ static void resolve_tailscaled_cb(void *arg, const struct cidr_addr *addrs, size
 	}
 	for (size_t i = 0; i < n; i++)
 		resolve_add(req, &addrs[i]);
-	resolve_deliver_now(req);
+	resolve_deliver_soon(req);
 }
 
 /* Tailnet names: answered from the view, or by tailscaled. True when the
  * name was one (the request is then under way). */
-static bool resolve_tailnet(struct resolve_req *req, struct event_base *base,
-			    const struct resolve_tailnet *tn, const char *name,
-			    unsigned timeout_ms)
+static bool resolve_tailnet(struct resolve_req *req, const struct resolve_tailnet *tn,
+			    const char *name)
 {
 	const struct tailnet_view *v = tn ? tn->view : NULL;
 	const struct tailnet_peer *peer;
@@ -182,38 +374,24 @@ static bool resolve_tailnet(struct resolve_req *req, struct event_base *base,
 			req->res.error = EVUTIL_EAI_NONAME;
 			req->res.error_text = req->error_text;
 		}
-		resolve_deliver_now(req);
+		resolve_deliver_soon(req);
 		return true;
 	}
 	if (!tn->socket || !tailnet_view_split_dns(v, name))
 		return false;
 	req->res.source = RESOLVE_TAILSCALED;
-	req->tsquery = tailnet_dns_query(base, tn->socket, name, timeout_ms,
+	req->tsquery = tailnet_dns_query(req->ctx->base, tn->socket, name, req->timeout_ms,
 					 resolve_tailscaled_cb, req);
 	if (!req->tsquery) {
 		req->res.error = EVUTIL_EAI_MEMORY;
 		req->res.error_text = "out of memory";
-		resolve_deliver_now(req);
+		resolve_deliver_soon(req);
 	}
 	return true;
 }
 
-struct resolve_req *resolve_start(struct event_base *base, struct evdns_base *dns,
-				  const struct resolve_tailnet *tn, const char *name,
-				  unsigned timeout_ms, resolve_cb cb, void *arg)
+static void resolve_system(struct resolve_req *req, const char *name)
 {
-	struct resolve_req *req = calloc(1, sizeof *req);
-	if (!req)
-		return NULL;
-	req->cb = cb;
-	req->arg = arg;
-	req->deliver = evtimer_new(base, resolve_deliver_cb, req);
-	if (!req->deliver) {
-		free(req);
-		return NULL;
-	}
-	if (resolve_tailnet(req, base, tn, name, timeout_ms))
-		return req;
 	struct evutil_addrinfo hints;
 	memset(&hints, 0, sizeof hints);
 	hints.ai_family = AF_UNSPEC;
@@ -228,27 +406,51 @@ struct resolve_req *resolve_start(struct event_base *base, struct evdns_base *dn
 		bare[len - 1] = '\0';
 		name = bare;
 	}
+	req->gai_pending = true;
 	struct evdns_getaddrinfo_request *r =
-		evdns_getaddrinfo(dns, name, NULL, &hints, resolve_gai_cb, req);
-	if (!req->answered)
+		evdns_getaddrinfo(req->ctx->dns, name, NULL, &hints, resolve_gai_cb, req);
+	if (req->gai_pending)
 		req->inflight = r;
+}
+
+struct resolve_req *resolve_start(struct resolve_ctx *ctx, const struct resolve_tailnet *tn,
+				  const char *name, const struct cidr_addr *client,
+				  unsigned timeout_ms, resolve_cb cb, void *arg)
+{
+	struct resolve_req *req = calloc(1, sizeof *req);
+	if (!req)
+		return NULL;
+	req->ctx = ctx;
+	req->cb = cb;
+	req->arg = arg;
+	req->timeout_ms = timeout_ms ? timeout_ms : 5000;
+	req->deliver = evtimer_new(ctx->base, resolve_deliver_cb, req);
+	req->deadline = evtimer_new(ctx->base, resolve_deadline_cb, req);
+	if (!req->deliver || !req->deadline) {
+		if (req->deliver)
+			event_free(req->deliver);
+		if (req->deadline)
+			event_free(req->deadline);
+		free(req);
+		return NULL;
+	}
+	if (!resolve_admit(req, client)) {
+		req->res.error = EVUTIL_EAI_AGAIN;
+		req->res.error_text = req->error_text;
+		req->res.busy = true;
+		resolve_deliver_soon(req);
+		return req;
+	}
+	struct timeval tv = { (time_t)(req->timeout_ms / 1000),
+			      (suseconds_t)(req->timeout_ms % 1000) * 1000 };
+	evtimer_add(req->deadline, &tv);
+	if (!resolve_tailnet(req, tn, name))
+		resolve_system(req, name);
 	return req;
 }
 
 void resolve_cancel(struct resolve_req *req)
 {
-	if (!req)
-		return;
-	if (req->inflight) {
-		/* The callback runs (now or later) with EVUTIL_EAI_CANCEL and
-		 * frees the request. */
-		req->cancelled = true;
-		evdns_getaddrinfo_cancel(req->inflight);
-		return;
-	}
-	/* Answered already (only the deferred delivery is pending), or a
-	 * query to tailscaled that is simply dropped. */
-	tailnet_dns_cancel(req->tsquery);
-	event_free(req->deliver);
-	free(req);
+	if (req)
+		resolve_drop(req);
 }

@@ -22,7 +22,7 @@ struct conn;
 struct event;
 struct event_base;
 struct evconnlistener;
-struct evdns_base;
+struct resolve_ctx;
 struct tailnet_watch;
 struct worker;
 
@@ -43,7 +43,7 @@ struct gateway_authfail {
 
 struct gateway {
 	struct event_base *base;
-	struct evdns_base *dns;
+	struct resolve_ctx *resolver;
 	struct config *cfg;		/* current; connections hold their own ref */
 	struct config_args *args;
 	struct audit *audit;

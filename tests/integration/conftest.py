@@ -418,8 +418,8 @@ def tls_cert(tmp_path_factory):
 def dns():
     made = []
 
-    def start(records):
-        s = TinyDNS(records)
+    def start(records, silent=()):
+        s = TinyDNS(records, silent)
         made.append(s)
         return s
     yield start

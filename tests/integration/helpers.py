@@ -734,11 +734,14 @@ class CurlResult:
 class TinyDNS:
     """A UDP DNS server on 127.0.0.1 answering A and AAAA queries from
     `records` ({"name": ["127.0.0.1", "::1"], "*": [...] for any name});
-    NXDOMAIN for unknown names. The question is echoed byte for byte (the
-    resolver may randomise its case). .queries lists (name, qtype)."""
+    NXDOMAIN for unknown names; names under one of `silent` (suffixes)
+    never get an answer, like a nameserver that has gone away. The question
+    is echoed byte for byte (the resolver may randomise its case).
+    .queries lists (name, qtype)."""
 
-    def __init__(self, records):
+    def __init__(self, records, silent=()):
         self.records = {k.lower().rstrip("."): v for k, v in records.items()}
+        self.silent = tuple(x.lower().strip(".") for x in silent)
         self.queries = []
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", free_port()))
@@ -758,6 +761,8 @@ class TinyDNS:
                 reply = self._answer(data)
             except (IndexError, struct.error, UnicodeDecodeError):
                 continue
+            if reply is None:
+                continue
             try:
                 self.sock.sendto(reply, peer)
             except OSError:
@@ -774,6 +779,8 @@ class TinyDNS:
         name = ".".join(labels).lower()
         with self._lock:
             self.queries.append((name, qtype))
+        if any(name == x or name.endswith("." + x) for x in self.silent):
+            return None
         addrs = self.records.get(name, self.records.get("*"))
         answers = b""
         n = 0

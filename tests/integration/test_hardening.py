@@ -7,6 +7,7 @@ check` say the same. Everything stays on loopback (and a documentation
 address on lo) in the suite's private network namespace.
 
   1. names: one validator for SOCKS, HTTP, rules and check
+  2. names that never resolve cannot starve the others
   4. a reload cannot change what was bound at start
   7. IPv6 addresses that carry an IPv4 address meet the IPv4 guards
   8. the upstream's port on every address of this host; this host's addresses
@@ -14,6 +15,7 @@ address on lo) in the suite's private network namespace.
 """
 import json
 import signal
+import socket
 import subprocess
 
 import pytest
@@ -94,6 +96,92 @@ def test_check_says_what_the_daemon_does(name, why, secret_fence, tailfence_cli)
         # a valid name the hosts file does not know: both fail to resolve
         assert p.returncode == 1 and "cannot resolve" in p.stdout, p.stdout
         assert daemon_rep != 0
+
+
+# ----------------------------------------- 2. names that never resolve
+
+def _socks5_name_pending(d, name, port, source):
+    """A SOCKS5 CONNECT for name from the source address, left waiting for
+    its answer; returns the socket."""
+    s = socket.socket()
+    s.settimeout(10)
+    s.bind((source, 0))
+    s.connect((d.host, d.port))
+    s.sendall(bytes([5, 1, 0]))
+    assert recv_exact(s, 2) == b"\x05\x00"
+    s.sendall(bytes([5, 1, 0, 3, len(name)]) + name.encode() + port.to_bytes(2, "big"))
+    return s
+
+
+@pytest.fixture
+def holes(tailfence, dns, origins):
+    """A daemon whose nameserver answers good.test and never answers
+    anything under hole.test; lookups may wait 60 s."""
+    origin = origins.echo("127.0.0.9")
+    server = dns({"good.test": ["127.0.0.9"]}, silent=("hole.test",))
+    d = tailfence("--dns-server", server.addr, "--dns-timeout", "60s", dns=False)
+    return d, origin, server
+
+
+def test_a_flood_of_unanswered_names_does_not_starve_a_good_one(holes):
+    """300 lookups that never answer, from ten clients, are all pending;
+    a lookup of a name that does answer is answered meanwhile (evdns no
+    longer queues lookups behind its in-flight limit, where nothing timed
+    them out)."""
+    d, origin, server = holes
+    pending = []
+    try:
+        for i in range(300):
+            pending.append(_socks5_name_pending(d, "n%d.hole.test" % i, origin.port,
+                                                "127.0.0.%d" % (20 + i % 10)))
+        wait_for(lambda: len({n for n, _ in server.queries if n.endswith("hole.test")}) >= 300,
+                 30, "every unanswered name to reach the nameserver")
+        assert socks5_rep(d, "good.test", origin.port) == 0
+        assert origin.count == 1
+    finally:
+        for s in pending:
+            s.close()
+
+
+def test_lookups_in_flight_are_bounded_per_client_and_released_on_close(holes):
+    """One client may have 32 lookups in flight: the 33rd is refused at
+    once with the reason; when the waiting clients go away their lookups
+    are cancelled and the client may look up again."""
+    d, origin, _ = holes
+    first = [_socks5_name_pending(d, "a%d.hole.test" % i, origin.port, "127.0.0.30")
+             for i in range(32)]
+    try:
+        extra = _socks5_name_pending(d, "over.hole.test", origin.port, "127.0.0.30")
+        rep = recv_exact(extra, 10)[1]
+        extra.close()
+        assert rep == 1  # general failure: try again
+        rec = d.wait_audit(type="decision", host="over.hole.test")[0]
+        assert "too many name lookups in flight from this client (32)" in rec["reason"], rec
+        # another client is not affected
+        other = _socks5_name_pending(d, "b.hole.test", origin.port, "127.0.0.31")
+        other.close()
+    finally:
+        for s in first:
+            s.close()
+    wait_for(lambda: len(d.closes(end="client_eof")) >= 33, 10,
+             "the waiting connections to close as client_eof")
+    again = [_socks5_name_pending(d, "c%d.hole.test" % i, origin.port, "127.0.0.30")
+             for i in range(32)]
+    for s in again:
+        s.close()
+    refused = [r for r in d.decisions() if "too many name lookups" in (r["reason"] or "")]
+    assert len(refused) == 1, refused
+
+
+def test_a_lookup_has_a_deadline(tailfence, dns, origins):
+    origin = origins.echo()
+    server = dns({}, silent=("hole.test",))
+    d = tailfence("--dns-server", server.addr, "--dns-timeout", "1s", dns=False)
+    assert socks5_rep(d, "late.hole.test", origin.port) == 6  # TTL expired
+    rec = d.wait_audit(type="decision", host="late.hole.test")[0]
+    assert rec["verdict"] == "deny" and "no answer within 1000 ms" in rec["reason"], rec
+    status = http_get_status(d, "late2.hole.test:%d" % origin.port)
+    assert status == 504
 
 
 # ------------------------------------------------------------- 4. reloads
