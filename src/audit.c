@@ -24,6 +24,7 @@
  * its closing '}' replaced by ,"mac":"<64 hex>"} and a newline.
  */
 #include "tailfence/audit.h"
+#include "tailfence/text.h"
 #include "tailfence/log.h"
 
 #include <cjson/cJSON.h>
@@ -540,12 +541,34 @@ static cJSON *rec_new(const char *type)
 	return o;
 }
 
+/* Every string goes into a record as valid UTF-8 (bytes that are not
+ * become U+FFFD), so strict JSON readers never drop a hostile record. */
 static void add_str(cJSON *o, const char *k, const char *v)
 {
-	if (v)
-		cJSON_AddStringToObject(o, k, v);
-	else
+	if (!v) {
 		cJSON_AddNullToObject(o, k);
+		return;
+	}
+	size_t len = strlen(v);
+	bool valid = true;
+	for (size_t i = 0; i < len && valid;) {
+		unsigned cp;
+		size_t n = text_utf8_next(v + i, len - i, &cp);
+		valid = n > 0;
+		i += n;
+	}
+	if (valid) {
+		cJSON_AddStringToObject(o, k, v);
+		return;
+	}
+	char *clean = malloc(3 * len + 1);
+	if (!clean) {
+		cJSON_AddNullToObject(o, k);
+		return;
+	}
+	text_utf8_sanitize(v, len, clean, 3 * len + 1);
+	cJSON_AddStringToObject(o, k, clean);
+	free(clean);
 }
 
 /* How soon a queued record must be written. */
@@ -627,7 +650,7 @@ bool audit_decision(struct audit *a, const struct audit_decision *d)
 		snprintf(why, sizeof why,
 			 "audit trail cannot be written (on_failure=deny)%s%s",
 			 d->reason ? "; policy said: " : "", d->reason ? d->reason : "");
-		cJSON_AddStringToObject(o, "reason", why);
+		add_str(o, "reason", why);
 	} else {
 		cJSON_AddStringToObject(o, "verdict", d->allow ? "allow" : "deny");
 		add_str(o, "rule", d->rule);
@@ -644,6 +667,7 @@ bool audit_decision(struct audit *a, const struct audit_decision *d)
 	} else {
 		cJSON_AddNullToObject(o, "peer");
 	}
+	add_str(o, "userid", d->userid);
 	bool queued = enqueue(a, o, ack_urgency(a));
 	if (!a->fail_closed)
 		return true;
@@ -1445,8 +1469,8 @@ static cJSON *recovery_scan(struct sink *s)
 			 "crashed or power lost); %zu connection(s) have no close record%s",
 			 pidtext, n_open,
 			 complete ? "" : " (its start record is not within the part of the file read back)");
-		cJSON_AddStringToObject(rec, "detail", detail);
-		cJSON_AddStringToObject(rec, "file", s->path);
+		add_str(rec, "detail", detail);
+		add_str(rec, "file", s->path);
 		if (pid > 0)
 			cJSON_AddNumberToObject(rec, "prev_pid", pid);
 		else

@@ -292,6 +292,8 @@ static bool conn_audit_decision(struct conn *c, const struct target_verdict *v,
 		.peer_route = carrier && carrier->kind != TAILNET_CARRY_ADDRESS
 				      ? cidr_prefix_format(&carrier->prefix, route, sizeof route)
 				      : NULL,
+		.userid = c->proto == CONN_PROTO_SOCKS4 || c->proto == CONN_PROTO_SOCKS4A
+				  ? c->socks.user : NULL,
 	};
 	return audit_decision(c->gw->audit, &rec);
 }
@@ -746,10 +748,15 @@ static void conn_socks_request(struct conn *c)
 		/* The SOCKS4 user id is what the client calls itself: recorded,
 		 * never trusted. Without passwords there is no login. */
 		if (policy_auth_required(c->cfg->policy)) {
-			snprintf(c->target.host, sizeof c->target.host, "%s",
-				 s->target.is_name ? s->target.host : "");
-			conn_fail(c, CONN_FAIL_AUTH,
-				  "authentication required: SOCKS4 cannot carry a password; use SOCKS5 or HTTP");
+			/* A refusal like any other: a decision naming the target. */
+			if (s->target.is_name)
+				snprintf(c->target.host, sizeof c->target.host, "%s", s->target.host);
+			else
+				cidr_addr_format(&s->target.addr, c->target.host, sizeof c->target.host);
+			c->target.port = s->target.port;
+			struct policy_decision d = { .action = POLICY_DENY, .rule = -1, .guard = "auth" };
+			conn_refuse(c, CONN_FAIL_AUTH, &d,
+				    "authentication required: SOCKS4 cannot carry a password; use SOCKS5 or HTTP");
 			return;
 		}
 	}
@@ -846,7 +853,11 @@ static void conn_http_read(struct conn *c)
 
 	if (policy_auth_required(c->cfg->policy)) {
 		if (!c->http.have_credentials) {
-			/* The normal first step of a Basic login: not a failure. */
+			/* The normal first step of a Basic login, and still a
+			 * refusal: a decision record naming the target. */
+			struct policy_decision d = { .action = POLICY_DENY, .rule = -1,
+						     .guard = "auth" };
+			conn_audit_decision(c, NULL, &d, "proxy authentication required");
 			snprintf(c->last_error, sizeof c->last_error, "proxy authentication required");
 			conn_send_http_error(c, 407, "proxy authentication required");
 			conn_flush_close(c, "auth_required");

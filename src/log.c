@@ -1,6 +1,8 @@
 /* log: the operator log on stderr. */
 #include "tailfence/log.h"
 
+#include "tailfence/text.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -42,11 +44,16 @@ void log_msg(enum log_level level, const char *fmt, ...)
 {
 	if (level > current)
 		return;
-	char line[1024];
+	char line[1024], safe[4 * sizeof line];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(line, sizeof line, fmt, ap);
+	int n = vsnprintf(line, sizeof line, fmt, ap);
 	va_end(ap);
+	/* Whatever a message quotes, it stays one line: a name carrying a
+	 * newline or an escape sequence cannot forge a line (stderr is merged
+	 * with the audit trail on stdout in containers) or drive a terminal. */
+	size_t len = n < 0 ? 0 : (size_t)n < sizeof line ? (size_t)n : sizeof line - 1;
+	text_escape_controls(line, len, safe, sizeof safe);
 	/* One write per line so concurrent writers do not interleave. */
-	fprintf(stderr, "tailfence: %s: %s\n", names[level], line);
+	fprintf(stderr, "tailfence: %s: %s\n", names[level], safe);
 }

@@ -1,7 +1,105 @@
 /*
- * text: the out-of-line helpers of text.h (base64, the end of an HTTP head).
+ * text: the out-of-line helpers of text.h (UTF-8 checks and escapes,
+ * base64, the end of an HTTP head).
  */
 #include "tailfence/text.h"
+
+#include <stdio.h>
+#include <string.h>
+
+size_t text_utf8_next(const char *s, size_t len, unsigned *cp)
+{
+	const unsigned char *u = (const unsigned char *)s;
+	if (len == 0)
+		return 0;
+	unsigned c = u[0];
+	size_t n;
+	unsigned min;
+	if (c < 0x80) {
+		*cp = c;
+		return 1;
+	} else if ((c & 0xe0) == 0xc0) {
+		n = 2;
+		min = 0x80;
+		c &= 0x1f;
+	} else if ((c & 0xf0) == 0xe0) {
+		n = 3;
+		min = 0x800;
+		c &= 0x0f;
+	} else if ((c & 0xf8) == 0xf0) {
+		n = 4;
+		min = 0x10000;
+		c &= 0x07;
+	} else {
+		return 0;
+	}
+	if (len < n)
+		return 0;
+	for (size_t i = 1; i < n; i++) {
+		if ((u[i] & 0xc0) != 0x80)
+			return 0;
+		c = (c << 6) | (u[i] & 0x3f);
+	}
+	if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
+		return 0;
+	*cp = c;
+	return n;
+}
+
+size_t text_utf8_sanitize(const char *s, size_t len, char *out, size_t outlen)
+{
+	size_t j = 0;
+	if (outlen == 0)
+		return 0;
+	for (size_t i = 0; i < len;) {
+		unsigned cp;
+		size_t n = text_utf8_next(s + i, len - i, &cp);
+		const char *src = s + i;
+		size_t m = n;
+		if (n == 0) {
+			src = "\xef\xbf\xbd";	/* U+FFFD */
+			m = 3;
+			n = 1;
+		}
+		if (j + m + 1 > outlen)
+			break;
+		memcpy(out + j, src, m);
+		j += m;
+		i += n;
+	}
+	out[j] = '\0';
+	return j;
+}
+
+size_t text_escape_controls(const char *s, size_t len, char *out, size_t outlen)
+{
+	size_t j = 0;
+	if (outlen == 0)
+		return 0;
+	for (size_t i = 0; i < len;) {
+		unsigned cp = 0;
+		size_t n = text_utf8_next(s + i, len - i, &cp);
+		bool plain = n > 0 && cp >= 0x20 && cp != 0x7f && !(cp >= 0x80 && cp < 0xa0);
+		if (plain) {
+			if (j + n + 1 > outlen)
+				break;
+			memcpy(out + j, s + i, n);
+			j += n;
+			i += n;
+			continue;
+		}
+		/* one escaped byte at a time: a C1 control's two bytes, or a
+		 * byte that starts no valid sequence */
+		size_t k = n ? n : 1;
+		if (j + 4 * k + 1 > outlen)
+			break;
+		for (size_t b = 0; b < k; b++)
+			j += (size_t)snprintf(out + j, outlen - j, "\\x%02x", (unsigned char)s[i + b]);
+		i += k;
+	}
+	out[j] = '\0';
+	return j;
+}
 
 static int text_b64val(char c)
 {

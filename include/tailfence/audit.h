@@ -82,6 +82,7 @@ struct audit_decision {
 	const char *peer_name;	/* the peer that carries addr, or NULL */
 	const char *peer_id;
 	const char *peer_route;	/* the carried subnet route, NULL for a peer address */
+	const char *userid;	/* SOCKS4/4a: the USERID the client sent (never trusted) */
 };
 
 /* One prefix the tailnet began or stopped carrying. */

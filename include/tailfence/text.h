@@ -57,6 +57,22 @@ static inline bool text_ieq(const char *a, const char *b, size_t n)
  * growing buffer from where the last scan stopped costs linear time. */
 size_t text_http_head_end(const char *buf, size_t len, size_t from);
 
+/* Length of the well-formed UTF-8 sequence at s[0..len) (1 to 4), its
+ * code point in *cp; 0 when the bytes there are not one (overlong forms,
+ * surrogates, past U+10FFFF, cut short, stray continuation bytes). */
+size_t text_utf8_next(const char *s, size_t len, unsigned *cp);
+
+/* Copies s[0..len) into out as valid UTF-8: each byte that is not part of
+ * a well-formed sequence becomes U+FFFD. NUL-terminates; returns the
+ * length written (out is cut at a character boundary when too small). */
+size_t text_utf8_sanitize(const char *s, size_t len, char *out, size_t outlen);
+
+/* Copies s[0..len) into out for a terminal or a line-oriented log: C0
+ * controls, DEL, C1 controls and bytes that are not UTF-8 become \xHH
+ * (escape sequences, carriage returns and newlines cannot act);
+ * printable UTF-8 stays. NUL-terminates; returns the length written. */
+size_t text_escape_controls(const char *s, size_t len, char *out, size_t outlen);
+
 /* Decodes standard base64 (RFC 4648 alphabet, '=' padding optional but
  * only at the end, no whitespace) from in[0..len) into out (at most cap
  * bytes). Returns false on any other byte, a bad length, non-zero

@@ -9,6 +9,7 @@ address on lo) in the suite's private network namespace.
   1. names: one validator for SOCKS, HTTP, rules and check
   2. names that never resolve cannot starve the others
   4. a reload cannot change what was bound at start
+  5. the audit trail and the operator log cannot be made to lie or break
   7. IPv6 addresses that carry an IPv4 address meet the IPv4 guards
   8. the upstream's port on every address of this host; this host's addresses
   9. NUL in a config string
@@ -21,8 +22,8 @@ import subprocess
 import pytest
 
 from helpers import (EchoOrigin, Proc, clean_env, connect, free_port, http_connect_status,
-                     http_get_status, read_audit, recv_exact, socks4a_code, socks5_connect,
-                     socks5_greet, socks5_rep, wait_listening)
+                     http_get_status, read_audit, recv_exact, socks4_connect, socks4a_code,
+                     socks5_connect, socks5_greet, socks5_rep, wait_listening)
 from tailnet import wait_for
 
 
@@ -218,6 +219,96 @@ def test_a_reload_cannot_turn_a_public_listener_unauthenticated(tailfence_bin, t
         assert echo.count == 0
     finally:
         assert proc.stop(signal.SIGTERM, 30) == 0, proc.log()
+
+
+# ------------------------------------- 5. an honest trail, an honest log
+
+def _socks5_raw_name(d, name_bytes, port=80, user=None, pw=None):
+    """A SOCKS5 CONNECT for a name given as raw bytes (optionally after an
+    RFC 1929 login with raw bytes); returns the reply code or None."""
+    with d.connect() as s:
+        if user is None:
+            s.sendall(b"\x05\x01\x00")
+            if recv_exact(s, 2) != b"\x05\x00":
+                return None
+        else:
+            s.sendall(b"\x05\x01\x02")
+            if recv_exact(s, 2) != b"\x05\x02":
+                return None
+            s.sendall(bytes([1, len(user)]) + user + bytes([len(pw)]) + pw)
+            if recv_exact(s, 2)[1] != 0:
+                return None
+        s.sendall(bytes([5, 1, 0, 3, len(name_bytes)]) + name_bytes + port.to_bytes(2, "big"))
+        try:
+            return recv_exact(s, 10)[1]
+        except EOFError:
+            return None
+
+
+def _strict_records(path):
+    """Every line of the audit file, decoded as strict UTF-8 and JSON."""
+    raw = open(path, "rb").read()
+    return [json.loads(line) for line in raw.decode("utf-8", errors="strict").splitlines()]
+
+
+HOSTILE = [b"caf\xe9.test", b"\xff\xfe", b"a\xc0\xafb.test", b"x\x1b[2Jy.test",
+           b"n\n{\"v\":1,\"type\":\"decision\",\"verdict\":\"allow\"}", b"tab\there"]
+
+
+def test_every_record_is_valid_utf8_json(tailfence, tailfence_bin, tmp_path):
+    h = subprocess.run([tailfence_bin, "passwd"], input="pw\npw\n", capture_output=True,
+                       text=True, check=True).stdout.strip()
+    cfg = write(tmp_path, {"users": {"ok": h}, "rules": [{"action": "accept", "dst": ["*:80"]}]})
+    d = tailfence("--config", cfg, "--allow-default-route", allow=(), lift_guards=())
+    for name in HOSTILE:
+        assert _socks5_raw_name(d, name, user=b"ok", pw=b"pw") == 2, name
+    # user names that are not UTF-8, for failed logins
+    for user in (b"\xff\xfeuser", b"\x1b[31mroot", b"ev\nil"):
+        assert _socks5_raw_name(d, b"x.test", user=user, pw=b"no") is None
+    d.wait_audit(n=len(HOSTILE) + 3, type="decision", verdict="deny")
+    recs = _strict_records(d.audit_path)
+    hosts = [r["host"] for r in recs if r.get("type") == "decision" and r.get("host")]
+    assert "caf\ufffd.test" in hosts and "\ufffd\ufffd" in hosts, hosts
+    assert any("\x1b" in h_ for h_ in hosts)  # JSON carries it escaped (\u001b)
+    users = [r["user"] for r in recs if r.get("guard") == "auth"]
+    assert "\ufffd\ufffduser" in users and "ev\nil" in users, users
+    raw = open(d.audit_path, "rb").read()
+    assert b"\x1b" not in raw and raw.count(b"\n") == len(recs)
+
+
+def test_the_operator_log_cannot_forge_a_line(tailfence):
+    d = tailfence()
+    forged = b'n\n{"v":1,"type":"decision","verdict":"allow","host":"forged"}'
+    assert _socks5_raw_name(d, forged) == 2
+    assert _socks5_raw_name(d, b"x\x1b]0;owned\x07y") == 2
+    d.wait_audit(n=2, type="decision")
+    log = d.log()
+    assert not [line for line in log.splitlines() if line.startswith("{")], log
+    assert "\\x0a{" in log and "\\x1b]0;owned\\x07" in log and "\x1b" not in log, log
+
+
+def test_refusals_for_missing_credentials_are_decisions(tailfence, tailfence_bin, tmp_path,
+                                                        origins):
+    origin = origins.echo()
+    h = subprocess.run([tailfence_bin, "passwd"], input="pw\npw\n", capture_output=True,
+                       text=True, check=True).stdout.strip()
+    cfg = write(tmp_path, {"users": {"ok": h}, "lift_guards": ["loopback"],
+                           "rules": [{"action": "accept", "dst": ["127.0.0.0/24:*"]}]})
+    d = tailfence("--config", cfg, allow=(), lift_guards=())
+    with d.connect() as s:
+        assert socks4_connect(s, "127.0.0.1", origin.port, user=b"mallory") == 0x5B
+    with d.connect() as s:
+        assert socks4_connect(s, "db.test", origin.port, user=b"eve") == 0x5B
+    assert http_get_status(d, "127.0.0.1:%d" % origin.port) == 407
+    recs = d.wait_audit(n=3, type="decision", verdict="deny", guard="auth")
+    by_proto = {r["proto"]: r for r in recs}
+    assert by_proto["socks4"]["host"] == "127.0.0.1" and by_proto["socks4"]["userid"] == "mallory"
+    assert by_proto["socks4a"]["host"] == "db.test" and by_proto["socks4a"]["userid"] == "eve"
+    assert by_proto["http"]["host"] == "127.0.0.1" and by_proto["http"]["port"] == origin.port
+    assert all(r["port"] == origin.port for r in recs)
+    assert "SOCKS4 cannot carry a password" in by_proto["socks4"]["reason"]
+    assert by_proto["http"]["reason"] == "proxy authentication required"
+    assert origin.count == 0
 
 
 # ------------------------------------------- 7. IPv4 inside IPv6 addresses

@@ -171,12 +171,13 @@ static void test_format(void)
 	static const char *const want_keys[] = {
 		"v", "ts", "type", "conn", "client", "listener", "proto", "user", "host",
 		"port", "addr", "verdict", "rule", "guard", "reason", "upstream", "path", "peer",
+		"userid",
 	};
 	size_t k = 0;
 	for (cJSON *it = o ? o->child : NULL; it; it = it->next, k++)
-		CHECK(k < 18 && strcmp(it->string, want_keys[k]) == 0,
+		CHECK(k < 19 && strcmp(it->string, want_keys[k]) == 0,
 		      "decision key %zu is %s", k, it->string);
-	CHECK(k == 18, "decision has 18 fields, got %zu", k);
+	CHECK(k == 19, "decision has 19 fields, got %zu", k);
 	CHECK(cJSON_GetObjectItem(o, "v")->valueint == 1, "v is 1");
 	const char *ts = cJSON_GetObjectItem(o, "ts")->valuestring;
 	int64_t ms;

@@ -111,9 +111,69 @@ static void test_dnsmsg(void)
 	      "bad rdlength refused");
 }
 
+static void test_utf8(void)
+{
+	static const struct {
+		const char *in;
+		size_t len;
+		const char *sanitized;
+		const char *escaped;
+	} cases[] = {
+		{ "plain", 5, "plain", "plain" },
+		{ "j\xc3\xb6rg", 5, "j\xc3\xb6rg", "j\xc3\xb6rg" },		/* valid UTF-8 stays */
+		{ "a\xff" "b", 3, "a\xef\xbf\xbd" "b", "a\\xffb" },
+		{ "\xc0\xaf", 2, "\xef\xbf\xbd\xef\xbf\xbd", "\\xc0\\xaf" },	/* overlong */
+		{ "\xed\xa0\x80", 3, "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd",
+		  "\\xed\\xa0\\x80" },					/* surrogate */
+		{ "\xf4\x90\x80\x80", 4, NULL, "\\xf4\\x90\\x80\\x80" },	/* past U+10FFFF */
+		{ "\xe2\x82", 2, NULL, "\\xe2\\x82" },				/* cut short */
+		{ "line\n{\"v\":1}", 12, "line\n{\"v\":1}", "line\\x0a{\"v\":1}" },
+		{ "\x1b[31mred", 8, "\x1b[31mred", "\\x1b[31mred" },
+		{ "c1\xc2\x9b", 4, "c1\xc2\x9b", "c1\\xc2\\x9b" },		/* C1 CSI */
+		{ "del\x7f", 4, "del\x7f", "del\\x7f" },
+		{ "\xf0\x9f\x99\x82", 4, "\xf0\x9f\x99\x82", "\xf0\x9f\x99\x82" },
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		char out[128];
+		if (cases[i].sanitized) {
+			text_utf8_sanitize(cases[i].in, cases[i].len, out, sizeof out);
+			CHECK(strcmp(out, cases[i].sanitized) == 0, "sanitize %zu: \"%s\"", i, out);
+		}
+		text_escape_controls(cases[i].in, cases[i].len, out, sizeof out);
+		CHECK(strcmp(out, cases[i].escaped) == 0, "escape %zu: \"%s\"", i, out);
+	}
+	/* whatever the bytes, the output is valid UTF-8 with no control byte */
+	unsigned seed = 1;
+	for (int round = 0; round < 2000; round++) {
+		char in[32], out[200];
+		for (size_t k = 0; k < sizeof in; k++) {
+			seed = seed * 1103515245u + 12345u;
+			in[k] = (char)(seed >> 16);
+		}
+		size_t n = text_utf8_sanitize(in, sizeof in, out, sizeof out);
+		bool ok = true;
+		for (size_t k = 0; k < n && ok;) {
+			unsigned cp;
+			size_t m = text_utf8_next(out + k, n - k, &cp);
+			ok = m > 0;
+			k += m;
+		}
+		CHECK(ok, "sanitized round %d is UTF-8", round);
+		n = text_escape_controls(in, sizeof in, out, sizeof out);
+		for (size_t k = 0; k < n; k++)
+			ok = ok && !text_is_ctl(out[k]);
+		CHECK(ok, "escaped round %d has no control byte", round);
+	}
+	/* a small buffer is cut at a character boundary */
+	char tiny[4];
+	text_utf8_sanitize("\xc3\xb6\xc3\xb6", 4, tiny, sizeof tiny);
+	CHECK(strcmp(tiny, "\xc3\xb6") == 0, "cut at a boundary");
+}
+
 int main(void)
 {
 	test_classes();
+	test_utf8();
 	test_base64();
 	test_dnsmsg();
 	printf("%d passed, %d failed\n", passed, failed);
