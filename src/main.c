@@ -11,6 +11,7 @@ static const char usage[] =
 	"       tailfence check [FLAGS] HOST:PORT  would this destination be allowed?\n"
 	"       tailfence status [--json] [FLAGS]  the tailnet as the fence follows it\n"
 	"       tailfence config check [FILE]      validate a config file\n"
+	"       tailfence config check --env [FLAGS]  validate the container's variables\n"
 	"       tailfence config show [FLAGS]      print the effective config\n"
 	"       tailfence audit [verify|summary|tail] ...  review the audit trail\n"
 	"       tailfence passwd                   hash a password for the config\n";

@@ -2,6 +2,7 @@
  * policy_cli: the operator's subcommands around the policy:
  *   tailfence check [--config FILE] [FLAGS] [--user U] [--src ADDR] HOST:PORT
  *   tailfence config check [FILE] | tailfence config show [FLAGS]
+ *   tailfence config check --env [FLAGS]   (the container's variables, envcheck.c)
  *   tailfence passwd
  * `check` reads the tailnet once from tailscaled (when a socket is
  * configured), resolves names as the daemon does (MagicDNS from the view,
@@ -11,11 +12,13 @@
 #include "tailfence/auth.h"
 #include "tailfence/cli.h"
 #include "tailfence/config.h"
+#include "tailfence/envcheck.h"
 #include "tailfence/policy.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sysexits.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -298,9 +301,72 @@ out:
 	return rc;
 }
 
+static void print_config_ok(const struct config *c, const char *prefix)
+{
+	printf("%s%s: OK: %zu rule%s, %zu route%s, %zu user%s, %zu listener%s, upstream %s\n",
+	       prefix, c->source ? c->source : "defaults and environment",
+	       policy_rule_count(c->policy), policy_rule_count(c->policy) == 1 ? "" : "s",
+	       policy_route_count(c->policy), policy_route_count(c->policy) == 1 ? "" : "s",
+	       policy_user_count(c->policy), policy_user_count(c->policy) == 1 ? "" : "s",
+	       c->n_listeners, c->n_listeners == 1 ? "" : "s", c->upstream.text);
+}
+
+static const char *real_env(void *arg, const char *name)
+{
+	(void)arg;
+	return getenv(name);
+}
+
+/* tailfence config check --env [FLAGS]: the container's variables
+ * (envcheck), then the configuration they make together with FLAGS (the
+ * flags the entrypoint will start the gateway with), built by the code
+ * that will run it. Prints the normalised variables as NAME=VALUE lines
+ * (the entrypoint reads them) after a "# ... OK" line. Exit 0, 78
+ * (EX_CONFIG) with one message naming the variable, the value and the
+ * fix, or 2 on a usage error. */
+static int config_check_env(int argc, char **argv)
+{
+	struct envcheck_result res;
+	struct envcheck_error e;
+	if (!envcheck_run(real_env, NULL, &res, &e)) {
+		fprintf(stderr, "tailfence: %s=\"%s\": %s\n  fix: %s\n", e.var, e.value, e.reason,
+			e.fix);
+		return EX_CONFIG;
+	}
+	/* The gateway reads these from the environment: give config_build the
+	 * values the entrypoint will export. */
+	static const char *const exported[] = { "TAILSCALE_ADVERTISE_ROUTES", "TAILFENCE_LISTEN",
+						"TAILFENCE_UPSTREAM" };
+	for (size_t i = 0; i < sizeof exported / sizeof exported[0]; i++)
+		setenv(exported[i], envcheck_result_get(&res, exported[i]), 1);
+
+	struct config_args *args;
+	int rc = config_args_parse_sub(argc, argv, false, 0, &args);
+	if (rc != 0) {
+		envcheck_result_free(&res);
+		return rc == 1 ? 0 : 2;
+	}
+	char err[1024];
+	struct config *c = config_build(args, err, sizeof err);
+	config_args_free(args);
+	if (!c) {
+		fprintf(stderr, "tailfence: configuration rejected: %s\n"
+			"  fix: change the variable or the TAILFENCE_CONFIG entry named there\n", err);
+		envcheck_result_free(&res);
+		return EX_CONFIG;
+	}
+	print_config_ok(c, "# ");
+	for (size_t i = 0; i < res.n; i++)
+		printf("%s=%s\n", res.v[i].name, res.v[i].value);
+	config_unref(c);
+	envcheck_result_free(&res);
+	return 0;
+}
+
 int policy_cli_config(int argc, char **argv)
 {
 	static const char usage[] = "usage: tailfence config check [FILE]\n"
+				    "       tailfence config check --env [FLAGS]\n"
 				    "       tailfence config show [FLAGS]\n";
 	if (argc < 2) {
 		fputs(usage, stderr);
@@ -315,6 +381,10 @@ int policy_cli_config(int argc, char **argv)
 		}
 		fprintf(stderr, "tailfence config: unknown subcommand \"%s\"\n%s", sub, usage);
 		return 2;
+	}
+	if (!show && argc >= 3 && strcmp(argv[2], "--env") == 0) {
+		argv[2] = argv[1];	/* "check" stands in for the program name */
+		return config_check_env(argc - 2, argv + 2);
 	}
 	struct config_args *args;
 	int rc = config_args_parse_sub(argc - 1, argv + 1, false, show ? 0 : 1, &args);
@@ -334,12 +404,7 @@ int policy_cli_config(int argc, char **argv)
 	if (show) {
 		printf("%s\n", c->effective_json ? c->effective_json : "{}");
 	} else {
-		printf("%s: OK: %zu rule%s, %zu route%s, %zu user%s, %zu listener%s, upstream %s\n",
-		       c->source ? c->source : "defaults and environment",
-		       policy_rule_count(c->policy), policy_rule_count(c->policy) == 1 ? "" : "s",
-		       policy_route_count(c->policy), policy_route_count(c->policy) == 1 ? "" : "s",
-		       policy_user_count(c->policy), policy_user_count(c->policy) == 1 ? "" : "s",
-		       c->n_listeners, c->n_listeners == 1 ? "" : "s", c->upstream.text);
+		print_config_ok(c, "");
 		for (size_t i = 0; i < policy_rule_count(c->policy); i++) {
 			const char *name = policy_rule_text(c->policy, i);
 			const char *canon = policy_rule_canonical(c->policy, i);
