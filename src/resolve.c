@@ -16,6 +16,7 @@
 #include <event2/event.h>
 #include <event2/util.h>
 
+#include "tailfence/metrics.h"
 #include "tailfence/tailnet_watch.h"
 
 struct resolve_req {
@@ -26,6 +27,7 @@ struct resolve_req {
 	void *arg;
 	bool cancelled;
 	bool answered;
+	uint64_t started_us;
 	struct resolve_result res;
 	char error_text[320];
 };
@@ -101,6 +103,7 @@ static void resolve_deliver_cb(evutil_socket_t fd, short what, void *arg)
 	resolve_cb cb = req->cb;
 	void *cbarg = req->arg;
 	struct resolve_result res = req->res;
+	res.elapsed_us = metrics_now_us() - req->started_us;
 	char text[sizeof req->error_text];
 	if (res.error_text == req->error_text) {
 		memcpy(text, req->error_text, sizeof text);
@@ -207,6 +210,7 @@ struct resolve_req *resolve_start(struct event_base *base, struct evdns_base *dn
 		return NULL;
 	req->cb = cb;
 	req->arg = arg;
+	req->started_us = metrics_now_us();
 	req->deliver = evtimer_new(base, resolve_deliver_cb, req);
 	if (!req->deliver) {
 		free(req);
