@@ -32,6 +32,7 @@
 #include "tailfence/gateway.h"
 #include "tailfence/httpproxy.h"
 #include "tailfence/log.h"
+#include "tailfence/metrics.h"
 #include "tailfence/policy.h"
 #include "tailfence/relay.h"
 #include "tailfence/resolve.h"
@@ -108,6 +109,7 @@ struct conn {
 	enum conn_state state;
 	enum conn_proto proto;
 	struct timeval started;
+	uint64_t started_us;		/* monotonic, for the metrics */
 
 	struct bufferevent *client;
 	struct cidr_addr client_addr;
@@ -251,6 +253,17 @@ static void conn_fail(struct conn *c, enum conn_failure f, const char *why)
 
 /* ---------- audit ---------- */
 
+/* Counts a decision record in the metrics (proto values match). */
+static void conn_count_decision(struct conn *c, const struct policy_decision *d, bool allow,
+				bool written)
+{
+	static const struct policy_decision fail_closed = { .rule = -1, .guard = "audit" };
+	bool before_policy = !d || (d->rule < 0 && !d->guard && !d->reason[0]);
+	metrics_decision(&c->gw->metrics, c->cfg->policy, (enum metrics_proto)c->proto,
+			 !written ? &fail_closed : before_policy ? NULL : d, allow && written,
+			 c->target.is_name ? METRICS_ERROR_DNS : METRICS_ERROR_TARGET);
+}
+
 /* The decision record: from a verdict (v), or for a refusal before any
  * address was known (v NULL, d and reason say why). */
 static bool conn_audit_decision(struct conn *c, const struct target_verdict *v,
@@ -285,7 +298,9 @@ static bool conn_audit_decision(struct conn *c, const struct target_verdict *v,
 				      ? cidr_prefix_format(&carrier->prefix, route, sizeof route)
 				      : NULL,
 	};
-	return audit_decision(c->gw->audit, &rec);
+	bool ok = audit_decision(c->gw->audit, &rec);
+	conn_count_decision(c, d, allow, ok);
+	return ok;
 }
 
 /* ---------- close ---------- */
@@ -315,6 +330,8 @@ static void conn_close(struct conn *c, const char *end, const char *error)
 	/* Connections that never named a target (scanners, garbage, idle
 	 * handshakes) leave a close record too, so nothing goes unseen. */
 	audit_close(gw->audit, &rec);
+	metrics_closed(&gw->metrics, (enum metrics_proto)c->proto, end, up, down,
+		       metrics_now_us() - c->started_us);
 	log_debug("conn %llu: closed (%s%s%s), %llu bytes up, %llu down",
 		  (unsigned long long)c->id, end, error ? ": " : "", error ? error : "",
 		  (unsigned long long)up, (unsigned long long)down);
@@ -424,6 +441,7 @@ static void conn_dial_cb(void *arg, struct upstream_result *res)
 {
 	struct conn *c = arg;
 	c->dial = NULL;
+	metrics_observe(&c->gw->metrics.dial, res->elapsed_us);
 
 	if (res->err != UPSTREAM_OK) {
 		c->last_failure = conn_failure_of(res->err);
@@ -536,6 +554,9 @@ static void conn_resolve_cb(void *arg, const struct resolve_result *res)
 {
 	struct conn *c = arg;
 	c->resolve = NULL;
+	c->gw->metrics.dns_lookups++;
+	c->gw->metrics.dns_failures += res->error != 0;
+	metrics_observe(&c->gw->metrics.dns, res->elapsed_us);
 
 	if (res->error) {
 		char why[400];
@@ -552,6 +573,7 @@ static void conn_resolve_cb(void *arg, const struct resolve_result *res)
 /* The request is complete: the target is known. */
 static void conn_target_ready(struct conn *c)
 {
+	metrics_observe(&c->gw->metrics.handshake, metrics_now_us() - c->started_us);
 	evtimer_del(c->timer);
 	bufferevent_disable(c->client, EV_READ);
 
@@ -908,6 +930,8 @@ void conn_accept(struct gateway *gw, struct gateway_listener *l, evutil_socket_t
 	c->gw = gw;
 	c->cfg = config_ref(gw->cfg);
 	c->id = ++gw->next_conn_id;
+	gw->metrics.accepted++;
+	c->started_us = metrics_now_us();
 	c->state = CONN_SNIFF;
 	c->listener_text = l->text;
 	event_base_gettimeofday_cached(gw->base, &c->started);
@@ -978,4 +1002,18 @@ size_t conn_recheck_relays(struct gateway *gw, const struct tailnet_view *view)
 		closed++;
 	}
 	return closed;
+}
+
+void conn_stats(struct gateway *gw, size_t *relays, uint64_t *up, uint64_t *down)
+{
+	struct conn *c;
+	*relays = 0;
+	*up = *down = 0;
+	TAILQ_FOREACH(c, &gw->conns, link) {
+		if (!c->relay)
+			continue;
+		(*relays)++;
+		*up += c->head_up + relay_bytes_up(c->relay);
+		*down += relay_bytes_down(c->relay);
+	}
 }
