@@ -607,6 +607,11 @@ void audit_close(struct audit *a, const struct audit_close *c)
 	cJSON_AddNumberToObject(o, "duration_ms", (double)c->duration_ms);
 	add_str(o, "end", c->end);
 	add_str(o, "error", c->error);
+	if (c->udp) {
+		cJSON_AddNumberToObject(o, "datagrams_up", (double)c->datagrams_up);
+		cJSON_AddNumberToObject(o, "datagrams_down", (double)c->datagrams_down);
+		cJSON_AddNumberToObject(o, "dropped", (double)c->dropped);
+	}
 	enqueue(a, o);
 }
 

@@ -39,6 +39,7 @@
 #include "tailfence/socks.h"
 #include "tailfence/tailnet_watch.h"
 #include "tailfence/target.h"
+#include "tailfence/udp_assoc.h"
 #include "tailfence/upstream.h"
 #include "tailfence/worker.h"
 
@@ -51,6 +52,7 @@ enum conn_state {
 	CONN_RESOLVE,
 	CONN_DIAL,
 	CONN_RELAY,
+	CONN_UDP,			/* a UDP association: the control connection idles */
 	CONN_FLUSH,
 };
 
@@ -61,6 +63,7 @@ enum conn_proto {
 	CONN_PROTO_SOCKS4A,
 	CONN_PROTO_HTTP_CONNECT,
 	CONN_PROTO_HTTP,
+	CONN_PROTO_SOCKS5_UDP,
 };
 
 static const char *const conn_proto_names[] = {
@@ -70,6 +73,7 @@ static const char *const conn_proto_names[] = {
 	[CONN_PROTO_SOCKS4A] = "socks4a",
 	[CONN_PROTO_HTTP_CONNECT] = "http-connect",
 	[CONN_PROTO_HTTP] = "http",
+	[CONN_PROTO_SOCKS5_UDP] = "socks5-udp",
 };
 
 /* Longest SOCKS message: a SOCKS4a request with a 255-byte user id and a
@@ -138,6 +142,7 @@ struct conn {
 	char last_error[160];
 
 	struct relay *relay;
+	struct udp_assoc *udp;		/* CONN_UDP */
 	uint64_t head_up;		/* request head tailfence wrote for the client */
 	const char *end;		/* FLUSH: end reason to record */
 };
@@ -212,7 +217,8 @@ static void conn_fail(struct conn *c, enum conn_failure f, const char *why)
 
 	snprintf(c->last_error, sizeof c->last_error, "%s", why ? why : "");
 	switch (c->proto) {
-	case CONN_PROTO_SOCKS5: {
+	case CONN_PROTO_SOCKS5:
+	case CONN_PROTO_SOCKS5_UDP: {
 		static const uint8_t rep[] = {
 			[CONN_FAIL_DENIED] = SOCKS5_REP_NOT_ALLOWED,
 			[CONN_FAIL_REFUSED] = SOCKS5_REP_CONN_REFUSED,
@@ -310,9 +316,14 @@ static void conn_close(struct conn *c, const char *end, const char *error)
 	struct gateway *gw = c->gw;
 	uint64_t up = 0, down = 0;
 
+	struct udp_assoc_stats us = { 0 };
 	if (c->relay) {
 		up = c->head_up + relay_bytes_up(c->relay);
 		down = relay_bytes_down(c->relay);
+	} else if (c->udp) {
+		udp_assoc_get_stats(c->udp, &us);
+		up = us.bytes_up;
+		down = us.bytes_down;
 	}
 	char addr_text[CIDR_ADDR_STRLEN];
 	struct audit_close rec = {
@@ -326,12 +337,16 @@ static void conn_close(struct conn *c, const char *end, const char *error)
 		.duration_ms = conn_elapsed_ms(c),
 		.end = end,
 		.error = error && error[0] ? error : NULL,
+		.udp = c->udp != NULL,
+		.datagrams_up = us.datagrams_up,
+		.datagrams_down = us.datagrams_down,
+		.dropped = us.dropped,
 	};
 	/* Connections that never named a target (scanners, garbage, idle
 	 * handshakes) leave a close record too, so nothing goes unseen. */
 	audit_close(gw->audit, &rec);
-	metrics_closed(&gw->metrics, (enum metrics_proto)c->proto, end, up, down,
-		       metrics_now_us() - c->started_us);
+	metrics_closed(&gw->metrics, (enum metrics_proto)c->proto, end, c->udp ? 0 : up,
+		       c->udp ? 0 : down, metrics_now_us() - c->started_us);
 	log_debug("conn %llu: closed (%s%s%s), %llu bytes up, %llu down",
 		  (unsigned long long)c->id, end, error ? ": " : "", error ? error : "",
 		  (unsigned long long)up, (unsigned long long)down);
@@ -342,6 +357,7 @@ static void conn_close(struct conn *c, const char *end, const char *error)
 		resolve_cancel(c->resolve);
 	if (c->dial)
 		upstream_dial_cancel(c->dial);
+	udp_assoc_free(c->udp);
 	if (c->relay)
 		relay_free(c->relay);	/* frees both bufferevents */
 	else
@@ -477,6 +493,7 @@ static void conn_dial_cb(void *arg, struct upstream_result *res)
 		c->head_up = c->http.origin_head_len;
 		break;
 	case CONN_PROTO_NONE:
+	case CONN_PROTO_SOCKS5_UDP:
 		break;
 	}
 	conn_start_relay(c, res->bev);
@@ -728,9 +745,59 @@ static void conn_login(struct conn *c, const char *user, const char *pass)
 
 /* ---------- SOCKS ---------- */
 
+/* The association ended by itself (idle, upstream gone). */
+static void conn_udp_end(void *arg, const char *end, const char *error)
+{
+	conn_close(arg, end, error);
+}
+
+/* UDP ASSOCIATE: the association module takes the datagrams; this
+ * connection only lives on as its control connection. */
+static void conn_udp_start(struct conn *c)
+{
+	char err[200];
+	uint8_t out[32];
+	c->proto = CONN_PROTO_SOCKS5_UDP;
+	if (c->cfg->upstream.kind == CONFIG_UPSTREAM_HTTP) {
+		snprintf(c->last_error, sizeof c->last_error,
+			 "UDP ASSOCIATE needs a socks5 or direct upstream, not %.80s",
+			 c->cfg->upstream.text);
+		conn_send(c, out, socks5_encode_reply(out, SOCKS5_REP_CMD_UNSUPPORTED, NULL, 0));
+		conn_flush_close(c, "protocol_error");
+		return;
+	}
+	struct udp_assoc_params p = {
+		.gw = c->gw, .cfg = c->cfg, .conn_id = c->id,
+		.client_text = c->client_text, .listener_text = c->listener_text,
+		.user = c->user[0] ? c->user : NULL, .client_addr = c->client_addr,
+		.want_port = c->socks.target.is_name ? 0 : c->socks.target.port,
+		.local_len = sizeof p.local,
+	};
+	struct cidr_addr bnd;
+	uint16_t bnd_port;
+	if (getsockname(bufferevent_getfd(c->client), (struct sockaddr *)&p.local,
+			&p.local_len) != 0 ||
+	    !(c->udp = udp_assoc_start(&p, conn_udp_end, c, &bnd, &bnd_port, err, sizeof err))) {
+		conn_fail(c, CONN_FAIL_GENERAL, c->udp ? err : "cannot read the local address");
+		return;
+	}
+	metrics_observe(&c->gw->metrics.handshake, metrics_now_us() - c->started_us);
+	evtimer_del(c->timer);
+	c->state = CONN_UDP;
+	log_debug("conn %llu: UDP association on %s port %u", (unsigned long long)c->id,
+		  c->listener_text, bnd_port);
+	conn_send(c, out, socks5_encode_reply(out, SOCKS5_REP_SUCCEEDED, &bnd, bnd_port));
+	bufferevent_enable(c->client, EV_READ);
+}
+
 static void conn_socks_request(struct conn *c)
 {
 	struct socks_server *s = &c->socks;
+
+	if (s->version == 5 && s->cmd == SOCKS_CMD_UDP_ASSOCIATE) {
+		conn_udp_start(c);
+		return;
+	}
 
 	if (s->version == 4) {
 		c->proto = s->socks4a ? CONN_PROTO_SOCKS4A : CONN_PROTO_SOCKS4;
@@ -857,6 +924,12 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
 	struct conn *c = arg;
 	(void)bev;
 
+	if (c->state == CONN_UDP) {
+		/* nothing more is said on a control connection: ignored */
+		struct evbuffer *in = bufferevent_get_input(c->client);
+		evbuffer_drain(in, evbuffer_get_length(in));
+		return;
+	}
 	if (c->state == CONN_SNIFF) {
 		uint8_t first;
 		if (evbuffer_copyout(bufferevent_get_input(c->client), &first, 1) != 1)
@@ -864,6 +937,7 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
 		if (first == 0x05 || first == 0x04) {
 			bool auth = policy_auth_required(c->cfg->policy);
 			socks_server_init(&c->socks, !auth, true);
+			c->socks.allow_udp = c->cfg->udp;
 			c->state = CONN_SOCKS;
 		} else {
 			c->state = CONN_HTTP;
@@ -879,7 +953,9 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct conn *c = arg;
 	(void)bev;
-	if (what & BEV_EVENT_EOF)
+	if (c->state == CONN_UDP && (what & BEV_EVENT_EOF))
+		conn_close(c, "client_eof", NULL);
+	else if (what & BEV_EVENT_EOF)
 		conn_close(c, "client_eof", "client closed during the handshake");
 	else
 		conn_close(c, "error", evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
@@ -967,7 +1043,7 @@ void conn_stop_handshakes(struct gateway *gw)
 	struct conn *c, *next;
 	for (c = TAILQ_FIRST(&gw->conns); c; c = next) {
 		next = TAILQ_NEXT(c, link);
-		if (c->state != CONN_RELAY && c->state != CONN_FLUSH)
+		if (c->state != CONN_RELAY && c->state != CONN_FLUSH && c->state != CONN_UDP)
 			conn_close(c, "shutdown", NULL);
 	}
 }

@@ -92,6 +92,10 @@ struct audit_close {
 	uint64_t duration_ms;
 	const char *end;	/* see docs/audit.md for the list */
 	const char *error;	/* error text when end is "error", else NULL */
+	/* A UDP association (proto socks5-udp): the datagrams relayed each
+	 * way and those dropped are written too; bytes are their payloads. */
+	bool udp;
+	uint64_t datagrams_up, datagrams_down, dropped;
 };
 
 /* Opens every sink. On failure writes a sentence into err and returns NULL. */
