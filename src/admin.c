@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/time.h>
 
 #include <event2/buffer.h>
@@ -93,7 +94,11 @@ static void admin_probe_event_cb(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	char why[160];
-	int err = EVUTIL_SOCKET_ERROR();
+	int err = 0;
+	socklen_t elen = sizeof err;
+	evutil_socket_t fd = bufferevent_getfd(bev);
+	if (fd < 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) != 0 || !err)
+		err = EVUTIL_SOCKET_ERROR();
 	if (what & BEV_EVENT_TIMEOUT)
 		snprintf(why, sizeof why, "no answer within %d s", ADMIN_PROBE_TIMEOUT_S);
 	else if (what & BEV_EVENT_EOF)
