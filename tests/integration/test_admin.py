@@ -110,7 +110,8 @@ def test_healthz_readyz_and_methods(tailfence):
         s.sendall(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: x\r\n\r\n" % d.port)
         head = s.recv(100)
         assert head.startswith(b"HTTP/1.1 405") or head.startswith(b"HTTP/1.1 400"), head
-    assert d.audit() and not d.decisions(), "the admin port must not carry proxy traffic"
+    d.wait_audit(type="start")
+    assert not d.decisions() and not d.closes(), "the admin port must not carry proxy traffic"
 
 
 def test_admin_must_be_loopback_without_users(tailfence):
