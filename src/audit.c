@@ -233,6 +233,7 @@ struct sink {
 	struct buf pend;
 	size_t sent;
 	uint64_t lost;		/* lines dropped because pend was full */
+	atomic_uint_fast64_t lost_total;	/* appends refused, ever (audit_get_stats) */
 	bool failing;
 	bool dirty;		/* FILE: written since the last fdatasync */
 	bool sync_failing;	/* FILE: the last fdatasync failed */
@@ -254,6 +255,9 @@ struct audit {
 	uint64_t dropped;	/* records refused because the queue was full */
 	bool stop, reopen;
 	atomic_bool healthy;
+	/* For audit_get_stats(): queue_records under mu, the rest atomic. */
+	uint64_t queue_records;
+	atomic_uint_fast64_t stat_written, stat_dropped, stat_sink_errors;
 	bool fail_closed;
 	unsigned flush_ms;
 	enum audit_durability durability;
@@ -525,6 +529,7 @@ static void sink_append(struct sink *s, const char *p, size_t n)
 		for (size_t i = 0; i < n; i++)
 			if (p[i] == '\n')
 				s->lost++;
+		atomic_fetch_add(&s->lost_total, 1);
 	}
 }
 
@@ -604,12 +609,14 @@ static bool enqueue(struct audit *a, cJSON *o, enum urgency urgency)
 	pthread_mutex_lock(&a->mu);
 	if (a->queue.len + n + 1 > AUDIT_QUEUE_MAX || !buf_add(&a->queue, s, n + 1)) {
 		a->dropped++;
+		atomic_fetch_add(&a->stat_dropped, 1);
 		atomic_store(&a->healthy, false);
 		ok = false;
 	} else {
 		ok = true;
 		a->tickets++;
 		bool signal = false;
+		a->queue_records++;
 		if (a->queue.len == n + 1) {
 			a->first_enq_ms = mono_ms();
 			signal = true;
@@ -686,6 +693,11 @@ void audit_close(struct audit *a, const struct audit_close *c)
 	cJSON_AddNumberToObject(o, "duration_ms", (double)c->duration_ms);
 	add_str(o, "end", c->end);
 	add_str(o, "error", c->error);
+	if (c->udp) {
+		cJSON_AddNumberToObject(o, "datagrams_up", (double)c->datagrams_up);
+		cJSON_AddNumberToObject(o, "datagrams_down", (double)c->datagrams_down);
+		cJSON_AddNumberToObject(o, "dropped", (double)c->dropped);
+	}
 	/* Nobody waits for a close record, but with "written" or "synced" it is
 	 * written at once: a crash then loses only those of connections still
 	 * open, and the recovery record names exactly those. */
@@ -860,12 +872,27 @@ bool audit_start(struct audit *a, const char *detail, unsigned timeout_ms)
 	return ok;
 }
 
+void audit_get_stats(struct audit *a, struct audit_stats *out)
+{
+	pthread_mutex_lock(&a->mu);
+	out->queue_records = a->queue_records;
+	out->queue_bytes = a->queue.len;
+	pthread_mutex_unlock(&a->mu);
+	out->written = atomic_load(&a->stat_written);
+	out->dropped = atomic_load(&a->stat_dropped);
+	for (size_t i = 0; i < a->n_sinks; i++)
+		out->dropped += atomic_load(&a->sinks[i].lost_total);
+	out->sink_errors = atomic_load(&a->stat_sink_errors);
+	out->healthy = atomic_load(&a->healthy);
+}
+
 /* ----------------------------------------------------------- writer side */
 
 /* Writes one line (a complete record ending in '\n') to every sink, adding
  * the chain fields when the chain is on. Writer thread only. */
 static void emit_line(struct audit *a, const char *line, size_t n)
 {
+	atomic_fetch_add(&a->stat_written, 1);
 	if (!a->chain) {
 		for (size_t i = 0; i < a->n_sinks; i++)
 			sink_append(&a->sinks[i], line, n);
@@ -943,6 +970,7 @@ static void flush_all(struct audit *a, uint64_t dropped)
 		bool ok = sink_flush(a, s);
 		if (!ok && !s->failing) {
 			s->failing = true;
+			atomic_fetch_add(&a->stat_sink_errors, 1);
 			log_error("audit sink_error: %s: write failed: %s; %zu bytes held for retry%s",
 				  s->name, s->last_err, s->pend.len - s->sent,
 				  a->fail_closed ? "; on_failure=deny: refusing new connections" : "");
@@ -1137,6 +1165,7 @@ static void *writer_main(void *arg)
 		struct buf q = a->queue;
 		a->queue = batch;
 		a->queue.len = 0;
+		a->queue_records = 0;
 		batch = q;
 		uint64_t dropped = a->dropped;
 		a->dropped = 0;

@@ -75,6 +75,7 @@ enum opt_id {
 	OPT_IDLE_TIMEOUT, OPT_SHUTDOWN_GRACE, OPT_MAX_HEAD_BYTES, OPT_MAX_CONNECTIONS,
 	OPT_BUFFER_BYTES, OPT_RELAY, OPT_DNS_SERVER, OPT_HOSTS_FILE, OPT_FORCE_PUBLIC_LISTEN,
 	OPT_VERSION, OPT_HELP, OPT_USER, OPT_SRC, OPT_TAILSCALED_SOCKET, OPT_CLOSE_REVOKED,
+	OPT_ADMIN, OPT_NO_UDP, OPT_UDP_DESTINATIONS, OPT_UDP_RATE, OPT_UDP_IDLE_TIMEOUT,
 };
 
 /* Single-valued settings given as text, in the order of this table. */
@@ -83,14 +84,15 @@ enum scalar {
 	SC_AUDIT_DURABILITY, SC_LOG_LEVEL,
 	SC_HANDSHAKE_TIMEOUT, SC_CONNECT_TIMEOUT, SC_DNS_TIMEOUT, SC_IDLE_TIMEOUT,
 	SC_SHUTDOWN_GRACE, SC_MAX_HEAD_BYTES, SC_MAX_CONNECTIONS, SC_BUFFER_BYTES, SC_RELAY,
-	SC_HOSTS_FILE, SC_TAILSCALED_SOCKET, SC_COUNT
+	SC_HOSTS_FILE, SC_TAILSCALED_SOCKET, SC_ADMIN, SC_UDP_DESTINATIONS, SC_UDP_RATE,
+	SC_UDP_IDLE_TIMEOUT, SC_COUNT
 };
 
 struct config_args {
 	char *config_file;
 	struct strv listen, allow, lift, audit_log, dns_server, positional;
 	char *scalar[SC_COUNT];
-	bool allow_default_route, force_public_listen, close_revoked;
+	bool allow_default_route, force_public_listen, close_revoked, no_udp;
 	char *user, *src;
 };
 
@@ -125,6 +127,11 @@ static const struct option long_opts[] = {
 	{ "src", required_argument, NULL, OPT_SRC },
 	{ "tailscaled-socket", required_argument, NULL, OPT_TAILSCALED_SOCKET },
 	{ "close-revoked", no_argument, NULL, OPT_CLOSE_REVOKED },
+	{ "admin", required_argument, NULL, OPT_ADMIN },
+	{ "no-udp", no_argument, NULL, OPT_NO_UDP },
+	{ "udp-destinations", required_argument, NULL, OPT_UDP_DESTINATIONS },
+	{ "udp-rate", required_argument, NULL, OPT_UDP_RATE },
+	{ "udp-idle-timeout", required_argument, NULL, OPT_UDP_IDLE_TIMEOUT },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -180,6 +187,14 @@ static const char help_text[] =
 	"  --dns-server IP[:PORT]    nameserver, repeatable (default: /etc/resolv.conf)\n"
 	"  --hosts-file PATH         hosts file to consult (default /etc/hosts)\n"
 	"  --force-public-listen     allow a non-loopback listener without users (default off)\n"
+	"  --admin ADDR:PORT         serve /metrics (Prometheus), /healthz and /readyz over\n"
+	"                            HTTP on this address (default: off)\n"
+	"  --no-udp                  refuse SOCKS5 UDP ASSOCIATE (default: served, under the\n"
+	"                            same policy as TCP)\n"
+	"  --udp-destinations N      destinations per UDP association (default 64)\n"
+	"  --udp-rate N              datagrams per second a client may send on one UDP\n"
+	"                            association (default 1000)\n"
+	"  --udp-idle-timeout DUR    UDP association without a datagram (default 2m)\n"
 	"  --version                 print the version and exit\n"
 	"  --help                    print this help and exit\n"
 	"\n"
@@ -187,7 +202,7 @@ static const char help_text[] =
 	"Environment: TAILSCALE_SOCKET, TAILSCALE_ADVERTISE_ROUTES, TAILFENCE_CONFIG,\n"
 	"TAILFENCE_LISTEN, TAILFENCE_UPSTREAM, TAILFENCE_AUDIT_LOG, TAILFENCE_AUDIT_SYSLOG,\n"
 	"TAILFENCE_AUDIT_HMAC_KEY, TAILFENCE_AUDIT_DURABILITY, TAILFENCE_LOG_LEVEL,\n"
-	"TAILFENCE_LIFT_GUARDS, TAILFENCE_CLOSE_REVOKED.\n"
+	"TAILFENCE_LIFT_GUARDS, TAILFENCE_CLOSE_REVOKED, TAILFENCE_ADMIN, TAILFENCE_UDP.\n"
 	"Subcommands: check, config check, config show, audit, passwd (tailfence help).\n";
 
 void config_args_free(struct config_args *a)
@@ -257,6 +272,11 @@ int config_args_parse_sub(int argc, char **argv, bool check_opts, size_t max_pos
 		case OPT_TAILSCALED_SOCKET: set_str(&a->scalar[SC_TAILSCALED_SOCKET], v); break;
 		case OPT_FORCE_PUBLIC_LISTEN: a->force_public_listen = true; break;
 		case OPT_CLOSE_REVOKED: a->close_revoked = true; break;
+		case OPT_ADMIN: set_str(&a->scalar[SC_ADMIN], v); break;
+		case OPT_NO_UDP: a->no_udp = true; break;
+		case OPT_UDP_DESTINATIONS: set_str(&a->scalar[SC_UDP_DESTINATIONS], v); break;
+		case OPT_UDP_RATE: set_str(&a->scalar[SC_UDP_RATE], v); break;
+		case OPT_UDP_IDLE_TIMEOUT: set_str(&a->scalar[SC_UDP_IDLE_TIMEOUT], v); break;
 		case OPT_USER:
 		case OPT_SRC:
 			if (!check_opts) {
@@ -529,6 +549,7 @@ struct settings {
 	size_t n_routes;
 	struct strv lift;
 	char lift_origin[64];
+	char admin_origin[64];		/* where the admin address came from */
 };
 
 static void sinks_free(struct sink_list *s)
@@ -601,6 +622,28 @@ static bool set_listeners(struct settings *st, struct ctx *x, const char *origin
 	c->n_listeners = n;
 	snprintf(st->listen_origin, sizeof st->listen_origin, "%s", origin);
 	st->listen_indexed = indexed;
+	return true;
+}
+
+/* The admin endpoint: "ADDR:PORT", or "" / "off" for none. */
+static bool set_admin(struct settings *st, struct ctx *x, const char *origin, const char *v)
+{
+	struct config *c = st->c;
+	char b[256];
+	c->has_admin = false;
+	memset(&c->admin, 0, sizeof c->admin);
+	if (v[0] == '\0' || strcmp(v, "off") == 0)
+		return true;
+	struct cidr_addr a;
+	uint16_t port;
+	const char *why = "";
+	if (!parse_hostport(v, &a, &port, false, 0, &why))
+		return fail(x, "%s: \"%s\" %s", origin, q(v, b, sizeof b), why);
+	c->admin.len = cidr_addr_to_sockaddr(&a, port, &c->admin.ss);
+	cidr_addr_format_port(&a, port, c->admin.text, sizeof c->admin.text);
+	c->admin.loopback = is_loopback(&a);
+	c->has_admin = true;
+	snprintf(st->admin_origin, sizeof st->admin_origin, "%s", origin);
 	return true;
 }
 
@@ -1148,7 +1191,7 @@ static bool apply_file(struct settings *st, struct ctx *x, const char *name, cJS
 		"listen", "upstream", "tailscaled_socket", "close_revoked", "routes",
 		"allow_default_route",
 		"lift_guards", "force_public_listen", "users", "rules", "limits", "dns", "audit",
-		"log_level", NULL,
+		"log_level", "admin", "udp", NULL,
 	};
 	char path[256], buf[128];
 	if (!check_keys(x, name, root, top))
@@ -1197,6 +1240,17 @@ static bool apply_file(struct settings *st, struct ctx *x, const char *name, cJS
 				    type_name(v));
 		st->c->close_revoked = cJSON_IsTrue(v);
 	}
+	if ((v = cJSON_GetObjectItemCaseSensitive(root, "admin"))) {
+		snprintf(path, sizeof path, "%s: admin", name);
+		if (!cJSON_IsNull(v) && (!want_string(x, path, v) ||
+					 !set_admin(st, x, path, v->valuestring)))
+			return false;
+	}
+	if ((v = cJSON_GetObjectItemCaseSensitive(root, "udp"))) {
+		if (!cJSON_IsBool(v))
+			return fail(x, "%s: udp: is %s; expected true or false", name, type_name(v));
+		st->c->udp = cJSON_IsTrue(v);
+	}
 	if ((v = cJSON_GetObjectItemCaseSensitive(root, "force_public_listen"))) {
 		if (!cJSON_IsBool(v))
 			return fail(x, "%s: force_public_listen: is %s; expected true or false", name,
@@ -1230,7 +1284,8 @@ static bool apply_file(struct settings *st, struct ctx *x, const char *name, cJS
 		static const char *const keys[] = {
 			"handshake_timeout", "connect_timeout", "dns_timeout", "idle_timeout",
 			"shutdown_grace", "max_head_bytes", "max_connections", "buffer_bytes",
-			"relay", NULL,
+			"relay", "udp_destinations", "udp_datagrams_per_second", "udp_idle_timeout",
+			NULL,
 		};
 		snprintf(path, sizeof path, "%s: limits", name);
 		if (!cJSON_IsObject(v))
@@ -1271,6 +1326,24 @@ static bool apply_file(struct settings *st, struct ctx *x, const char *name, cJS
 				return fail(x, "%s: limits.relay: \"%s\" is not a relay mode; expected "
 					    "\"splice\" or \"copy\"", name, m);
 			c->relay_splice = strcmp(m, "splice") == 0;
+		}
+		size_t *usz[] = { &c->udp_destinations, &c->udp_rate };
+		static const unsigned long long uhi[] = { 65536, 1000000 };
+		for (int i = 0; i < 2; i++) {
+			cJSON *it = cJSON_GetObjectItemCaseSensitive(v, keys[9 + i]);
+			if (!it)
+				continue;
+			snprintf(path, sizeof path, "%s: limits.%s", name, keys[9 + i]);
+			if (!scalar_text(x, path, it, buf, sizeof buf, false) ||
+			    !set_size(x, path, buf, usz[i], 1, uhi[i]))
+				return false;
+		}
+		cJSON *uidle = cJSON_GetObjectItemCaseSensitive(v, "udp_idle_timeout");
+		if (uidle) {
+			snprintf(path, sizeof path, "%s: limits.udp_idle_timeout", name);
+			if (!scalar_text(x, path, uidle, buf, sizeof buf, true) ||
+			    !set_duration(x, path, buf, &c->udp_idle_timeout_ms, false))
+				return false;
 		}
 	}
 	if ((v = cJSON_GetObjectItemCaseSensitive(root, "dns"))) {
@@ -1602,6 +1675,11 @@ static void build_effective(struct settings *st, const struct config_args *args)
 		cJSON_AddItemToArray(g, cJSON_CreateString(st->lift.v[i]));
 	cJSON_AddBoolToObject(e, "close_revoked", c->close_revoked);
 	cJSON_AddBoolToObject(e, "force_public_listen", st->force_public_listen);
+	if (c->has_admin)
+		cJSON_AddStringToObject(e, "admin", c->admin.text);
+	else
+		cJSON_AddNullToObject(e, "admin");
+	cJSON_AddBoolToObject(e, "udp", c->udp);
 	if (!cJSON_GetObjectItemCaseSensitive(e, "users"))
 		cJSON_AddObjectToObject(e, "users");
 	/* Rules as compiled, in evaluation order (file rules, --allow rules,
@@ -1632,6 +1710,10 @@ static void build_effective(struct settings *st, const struct config_args *args)
 	cJSON_AddNumberToObject(lim, "max_connections", (double)c->max_connections);
 	cJSON_AddNumberToObject(lim, "buffer_bytes", (double)c->buffer_bytes);
 	cJSON_AddStringToObject(lim, "relay", c->relay_splice ? "splice" : "copy");
+	cJSON_AddNumberToObject(lim, "udp_destinations", (double)c->udp_destinations);
+	cJSON_AddNumberToObject(lim, "udp_datagrams_per_second", (double)c->udp_rate);
+	fmt_duration(c->udp_idle_timeout_ms, buf, sizeof buf);
+	cJSON_AddStringToObject(lim, "udp_idle_timeout", buf);
 	cJSON *dns = cJSON_AddObjectToObject(e, "dns");
 	cJSON *sv = cJSON_AddArrayToObject(dns, "servers");
 	for (size_t i = 0; i < c->n_dns_servers; i++)
@@ -1703,6 +1785,10 @@ struct config *config_build(const struct config_args *args, char *err, size_t er
 	c->max_connections = 4096;
 	c->buffer_bytes = 262144;
 	c->relay_splice = true;
+	c->udp = true;
+	c->udp_destinations = 64;
+	c->udp_rate = 1000;
+	c->udp_idle_timeout_ms = 2 * 60 * 1000;
 	c->log_level = LOG_LEVEL_INFO;
 	c->audit.flush_ms = 200;
 	c->audit.durability = AUDIT_DURABILITY_WRITTEN;
@@ -1754,6 +1840,10 @@ struct config *config_build(const struct config_args *args, char *err, size_t er
 		goto bad;
 	if ((ev = envv("TAILFENCE_CLOSE_REVOKED")) &&
 	    !set_bool(&x, "TAILFENCE_CLOSE_REVOKED", ev, &c->close_revoked))
+		goto bad;
+	if ((ev = getenv("TAILFENCE_ADMIN")) && !set_admin(&st, &x, "TAILFENCE_ADMIN", ev))
+		goto bad;
+	if ((ev = envv("TAILFENCE_UDP")) && !set_bool(&x, "TAILFENCE_UDP", ev, &c->udp))
 		goto bad;
 	if ((ev = envv("TAILFENCE_AUDIT_LOG"))) {
 		sinks_free(&st.sinks);
@@ -1815,6 +1905,21 @@ struct config *config_build(const struct config_args *args, char *err, size_t er
 			st.force_public_listen = true;
 		if (args->close_revoked)
 			c->close_revoked = true;
+		if (s[SC_ADMIN] && !set_admin(&st, &x, "--admin", s[SC_ADMIN]))
+			goto bad;
+		if (args->no_udp)
+			c->udp = false;
+		if (s[SC_UDP_DESTINATIONS] &&
+		    !set_size(&x, "--udp-destinations", s[SC_UDP_DESTINATIONS], &c->udp_destinations,
+			      1, 65536))
+			goto bad;
+		if (s[SC_UDP_RATE] &&
+		    !set_size(&x, "--udp-rate", s[SC_UDP_RATE], &c->udp_rate, 1, 1000000))
+			goto bad;
+		if (s[SC_UDP_IDLE_TIMEOUT] &&
+		    !set_duration(&x, "--udp-idle-timeout", s[SC_UDP_IDLE_TIMEOUT],
+				  &c->udp_idle_timeout_ms, false))
+			goto bad;
 		if (args->audit_log.n) {
 			sinks_free(&st.sinks);
 			st.sinks_set = true;
@@ -1981,6 +2086,13 @@ struct config *config_build(const struct config_args *args, char *err, size_t er
 				     c->listeners[i].text);
 				goto bad;
 			}
+	}
+	if (!have_users && !st.force_public_listen && c->has_admin && !c->admin.loopback) {
+		fail(&x, "%s: \"%s\" is not a loopback address and no users are configured; the "
+		     "admin endpoint would be open to anyone who can reach it; add \"users\" or set "
+		     "\"force_public_listen\": true (--force-public-listen)", st.admin_origin,
+		     c->admin.text);
+		goto bad;
 	}
 	c->policy = policy_builder_finish(st.b);
 	st.b = NULL;

@@ -33,6 +33,7 @@
 #include "tailfence/gateway.h"
 #include "tailfence/httpproxy.h"
 #include "tailfence/log.h"
+#include "tailfence/metrics.h"
 #include "tailfence/policy.h"
 #include "tailfence/relay.h"
 #include "tailfence/resolve.h"
@@ -40,6 +41,7 @@
 #include "tailfence/tailnet_watch.h"
 #include "tailfence/target.h"
 #include "tailfence/text.h"
+#include "tailfence/udp_assoc.h"
 #include "tailfence/upstream.h"
 #include "tailfence/worker.h"
 
@@ -53,6 +55,7 @@ enum conn_state {
 	CONN_AUDIT_WAIT,
 	CONN_DIAL,
 	CONN_RELAY,
+	CONN_UDP,			/* a UDP association: the control connection idles */
 	CONN_FLUSH,
 };
 
@@ -63,6 +66,7 @@ enum conn_proto {
 	CONN_PROTO_SOCKS4A,
 	CONN_PROTO_HTTP_CONNECT,
 	CONN_PROTO_HTTP,
+	CONN_PROTO_SOCKS5_UDP,
 };
 
 static const char *const conn_proto_names[] = {
@@ -72,6 +76,7 @@ static const char *const conn_proto_names[] = {
 	[CONN_PROTO_SOCKS4A] = "socks4a",
 	[CONN_PROTO_HTTP_CONNECT] = "http-connect",
 	[CONN_PROTO_HTTP] = "http",
+	[CONN_PROTO_SOCKS5_UDP] = "socks5-udp",
 };
 
 /* Longest SOCKS message: a SOCKS4a request with a 255-byte user id and a
@@ -112,6 +117,7 @@ struct conn {
 	enum conn_state state;
 	enum conn_proto proto;
 	struct timeval started;
+	uint64_t started_us;		/* monotonic, for the metrics */
 
 	struct bufferevent *client;
 	struct cidr_addr client_addr;
@@ -142,6 +148,7 @@ struct conn {
 	char last_error[160];
 
 	struct relay *relay;
+	struct udp_assoc *udp;		/* CONN_UDP */
 	uint64_t head_up;		/* request head tailfence wrote for the client */
 	const char *end;		/* FLUSH: end reason to record */
 };
@@ -216,7 +223,8 @@ static void conn_fail(struct conn *c, enum conn_failure f, const char *why)
 
 	snprintf(c->last_error, sizeof c->last_error, "%s", why ? why : "");
 	switch (c->proto) {
-	case CONN_PROTO_SOCKS5: {
+	case CONN_PROTO_SOCKS5:
+	case CONN_PROTO_SOCKS5_UDP: {
 		static const uint8_t rep[] = {
 			[CONN_FAIL_DENIED] = SOCKS5_REP_NOT_ALLOWED,
 			[CONN_FAIL_REFUSED] = SOCKS5_REP_CONN_REFUSED,
@@ -259,6 +267,17 @@ static void conn_fail(struct conn *c, enum conn_failure f, const char *why)
 
 /* ---------- audit ---------- */
 
+/* Counts a decision record in the metrics (proto values match). */
+static void conn_count_decision(struct conn *c, const struct policy_decision *d, bool allow,
+				bool written)
+{
+	static const struct policy_decision fail_closed = { .rule = -1, .guard = "audit" };
+	bool before_policy = !d || (d->rule < 0 && !d->guard && !d->reason[0]);
+	metrics_decision(&c->gw->metrics, c->cfg->policy, (enum metrics_proto)c->proto,
+			 !written ? &fail_closed : before_policy ? NULL : d, allow && written,
+			 c->target.is_name ? METRICS_ERROR_DNS : METRICS_ERROR_TARGET);
+}
+
 /* The decision record: from a verdict (v), or for a refusal before any
  * address was known (v NULL, d and reason say why). */
 static bool conn_audit_decision(struct conn *c, const struct target_verdict *v,
@@ -295,7 +314,9 @@ static bool conn_audit_decision(struct conn *c, const struct target_verdict *v,
 		.userid = c->proto == CONN_PROTO_SOCKS4 || c->proto == CONN_PROTO_SOCKS4A
 				  ? c->socks.user : NULL,
 	};
-	return audit_decision(c->gw->audit, &rec);
+	bool ok = audit_decision(c->gw->audit, &rec);
+	conn_count_decision(c, d, allow, ok);
+	return ok;
 }
 
 /* ---------- close ---------- */
@@ -305,9 +326,14 @@ static void conn_close(struct conn *c, const char *end, const char *error)
 	struct gateway *gw = c->gw;
 	uint64_t up = 0, down = 0;
 
+	struct udp_assoc_stats us = { 0 };
 	if (c->relay) {
 		up = c->head_up + relay_bytes_up(c->relay);
 		down = relay_bytes_down(c->relay);
+	} else if (c->udp) {
+		udp_assoc_get_stats(c->udp, &us);
+		up = us.bytes_up;
+		down = us.bytes_down;
 	}
 	char addr_text[CIDR_ADDR_STRLEN];
 	struct audit_close rec = {
@@ -321,10 +347,16 @@ static void conn_close(struct conn *c, const char *end, const char *error)
 		.duration_ms = conn_elapsed_ms(c),
 		.end = end,
 		.error = error && error[0] ? error : NULL,
+		.udp = c->udp != NULL,
+		.datagrams_up = us.datagrams_up,
+		.datagrams_down = us.datagrams_down,
+		.dropped = us.dropped,
 	};
 	/* Connections that never named a target (scanners, garbage, idle
 	 * handshakes) leave a close record too, so nothing goes unseen. */
 	audit_close(gw->audit, &rec);
+	metrics_closed(&gw->metrics, (enum metrics_proto)c->proto, end, c->udp ? 0 : up,
+		       c->udp ? 0 : down, metrics_now_us() - c->started_us);
 	log_debug("conn %llu: closed (%s%s%s), %llu bytes up, %llu down",
 		  (unsigned long long)c->id, end, error ? ": " : "", error ? error : "",
 		  (unsigned long long)up, (unsigned long long)down);
@@ -336,6 +368,7 @@ static void conn_close(struct conn *c, const char *end, const char *error)
 	audit_wait_cancel(gw->audit, &c->audit_wait);
 	if (c->dial)
 		upstream_dial_cancel(c->dial);
+	udp_assoc_free(c->udp);
 	if (c->relay)
 		relay_free(c->relay);	/* frees both bufferevents */
 	else
@@ -435,6 +468,7 @@ static void conn_dial_cb(void *arg, struct upstream_result *res)
 {
 	struct conn *c = arg;
 	c->dial = NULL;
+	metrics_observe(&c->gw->metrics.dial, res->elapsed_us);
 
 	if (res->err != UPSTREAM_OK) {
 		c->last_failure = conn_failure_of(res->err);
@@ -470,6 +504,7 @@ static void conn_dial_cb(void *arg, struct upstream_result *res)
 		c->head_up = c->http.origin_head_len;
 		break;
 	case CONN_PROTO_NONE:
+	case CONN_PROTO_SOCKS5_UDP:
 		break;
 	}
 	conn_start_relay(c, res->bev);
@@ -566,6 +601,9 @@ static void conn_resolve_cb(void *arg, const struct resolve_result *res)
 {
 	struct conn *c = arg;
 	c->resolve = NULL;
+	c->gw->metrics.dns_lookups++;
+	c->gw->metrics.dns_failures += res->error != 0;
+	metrics_observe(&c->gw->metrics.dns, res->elapsed_us);
 
 	if (res->error) {
 		char why[400];
@@ -583,6 +621,7 @@ static void conn_resolve_cb(void *arg, const struct resolve_result *res)
 /* The request is complete: the target is known. */
 static void conn_target_ready(struct conn *c)
 {
+	metrics_observe(&c->gw->metrics.handshake, metrics_now_us() - c->started_us);
 	evtimer_del(c->timer);
 	/* Reading stays on (bytes the client sends early wait in its buffer,
 	 * up to the head limit) so that a client that goes away while its
@@ -739,9 +778,59 @@ static void conn_login(struct conn *c, const char *user, const char *pass)
 
 /* ---------- SOCKS ---------- */
 
+/* The association ended by itself (idle, upstream gone). */
+static void conn_udp_end(void *arg, const char *end, const char *error)
+{
+	conn_close(arg, end, error);
+}
+
+/* UDP ASSOCIATE: the association module takes the datagrams; this
+ * connection only lives on as its control connection. */
+static void conn_udp_start(struct conn *c)
+{
+	char err[200];
+	uint8_t out[32];
+	c->proto = CONN_PROTO_SOCKS5_UDP;
+	if (c->cfg->upstream.kind == CONFIG_UPSTREAM_HTTP) {
+		snprintf(c->last_error, sizeof c->last_error,
+			 "UDP ASSOCIATE needs a socks5 or direct upstream, not %.80s",
+			 c->cfg->upstream.text);
+		conn_send(c, out, socks5_encode_reply(out, SOCKS5_REP_CMD_UNSUPPORTED, NULL, 0));
+		conn_flush_close(c, "protocol_error");
+		return;
+	}
+	struct udp_assoc_params p = {
+		.gw = c->gw, .cfg = c->cfg, .conn_id = c->id,
+		.client_text = c->client_text, .listener_text = c->listener_text,
+		.user = c->user[0] ? c->user : NULL, .client_addr = c->client_addr,
+		.want_port = c->socks.target.is_name ? 0 : c->socks.target.port,
+		.local_len = sizeof p.local,
+	};
+	struct cidr_addr bnd;
+	uint16_t bnd_port;
+	if (getsockname(bufferevent_getfd(c->client), (struct sockaddr *)&p.local,
+			&p.local_len) != 0 ||
+	    !(c->udp = udp_assoc_start(&p, conn_udp_end, c, &bnd, &bnd_port, err, sizeof err))) {
+		conn_fail(c, CONN_FAIL_GENERAL, c->udp ? err : "cannot read the local address");
+		return;
+	}
+	metrics_observe(&c->gw->metrics.handshake, metrics_now_us() - c->started_us);
+	evtimer_del(c->timer);
+	c->state = CONN_UDP;
+	log_debug("conn %llu: UDP association on %s port %u", (unsigned long long)c->id,
+		  c->listener_text, bnd_port);
+	conn_send(c, out, socks5_encode_reply(out, SOCKS5_REP_SUCCEEDED, &bnd, bnd_port));
+	bufferevent_enable(c->client, EV_READ);
+}
+
 static void conn_socks_request(struct conn *c)
 {
 	struct socks_server *s = &c->socks;
+
+	if (s->version == 5 && s->cmd == SOCKS_CMD_UDP_ASSOCIATE) {
+		conn_udp_start(c);
+		return;
+	}
 
 	if (s->version == 4) {
 		c->proto = s->socks4a ? CONN_PROTO_SOCKS4A : CONN_PROTO_SOCKS4;
@@ -876,6 +965,12 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
 	struct conn *c = arg;
 	(void)bev;
 
+	if (c->state == CONN_UDP) {
+		/* nothing more is said on a control connection: ignored */
+		struct evbuffer *in = bufferevent_get_input(c->client);
+		evbuffer_drain(in, evbuffer_get_length(in));
+		return;
+	}
 	if (c->state == CONN_SNIFF) {
 		uint8_t first;
 		if (evbuffer_copyout(bufferevent_get_input(c->client), &first, 1) != 1)
@@ -883,6 +978,7 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
 		if (first == 0x05 || first == 0x04) {
 			bool auth = policy_auth_required(c->cfg->policy);
 			socks_server_init(&c->socks, !auth, true);
+			c->socks.allow_udp = c->cfg->udp;
 			c->state = CONN_SOCKS;
 		} else {
 			c->state = CONN_HTTP;
@@ -898,7 +994,9 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct conn *c = arg;
 	(void)bev;
-	if (what & BEV_EVENT_EOF)
+	if (c->state == CONN_UDP && (what & BEV_EVENT_EOF))
+		conn_close(c, "client_eof", NULL);
+	else if (what & BEV_EVENT_EOF)
 		conn_close(c, "client_eof", "client closed during the handshake");
 	else
 		conn_close(c, "error", evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
@@ -955,6 +1053,8 @@ void conn_accept(struct gateway *gw, struct gateway_listener *l, evutil_socket_t
 	c->gw = gw;
 	c->cfg = config_ref(gw->cfg);
 	c->id = ++gw->next_conn_id;
+	gw->metrics.accepted++;
+	c->started_us = metrics_now_us();
 	c->state = CONN_SNIFF;
 	c->listener_text = l->text;
 	event_base_gettimeofday_cached(gw->base, &c->started);
@@ -990,7 +1090,7 @@ void conn_stop_handshakes(struct gateway *gw)
 	struct conn *c, *next;
 	for (c = TAILQ_FIRST(&gw->conns); c; c = next) {
 		next = TAILQ_NEXT(c, link);
-		if (c->state != CONN_RELAY && c->state != CONN_FLUSH)
+		if (c->state != CONN_RELAY && c->state != CONN_FLUSH && c->state != CONN_UDP)
 			conn_close(c, "shutdown", NULL);
 	}
 }
@@ -1025,4 +1125,18 @@ size_t conn_recheck_relays(struct gateway *gw, const struct tailnet_view *view)
 		closed++;
 	}
 	return closed;
+}
+
+void conn_stats(struct gateway *gw, size_t *relays, uint64_t *up, uint64_t *down)
+{
+	struct conn *c;
+	*relays = 0;
+	*up = *down = 0;
+	TAILQ_FOREACH(c, &gw->conns, link) {
+		if (!c->relay)
+			continue;
+		(*relays)++;
+		*up += c->head_up + relay_bytes_up(c->relay);
+		*down += relay_bytes_down(c->relay);
+	}
 }

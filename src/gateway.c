@@ -16,12 +16,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/time.h>
 
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <event2/thread.h>
 
+#include "tailfence/admin.h"
 #include "tailfence/audit.h"
 #include "tailfence/cli.h"
 #include "tailfence/config.h"
@@ -122,6 +124,14 @@ static void gateway_accept_resume_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---------- authentication throttle ---------- */
 
+/* The wall clock in ms since the epoch, for timestamps shown to people. */
+static int64_t gateway_wall_ms(void)
+{
+	struct timeval tv;
+	gettimeofday(&tv, NULL);
+	return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
 static uint64_t gateway_now_ms(struct gateway *gw)
 {
 	struct timeval tv;
@@ -155,6 +165,8 @@ void gateway_auth_result(struct gateway *gw, const struct cidr_addr *addr, bool 
 {
 	struct gateway_authfail *s = gateway_authfail_slot(gw, addr);
 	uint64_t now = gateway_now_ms(gw);
+	if (!ok)
+		gw->metrics.login_failures++;
 	if (ok) {
 		if (cidr_addr_equal(&s->addr, addr))
 			s->failures = 0;
@@ -254,6 +266,8 @@ static void gateway_tailnet_cb(void *arg, const struct tailnet_view *old,
 		tailnet_view_diff(old, next, gateway_diff_cb, &g);
 	bool state_changed = old->state != next->state;
 	if (state_changed || g.n[0] || g.n[1]) {
+		gw->metrics.tailnet_changes++;
+		gw->metrics.tailnet_changed_ms = gateway_wall_ms();
 		const char *self = next->self_name;
 		struct audit_tailnet rec = {
 			.state = tailnet_state_str(next->state), .reason = next->reason,
@@ -347,8 +361,12 @@ static void gateway_reload(struct gateway *gw)
 	if (!next) {
 		log_error("reload rejected, the running policy stays in force: %s", err);
 		audit_event(gw->audit, "reload", err);
+		gw->metrics.reloads_failed++;
 		return;
 	}
+	gw->metrics.reloads_ok++;
+	gw->metrics.config_loaded_ms = gateway_wall_ms();
+	metrics_bind_policy(&gw->metrics, next->policy);
 	/* Listeners, DNS and audit sinks are bound at start; a reload changes
 	 * the policy, the upstream and the limits. A reload that would change
 	 * a bound setting is refused whole: half-applied, it could leave a
@@ -416,6 +434,7 @@ static bool gateway_listen(struct gateway *gw)
 		gw->n_listeners++;
 		log_info("listening on %s (SOCKS5, SOCKS4/4a, HTTP proxy)", l->text);
 	}
+	gw->listening = true;
 	return true;
 }
 
@@ -442,6 +461,7 @@ static void gateway_raise_nofile(const struct config *cfg)
 
 static void gateway_free(struct gateway *gw)
 {
+	admin_free(gw->admin);
 	for (size_t i = 0; i < gw->n_listeners; i++)
 		evconnlistener_free(gw->listeners[i].lev);
 	free(gw->listeners);
@@ -464,6 +484,7 @@ static void gateway_free(struct gateway *gw)
 	if (gw->base)
 		event_base_free(gw->base);
 	config_args_free(gw->args);
+	metrics_free(&gw->metrics);
 }
 
 int gateway_main(int argc, char **argv)
@@ -474,6 +495,7 @@ int gateway_main(int argc, char **argv)
 
 	memset(&gw, 0, sizeof gw);
 	TAILQ_INIT(&gw.conns);
+	metrics_init(&gw.metrics);
 
 	int parsed = config_args_parse(argc, argv, &gw.args);
 	if (parsed == 1)
@@ -487,6 +509,8 @@ int gateway_main(int argc, char **argv)
 		return 2;
 	}
 	log_set_level((enum log_level)gw.cfg->log_level);
+	gw.metrics.config_loaded_ms = gateway_wall_ms();
+	metrics_bind_policy(&gw.metrics, gw.cfg->policy);
 	/* A peer that vanishes must be an error on write, not a signal. */
 	signal(SIGPIPE, SIG_IGN);
 	gateway_raise_nofile(gw.cfg);
@@ -528,6 +552,10 @@ int gateway_main(int argc, char **argv)
 	}
 	if (!gw.accept_resume || !gw.grace)
 		goto out;
+	if (gw.cfg->has_admin && !(gw.admin = admin_start(&gw, err, sizeof err))) {
+		log_error("%s", err);
+		goto out;
+	}
 
 	log_info("tailfence %s: upstream %s", TAILFENCE_VERSION, gw.cfg->upstream.text);
 	const struct policy *p = gw.cfg->policy;

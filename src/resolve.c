@@ -19,6 +19,8 @@
 #include <event2/event.h>
 #include <event2/util.h>
 
+#include "tailfence/metrics.h"
+#include "tailfence/metrics.h"
 #include "tailfence/tailnet_watch.h"
 
 /* Per-client counts: open addressing over exact keys, room for twice the
@@ -49,6 +51,7 @@ struct resolve_req {
 	struct cidr_addr key;		/* counted client, family 0: none */
 	bool counted;
 	unsigned timeout_ms;
+	uint64_t started_us;
 	struct resolve_result res;
 	char error_text[320];
 };
@@ -270,6 +273,7 @@ static void resolve_tell(struct resolve_req *req)
 	resolve_cb cb = req->cb;
 	void *arg = req->arg;
 	struct resolve_result res = req->res;
+	res.elapsed_us = metrics_now_us() - req->started_us;
 	char text[sizeof req->error_text];
 	if (res.error_text == req->error_text) {
 		memcpy(text, req->error_text, sizeof text);
@@ -423,6 +427,7 @@ struct resolve_req *resolve_start(struct resolve_ctx *ctx, const struct resolve_
 	req->ctx = ctx;
 	req->cb = cb;
 	req->arg = arg;
+	req->started_us = metrics_now_us();
 	req->timeout_ms = timeout_ms ? timeout_ms : 5000;
 	req->deliver = evtimer_new(ctx->base, resolve_deliver_cb, req);
 	req->deadline = evtimer_new(ctx->base, resolve_deadline_cb, req);

@@ -162,7 +162,7 @@ static enum socks_step v5_request(struct socks_server *s, const uint8_t *in, siz
 		*consumed = 4;
 		return fail5(s, SOCKS5_REP_GENERAL_FAILURE, "SOCKS5 request: RSV is not 0x00");
 	}
-	if (in[1] != SOCKS_CMD_CONNECT) {
+	if (in[1] != SOCKS_CMD_CONNECT && !(in[1] == SOCKS_CMD_UDP_ASSOCIATE && s->allow_udp)) {
 		*consumed = 4;
 		const char *why = in[1] == SOCKS_CMD_BIND ? "SOCKS5 request: BIND is not supported"
 			: in[1] == SOCKS_CMD_UDP_ASSOCIATE ? "SOCKS5 request: UDP ASSOCIATE is not supported"
@@ -428,6 +428,13 @@ size_t socks5_client_connect(uint8_t *out, const struct cidr_addr *dst, uint16_t
 	return n + put_port(out + n, port);
 }
 
+size_t socks5_client_udp_associate(uint8_t *out)
+{
+	static const uint8_t req[] = { 0x05, SOCKS_CMD_UDP_ASSOCIATE, 0x00, 0x01, 0, 0, 0, 0, 0, 0 };
+	memcpy(out, req, sizeof req);
+	return sizeof req;
+}
+
 enum socks_step socks5_client_parse_method(const uint8_t *in, size_t len, size_t *consumed,
 					   uint8_t *method)
 {
@@ -513,4 +520,86 @@ const char *socks5_rep_str(uint8_t rep)
 	case SOCKS5_REP_ATYP_UNSUPPORTED: return "address type not supported";
 	default: return "unknown SOCKS5 reply code";
 	}
+}
+
+/* ---- UDP datagrams ---- */
+
+enum socks_step socks5_udp_parse(const uint8_t *in, size_t len, struct socks5_udp_header *h,
+				 const char **why)
+{
+	memset(h, 0, sizeof *h);
+	if (len < 4) {
+		*why = "SOCKS5 UDP header: shorter than 4 bytes";
+		return SOCKS_ERROR;
+	}
+	if (in[0] != 0 || in[1] != 0) {
+		*why = "SOCKS5 UDP header: RSV is not 0x0000";
+		return SOCKS_ERROR;
+	}
+	h->frag = in[2];
+	struct socks_target *t = &h->dst;
+	size_t need;
+	switch (in[3]) {
+	case 0x01:
+		need = 4 + 4 + 2;
+		break;
+	case 0x04:
+		need = 4 + 16 + 2;
+		break;
+	case 0x03:
+		if (len < 5) {
+			*why = "SOCKS5 UDP header: truncated domain name";
+			return SOCKS_ERROR;
+		}
+		if (in[4] == 0) {
+			*why = "SOCKS5 UDP header: domain name length is 0";
+			return SOCKS_ERROR;
+		}
+		need = 5 + (size_t)in[4] + 2;
+		break;
+	default:
+		*why = "SOCKS5 UDP header: unknown ATYP";
+		return SOCKS_ERROR;
+	}
+	if (len < need) {
+		*why = "SOCKS5 UDP header: truncated address";
+		return SOCKS_ERROR;
+	}
+	if (in[3] == 0x01) {
+		t->addr.family = AF_INET;
+		memcpy(t->addr.b, in + 4, 4);
+	} else if (in[3] == 0x04) {
+		t->addr.family = AF_INET6;
+		memcpy(t->addr.b, in + 4, 16);
+		cidr_addr_normalize(&t->addr);
+	} else {
+		if (memchr(in + 5, 0, in[4])) {
+			*why = "SOCKS5 UDP header: NUL byte inside the domain name";
+			return SOCKS_ERROR;
+		}
+		target_set_name(t, in + 5, in[4]);
+	}
+	t->port = (uint16_t)(in[need - 2] << 8 | in[need - 1]);
+	h->len = need;
+	return SOCKS_REQUEST;
+}
+
+size_t socks5_udp_encode(uint8_t *out, const struct cidr_addr *addr, uint16_t port)
+{
+	size_t n = 0;
+	out[n++] = 0;
+	out[n++] = 0;
+	out[n++] = 0;
+	if (addr->family == AF_INET) {
+		out[n++] = 0x01;
+		memcpy(out + n, addr->b, 4);
+		n += 4;
+	} else if (addr->family == AF_INET6) {
+		out[n++] = 0x04;
+		memcpy(out + n, addr->b, 16);
+		n += 16;
+	} else {
+		return 0;
+	}
+	return n + put_port(out + n, port);
 }

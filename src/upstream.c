@@ -16,6 +16,7 @@
 #include <event2/event.h>
 
 #include "tailfence/httpproxy.h"
+#include "tailfence/metrics.h"
 #include "tailfence/socks.h"
 
 enum upstream_state {
@@ -35,6 +36,7 @@ struct upstream_dial {
 	uint16_t port;
 	upstream_cb cb;
 	void *arg;
+	uint64_t started_us;
 	enum upstream_error pending;	/* failure to report from the timer */
 	const char *pending_detail;
 	char detail[128];
@@ -50,7 +52,8 @@ static void upstream_finish(struct upstream_dial *d, enum upstream_error err,
 			    const char *detail, const struct cidr_addr *bnd,
 			    uint16_t bnd_port)
 {
-	struct upstream_result res = { .err = err, .detail = detail };
+	struct upstream_result res = { .err = err, .detail = detail,
+				       .elapsed_us = metrics_now_us() - d->started_us };
 	if (err == UPSTREAM_OK) {
 		res.bev = d->bev;
 		d->bev = NULL;
@@ -262,6 +265,7 @@ struct upstream_dial *upstream_dial(struct event_base *base,
 	d->port = port;
 	d->cb = cb;
 	d->arg = arg;
+	d->started_us = metrics_now_us();
 	d->timer = evtimer_new(base, upstream_timer_cb, d);
 	d->bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
 	if (!d->timer || !d->bev) {

@@ -118,6 +118,19 @@ struct worker_job *worker_submit(struct worker *w, worker_fn fn, worker_done_fn 
 	return j;
 }
 
+size_t worker_pending(struct worker *w)
+{
+	size_t n = 0;
+	struct worker_job *j;
+	pthread_mutex_lock(&w->lock);
+	TAILQ_FOREACH(j, &w->queue, link)
+		n++;
+	TAILQ_FOREACH(j, &w->flight, link)
+		n++;
+	pthread_mutex_unlock(&w->lock);
+	return n;
+}
+
 void worker_cancel(struct worker_job *j)
 {
 	j->cancelled = true;

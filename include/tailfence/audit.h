@@ -117,6 +117,10 @@ struct audit_close {
 	uint64_t duration_ms;
 	const char *end;	/* see docs/audit.md for the list */
 	const char *error;	/* error text when end is "error", else NULL */
+	/* A UDP association (proto socks5-udp): the datagrams relayed each
+	 * way and those dropped are written too; bytes are their payloads. */
+	bool udp;
+	uint64_t datagrams_up, datagrams_down, dropped;
 };
 
 /* Opens every sink and reads the tail of each file sink back (chain
@@ -179,6 +183,18 @@ void audit_event(struct audit *a, const char *type, const char *detail);
 
 /* True while every sink is writable (for fail-closed and health). */
 bool audit_healthy(const struct audit *a);
+
+/* What the metrics endpoint shows of the trail; any thread. */
+struct audit_stats {
+	uint64_t queue_records;	/* waiting for the writer thread */
+	uint64_t queue_bytes;
+	uint64_t written;	/* records the writer handed to every sink */
+	uint64_t dropped;	/* records lost: queue full, a failing sink's buffer full */
+	uint64_t sink_errors;	/* times a sink went from writable to failing */
+	bool healthy;
+};
+
+void audit_get_stats(struct audit *a, struct audit_stats *out);
 
 /* Reopens file sinks (after logrotate renamed them). Thread-safe;
  * async-signal-safe callers should instead set a flag and call this from

@@ -75,6 +75,17 @@ struct config {
 	size_t buffer_bytes;		/* per direction high watermark: 256 KiB */
 	bool relay_splice;		/* splice(2) once nothing is buffered: true */
 
+	/* The admin endpoint (/metrics, /healthz, /readyz): off by default. */
+	bool has_admin;
+	struct config_listener admin;
+
+	/* SOCKS5 UDP ASSOCIATE: served (true) under the same policy, with
+	 * these limits per association. */
+	bool udp;
+	size_t udp_destinations;	/* distinct destinations: 64 */
+	size_t udp_rate;		/* datagrams per second, both ways: 1000 */
+	unsigned udp_idle_timeout_ms;	/* no datagram either way: 2 min */
+
 	/* DNS: nameservers "IP[:PORT]" (empty: /etc/resolv.conf) and whether
 	 * /etc/hosts is read. */
 	char **dns_servers;

@@ -9,6 +9,8 @@
 #ifndef TAILFENCE_CONN_H
 #define TAILFENCE_CONN_H
 
+#include <stddef.h>
+#include <stdint.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
 
@@ -35,5 +37,9 @@ void conn_abort_all(struct gateway *gw);
  * given; closes those now denied with end reason "revoked". Returns how
  * many were closed. */
 size_t conn_recheck_relays(struct gateway *gw, const struct tailnet_view *view);
+
+/* For the metrics endpoint: open relays, and the bytes they moved so far
+ * (up: client to destination). */
+void conn_stats(struct gateway *gw, size_t *relays, uint64_t *up, uint64_t *down);
 
 #endif

@@ -13,8 +13,10 @@
 #include <sys/queue.h>
 
 #include "tailfence/cidr.h"
+#include "tailfence/metrics.h"
 #include "tailfence/tailnet.h"
 
+struct admin;
 struct audit;
 struct config;
 struct config_args;
@@ -53,6 +55,7 @@ struct gateway {
 
 	struct gateway_listener *listeners;
 	size_t n_listeners;
+	bool listening;			/* every listener is bound */
 	bool accept_paused;
 	struct event *accept_resume;	/* after EMFILE/ENFILE */
 
@@ -71,6 +74,9 @@ struct gateway {
 	struct event *signals[5];
 
 	struct gateway_authfail authfail[GATEWAY_AUTHFAIL_SLOTS];
+
+	struct metrics metrics;		/* loop thread only; survives reloads */
+	struct admin *admin;		/* /metrics, /healthz, /readyz; NULL when off */
 };
 
 /* Called by conn when a connection ends, to resume accepting at the cap. */

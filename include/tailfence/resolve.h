@@ -21,6 +21,7 @@
 #define TAILFENCE_RESOLVE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "tailfence/cidr.h"
 #include "tailfence/config.h"
@@ -50,6 +51,7 @@ struct resolve_result {
 	enum resolve_source source;
 	struct cidr_addr addrs[RESOLVE_MAX_ADDRS];
 	size_t n;
+	uint64_t elapsed_us;		/* from resolve_start() to the answer */
 };
 
 const char *resolve_source_str(enum resolve_source s);

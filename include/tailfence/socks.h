@@ -83,6 +83,7 @@ struct socks_server {
 	enum socks_server_state state;
 	bool allow_noauth;	/* method 0x00 acceptable */
 	bool prefer_userpass;	/* choose 0x02 when the client offers it */
+	bool allow_udp;		/* accept UDP ASSOCIATE (set after init; default off) */
 
 	/* Results. */
 	int version;		/* 4 or 5 once known */
@@ -138,6 +139,9 @@ size_t socks5_client_auth(uint8_t *out, size_t cap, const char *user, const char
 /* CONNECT request for an IP address (never a name: DNS pinning). */
 size_t socks5_client_connect(uint8_t *out, const struct cidr_addr *dst, uint16_t port);
 
+/* UDP ASSOCIATE request saying "any source" (0.0.0.0:0); 10 bytes. */
+size_t socks5_client_udp_associate(uint8_t *out);
+
 /* Parses the 2-byte method choice. Returns NEED_MORE, REQUEST (done,
  * *method set; the caller checks it is one it offered) or ERROR (VER not 5,
  * or 0xFF "no acceptable method", *method set). */
@@ -157,5 +161,28 @@ enum socks_step socks5_client_parse_reply(const uint8_t *in, size_t len,
 
 /* Human text for a SOCKS5 reply code. */
 const char *socks5_rep_str(uint8_t rep);
+
+/* ---- UDP datagrams (RFC 1928 section 7), both directions ---- */
+
+/* +-----+------+------+----------+----------+------+
+ * | RSV | FRAG | ATYP | DST.ADDR | DST.PORT | DATA |
+ * |  2  |  1   |  1   | Variable |    2     | ...  |
+ * A datagram arrives whole, so there is no NEED_MORE. */
+struct socks5_udp_header {
+	uint8_t frag;			/* 0: a whole datagram; else a fragment */
+	struct socks_target dst;	/* a domain name stays a name (is_name) */
+	size_t len;			/* header length: DATA starts at in + len */
+};
+
+/* Parses the header of one datagram. Returns SOCKS_REQUEST, or SOCKS_ERROR
+ * with a sentence in *why (RSV not zero, unknown ATYP, a truncated address,
+ * an empty name or a NUL inside it). A fragment (FRAG != 0) parses: the
+ * caller decides (tailfence drops them). */
+enum socks_step socks5_udp_parse(const uint8_t *in, size_t len, struct socks5_udp_header *h,
+				 const char **why);
+
+/* Writes the header for an IP address (FRAG 0); returns its length (10 or
+ * 22), or 0 when addr has no family. out holds at least 22 bytes. */
+size_t socks5_udp_encode(uint8_t *out, const struct cidr_addr *addr, uint16_t port);
 
 #endif

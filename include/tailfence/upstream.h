@@ -34,6 +34,7 @@ struct upstream_result {
 	struct bufferevent *bev;	/* on UPSTREAM_OK: connected stream, now the callee's */
 	struct cidr_addr bnd;		/* bound address the upstream reported (family 0 if none) */
 	uint16_t bnd_port;
+	uint64_t elapsed_us;		/* from upstream_dial() to this result */
 };
 
 /* Called once per dial, never from inside upstream_dial(); the dial is

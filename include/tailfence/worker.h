@@ -8,6 +8,7 @@
 #define TAILFENCE_WORKER_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 struct event_base;
 struct worker;
@@ -26,6 +27,9 @@ struct worker *worker_new(struct event_base *base);
  * failure (then nothing runs). */
 struct worker_job *worker_submit(struct worker *w, worker_fn fn, worker_done_fn done,
 				 void *arg);
+
+/* Jobs queued or running, not yet delivered (for the metrics endpoint). */
+size_t worker_pending(struct worker *w);
 
 /* Loop thread only: done will be called with cancelled = true. */
 void worker_cancel(struct worker_job *j);

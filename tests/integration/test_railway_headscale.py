@@ -80,6 +80,7 @@ def container_env(tmp_path, tn, nodes, hostname, **extra):
         "TAILSCALE_BIN": tool("tailscale"),
         "TAILFENCE_BIN": tailfence_bin(),
         "TAILFENCE_LISTEN": "127.0.0.1:%d" % free_port(),
+        "TAILFENCE_ADMIN": "127.0.0.1:%d" % free_port(),
         "TAILFENCE_AUDIT_FILE": str(tmp_path / "audit" / "audit.jsonl"),
         "NO_PROXY": ".railway.internal",
         "APP_STOP_TIMEOUT": "10",
@@ -128,7 +129,8 @@ def alive(pid):
 def healthcheck(env, app_url):
     """Runs contrib/railway/healthcheck as Docker would (same variables);
     app_url stands for the app's health endpoint."""
-    henv = {k: env[k] for k in ("PATH", "TAILSCALE_BIN", "TAILSCALE_SOCKET", "TAILFENCE_LISTEN")}
+    henv = {k: env[k] for k in ("PATH", "TAILSCALE_BIN", "TAILSCALE_SOCKET", "TAILFENCE_LISTEN",
+                                "TAILFENCE_ADMIN")}
     henv["HEALTHCHECK_APP_URL"] = app_url
     r = subprocess.run([str(HEALTHCHECK)], env=henv, capture_output=True, text=True, timeout=30)
     return r.returncode, r.stdout.strip()

@@ -22,7 +22,7 @@ static const char *const env_names[] = {
 	"TAILSCALE_ADVERTISE_ROUTES", "TAILFENCE_CONFIG", "TAILFENCE_LISTEN", "TAILFENCE_UPSTREAM",
 	"TAILFENCE_AUDIT_LOG", "TAILFENCE_AUDIT_SYSLOG", "TAILFENCE_AUDIT_HMAC_KEY",
 	"TAILFENCE_AUDIT_DURABILITY", "TAILFENCE_LOG_LEVEL", "TAILFENCE_LIFT_GUARDS",
-	"TAILSCALE_SOCKET", NULL,
+	"TAILSCALE_SOCKET", "TAILFENCE_ADMIN", "TAILFENCE_UDP", NULL,
 };
 
 /* A clean environment with no tailscaled socket: the static routes decide,
@@ -466,6 +466,63 @@ static void test_args(void)
 	config_args_free(a);
 }
 
+/* The admin endpoint and the UDP association settings, from each source. */
+static void test_admin_udp(void)
+{
+	char err[512];
+	clear_env();
+	struct config *c = build(NULL, err, sizeof err);
+	CHECK(c && !c->has_admin && c->udp && c->udp_destinations == 64 && c->udp_rate == 1000 &&
+		      c->udp_idle_timeout_ms == 120000, "admin/udp defaults: %s", c ? "" : err);
+	config_unref(c);
+
+	const char *f1[] = { "--admin", "127.0.0.1:9464", "--no-udp", "--udp-destinations", "8",
+			     "--udp-rate", "50", "--udp-idle-timeout", "30s", NULL };
+	c = build(f1, err, sizeof err);
+	CHECK(c && c->has_admin && strcmp(c->admin.text, "127.0.0.1:9464") == 0 && !c->udp &&
+		      c->udp_destinations == 8 && c->udp_rate == 50 && c->udp_idle_timeout_ms == 30000,
+	      "admin/udp flags: %s", c ? "" : err);
+	CHECK(c && strstr(c->effective_json, "\"admin\":\t\"127.0.0.1:9464\"") &&
+		      strstr(c->effective_json, "\"udp_datagrams_per_second\":\t50"),
+	      "config show lists admin and the UDP limits");
+	config_unref(c);
+
+	const char *f2[] = { "--admin", "0.0.0.0:9464", NULL };
+	c = build(f2, err, sizeof err);
+	CHECK(!c && strstr(err, "--admin: \"0.0.0.0:9464\" is not a loopback address"),
+	      "public admin without users: %s", err);
+	config_unref(c);
+
+	const char *f3[] = { "--admin", "127.0.0.1", NULL };
+	c = build(f3, err, sizeof err);
+	CHECK(!c && strstr(err, "--admin: \"127.0.0.1\" needs a port"), "admin without port: %s",
+	      err);
+	config_unref(c);
+
+	setenv("TAILFENCE_ADMIN", "[::1]:9464", 1);
+	setenv("TAILFENCE_UDP", "false", 1);
+	c = build(NULL, err, sizeof err);
+	CHECK(c && c->has_admin && c->admin.loopback && !c->udp, "admin/udp from the environment: %s",
+	      c ? "" : err);
+	config_unref(c);
+	clear_env();
+
+	const char *path = write_file("udp.json", "{\"admin\": \"127.0.0.1:9000\", \"udp\": false,"
+				      " \"limits\": {\"udp_destinations\": 2, \"udp_datagrams_per_second\""
+				      ": 10, \"udp_idle_timeout\": \"1m\"}}");
+	const char *f4[] = { "--config", path, NULL };
+	c = build(f4, err, sizeof err);
+	CHECK(c && c->has_admin && !c->udp && c->udp_destinations == 2 && c->udp_rate == 10 &&
+		      c->udp_idle_timeout_ms == 60000, "admin/udp from the file: %s", c ? "" : err);
+	config_unref(c);
+	path = write_file("udp-bad.json", "{\"limits\": {\"udp_destinations\": 0}}");
+	const char *f5[] = { "--config", path, NULL };
+	c = build(f5, err, sizeof err);
+	CHECK(!c && strstr(err, "limits.udp_destinations: \"0\" is out of range"),
+	      "udp_destinations 0: %s", err);
+	config_unref(c);
+}
+
 int main(void)
 {
 	snprintf(dir, sizeof dir, "/tmp/tailfence-test-config-XXXXXX");
@@ -479,6 +536,7 @@ int main(void)
 	test_hujson();
 	test_durability();
 	test_args();
+	test_admin_udp();
 	char cmd[300];
 	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
 	if (system(cmd) != 0)

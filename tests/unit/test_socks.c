@@ -48,6 +48,7 @@ struct s_case {
 	const char *user, *pass;
 	bool socks4a;
 	uint8_t cmd;			/* checked when nonzero */
+	bool allow_udp;			/* the server accepts UDP ASSOCIATE */
 };
 
 struct s_result {
@@ -64,6 +65,7 @@ static void run(const struct s_case *c, bool bytewise, struct s_result *r)
 {
 	memset(r, 0, sizeof *r);
 	socks_server_init(&r->s, c->allow_noauth, c->prefer_userpass);
+	r->s.allow_udp = c->allow_udp;
 	size_t off = 0, avail = bytewise ? 0 : c->len;
 	for (int guard = 0; guard < 100000; guard++) {
 		size_t n = 0;
@@ -142,7 +144,8 @@ static void check_case(const struct s_case *c)
 		      c->name, mode, r.s.pass);
 		CHECK(r.s.socks4a == c->socks4a, "%s (%s): socks4a %d", c->name, mode, r.s.socks4a);
 		if (c->version == 5)
-			CHECK(r.s.cmd == SOCKS_CMD_CONNECT, "%s (%s): cmd %u", c->name, mode, r.s.cmd);
+			CHECK(r.s.cmd == (c->cmd ? c->cmd : SOCKS_CMD_CONNECT), "%s (%s): cmd %u",
+			      c->name, mode, r.s.cmd);
 	}
 }
 
@@ -275,6 +278,20 @@ static const struct s_case cases[] = {
 	  .in = B("\x05\x01\x00" "\x05\x03\x00\x01\x00\x00\x00\x00\x00\x00"),
 	  .allow_noauth = true, .step = SOCKS_ERROR,
 	  .out = B("\x05\x00" FAIL5("\x07")), .consumed = 7, .cmd = SOCKS_CMD_UDP_ASSOCIATE },
+	{ .name = "v5 UDP ASSOCIATE accepted when allowed",
+	  .in = B("\x05\x01\x00" "\x05\x03\x00\x01\x7f\x00\x00\x01\x9c\x40"),
+	  .allow_noauth = true, .allow_udp = true, .step = SOCKS_REQUEST,
+	  .out = B("\x05\x00"), .consumed = 13, .version = 5, .host = "127.0.0.1", .port = 40000,
+	  .cmd = SOCKS_CMD_UDP_ASSOCIATE },
+	{ .name = "v5 UDP ASSOCIATE any source (0.0.0.0:0)",
+	  .in = B("\x05\x01\x00" "\x05\x03\x00\x01\x00\x00\x00\x00\x00\x00"),
+	  .allow_noauth = true, .allow_udp = true, .step = SOCKS_REQUEST,
+	  .out = B("\x05\x00"), .consumed = 13, .version = 5, .host = "0.0.0.0", .port = 0,
+	  .cmd = SOCKS_CMD_UDP_ASSOCIATE },
+	{ .name = "v5 BIND still refused with UDP allowed",
+	  .in = B("\x05\x01\x00" "\x05\x02\x00\x01\x00\x00\x00\x00\x00\x00"),
+	  .allow_noauth = true, .allow_udp = true, .step = SOCKS_ERROR,
+	  .out = B("\x05\x00" FAIL5("\x07")), .consumed = 7, .cmd = SOCKS_CMD_BIND },
 	{ .name = "v5 unknown command -> 0x07",
 	  .in = B("\x05\x01\x00" "\x05\x09\x00\x01\x7f\x00\x00\x01\x00\x50"),
 	  .allow_noauth = true, .step = SOCKS_ERROR,
@@ -579,6 +596,84 @@ static void client_parsers(void)
 	CHECK(strcmp(socks5_rep_str(0x42), "unknown SOCKS5 reply code") == 0, "rep_str unknown");
 }
 
+/* The UDP datagram header: a table of datagrams, each parsed, and every
+ * IP-address case encoded back to the same bytes. */
+static void udp_headers(void)
+{
+	struct {
+		const char *name;
+		const uint8_t *in;
+		size_t len;
+		enum socks_step step;
+		uint8_t frag;
+		bool is_name;
+		const char *host;	/* name, or address text */
+		uint16_t port;
+		size_t hlen;		/* data starts here */
+	} uc[] = {
+		{ "ipv4 with data", B("\0\0\0\x01\x7f\x00\x00\x01\x00\x35" "query"), SOCKS_REQUEST,
+		  0, false, "127.0.0.1", 53, 10 },
+		{ "ipv4 no data", B("\0\0\0\x01\xc0\x00\x02\x35\x00\x35"), SOCKS_REQUEST, 0, false,
+		  "192.0.2.53", 53, 10 },
+		{ "ipv6", B("\0\0\0\x04\x20\x01\x0d\xb8\0\0\0\0\0\0\0\0\0\0\0\x01\x01\xbb" "x"),
+		  SOCKS_REQUEST, 0, false, "2001:db8::1", 443, 22 },
+		{ "ipv4-mapped ipv6 is ipv4", B("\0\0\0\x04\0\0\0\0\0\0\0\0\0\0\xff\xff\x7f\0\0\x01\0\x35"),
+		  SOCKS_REQUEST, 0, false, "127.0.0.1", 53, 22 },
+		{ "name", B("\0\0\0\x03\x08" "dns.test\x00\x35" "q"), SOCKS_REQUEST, 0, true, "dns.test",
+		  53, 15 },
+		{ "name that is an address literal", B("\0\0\0\x03\x09" "127.0.0.1\x00\x35"),
+		  SOCKS_REQUEST, 0, false, "127.0.0.1", 53, 16 },
+		{ "fragment parses", B("\0\0\x01\x01\x7f\0\0\x01\x00\x35"), SOCKS_REQUEST, 1, false,
+		  "127.0.0.1", 53, 10 },
+		{ "too short", B("\0\0\0"), SOCKS_ERROR, 0, false, NULL, 0, 0 },
+		{ "rsv not zero", B("\0\x01\0\x01\x7f\0\0\x01\x00\x35"), SOCKS_ERROR, 0, false, NULL,
+		  0, 0 },
+		{ "unknown atyp", B("\0\0\0\x02\x7f\0\0\x01\x00\x35"), SOCKS_ERROR, 0, false, NULL, 0,
+		  0 },
+		{ "truncated ipv4", B("\0\0\0\x01\x7f\0\0\x01\x00"), SOCKS_ERROR, 0, false, NULL, 0,
+		  0 },
+		{ "truncated ipv6", B("\0\0\0\x04\0\0\0\0\0\0\0\0"), SOCKS_ERROR, 0, false, NULL, 0,
+		  0 },
+		{ "name without length", B("\0\0\0\x03"), SOCKS_ERROR, 0, false, NULL, 0, 0 },
+		{ "empty name", B("\0\0\0\x03\x00\x00\x35"), SOCKS_ERROR, 0, false, NULL, 0, 0 },
+		{ "truncated name", B("\0\0\0\x03\x08" "dns\x00\x35"), SOCKS_ERROR, 0, false, NULL, 0, 0 },
+		{ "NUL in name", B("\0\0\0\x03\x03" "a\0b\x00\x35"), SOCKS_ERROR, 0, false, NULL, 0, 0 },
+	};
+	for (size_t i = 0; i < sizeof uc / sizeof uc[0]; i++) {
+		struct socks5_udp_header h;
+		const char *why = NULL;
+		enum socks_step st = socks5_udp_parse(uc[i].in, uc[i].len, &h, &why);
+		CHECK(st == uc[i].step, "udp %s: step %s", uc[i].name, step_name(st));
+		if (st != SOCKS_REQUEST) {
+			CHECK(why && strncmp(why, "SOCKS5 UDP header: ", 19) == 0, "udp %s: why %s",
+			      uc[i].name, why ? why : "(null)");
+			continue;
+		}
+		char t[CIDR_ADDR_STRLEN];
+		const char *got = h.dst.is_name ? h.dst.host
+				  : cidr_addr_format(&h.dst.addr, t, sizeof t);
+		CHECK(h.frag == uc[i].frag && h.dst.is_name == uc[i].is_name &&
+			      strcmp(got, uc[i].host) == 0 && h.dst.port == uc[i].port &&
+			      h.len == uc[i].hlen,
+		      "udp %s: frag %u name %d host %s port %u len %zu", uc[i].name, h.frag,
+		      h.dst.is_name, got, h.dst.port, h.len);
+		if (!h.dst.is_name && !h.frag && uc[i].in[3] != 0x03 &&
+		    strcmp(uc[i].name, "ipv4-mapped ipv6 is ipv4") != 0) {
+			uint8_t enc[32];
+			size_t n = socks5_udp_encode(enc, &h.dst.addr, h.dst.port);
+			CHECK(n == h.len && memcmp(enc, uc[i].in, n) == 0, "udp %s: encodes back",
+			      uc[i].name);
+		}
+	}
+	struct cidr_addr none = { 0 };
+	uint8_t enc[32];
+	CHECK(socks5_udp_encode(enc, &none, 53) == 0, "udp encode without an address");
+	uint8_t req[16];
+	CHECK(socks5_client_udp_associate(req) == 10 &&
+		      memcmp(req, "\x05\x03\x00\x01\0\0\0\0\0\0", 10) == 0,
+	      "client UDP ASSOCIATE request");
+}
+
 int main(void)
 {
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
@@ -587,6 +682,7 @@ int main(void)
 	misuse();
 	encoders();
 	client_parsers();
+	udp_headers();
 	printf("test_socks: %d passed, %d failed\n", passed, failed);
 	return failed ? 1 : 0;
 }
