@@ -151,8 +151,8 @@ static void print_row(const cJSON *o, const char *type, const struct audit_read_
 		       dst, str_or(o, "verdict", "-"), why);
 	} else if (strcmp(type, "close") == 0) {
 		char up[32], down[32], dur[32], detail[400];
-		audit_read_fmt_bytes((uint64_t)audit_read_num(o, "bytes_up"), up, sizeof up);
-		audit_read_fmt_bytes((uint64_t)audit_read_num(o, "bytes_down"), down, sizeof down);
+		audit_read_fmt_bytes(audit_read_u64(o, "bytes_up"), up, sizeof up);
+		audit_read_fmt_bytes(audit_read_u64(o, "bytes_down"), down, sizeof down);
 		snprintf(dur, sizeof dur, "%.3f s", audit_read_num(o, "duration_ms") / 1000.0);
 		const char *end = audit_read_str(o, "end"), *err = audit_read_str(o, "error");
 		snprintf(detail, sizeof detail, "up %s, down %s, %s, %s%s%s", up, down, dur,
@@ -196,8 +196,8 @@ static void summary_add_decision(struct review *r, const cJSON *o)
 
 static void summary_add_close(struct review *r, const cJSON *o, const struct audit_read_conn *ci)
 {
-	uint64_t up = (uint64_t)audit_read_num(o, "bytes_up");
-	uint64_t down = (uint64_t)audit_read_num(o, "bytes_down");
+	uint64_t up = audit_read_u64(o, "bytes_up");
+	uint64_t down = audit_read_u64(o, "bytes_down");
 	r->n_close++;
 	r->up += up;
 	r->down += down;
@@ -271,7 +271,7 @@ static void review_line(struct review *r, const char *line, size_t len)
 		if (show && r->summary)
 			summary_add_decision(r, o);
 	} else if (strcmp(type, "close") == 0) {
-		ci = audit_read_conns_get(&r->conns, (uint64_t)audit_read_num(o, "conn"));
+		ci = audit_read_conns_get(&r->conns, audit_read_u64(o, "conn"));
 		show = in_time && (ci || !r->f.conn_filters);
 		if (show && r->summary)
 			summary_add_close(r, o, ci);

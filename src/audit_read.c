@@ -189,16 +189,26 @@ double audit_read_num(const cJSON *o, const char *k)
 	return cJSON_IsNumber(j) ? j->valuedouble : 0;
 }
 
+uint64_t audit_read_u64(const cJSON *o, const char *k)
+{
+	double v = audit_read_num(o, k);
+	if (!(v > 0))
+		return 0;
+	if (v >= 18446744073709551616.0)
+		return UINT64_MAX;
+	return (uint64_t)v;
+}
+
 void audit_read_dst(const cJSON *o, char *out, size_t len)
 {
 	const char *host = audit_read_str(o, "host");
-	int port = (int)audit_read_num(o, "port");
+	uint64_t port = audit_read_u64(o, "port");
 	if (!host)
 		host = "-";
 	if (strchr(host, ':'))
-		snprintf(out, len, "[%s]:%d", host, port);
+		snprintf(out, len, "[%s]:%" PRIu64, host, port);
 	else
-		snprintf(out, len, "%s:%d", host, port);
+		snprintf(out, len, "%s:%" PRIu64, host, port);
 }
 
 void audit_read_client_ip(const char *client, char *out, size_t len)
@@ -463,7 +473,7 @@ static char *dup_or_dash(const char *s)
 struct audit_read_conn *audit_read_conns_put(struct audit_read_conns *cs,
 					     const cJSON *decision)
 {
-	uint64_t id = (uint64_t)audit_read_num(decision, "conn");
+	uint64_t id = audit_read_u64(decision, "conn");
 	struct audit_read_conn *c = audit_read_conns_get(cs, id);
 	if (!c) {
 		if (cs->max && cs->n >= cs->max) {

@@ -142,6 +142,11 @@ const char *audit_read_str(const cJSON *o, const char *k);
 /* The number field k of o, or 0. */
 double audit_read_num(const cJSON *o, const char *k);
 
+/* The number field k of o as a count: 0 when missing, negative or not a
+ * number, UINT64_MAX when too big (hostile values never reach a cast that
+ * is undefined). */
+uint64_t audit_read_u64(const cJSON *o, const char *k);
+
 /* A decision's destination as requested: "host:port", "[v6]:port",
  * "-:port" without a host. */
 void audit_read_dst(const cJSON *o, char *out, size_t len);
