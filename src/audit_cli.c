@@ -5,6 +5,7 @@
  *   tailfence audit summary [FILTERS] [FILE...]       who went where, how much, denials
  *   tailfence audit verify --key FILE FILE...         check the HMAC chain
  *   tailfence audit tail [FILTERS] [--json] FILE      follow the live file
+ *   tailfence audit report [FILTERS] -o OUT FILE...   HTML report (audit_report.c)
  *
  * Files may be gzip-compressed (zlib reads plain files too); no FILE means
  * stdin (audit_read.c reads them and applies the filters). Close records
@@ -14,6 +15,7 @@
  */
 #include "tailfence/audit.h"
 #include "tailfence/audit_read.h"
+#include "tailfence/audit_report.h"
 #include "tailfence/cli.h"
 
 #include <cjson/cJSON.h>
@@ -371,6 +373,7 @@ static void print_summary(struct review *r, size_t limit)
 static const char review_usage[] =
 	"usage: tailfence audit [FILTERS] [--json] [FILE...]\n"
 	"       tailfence audit summary [FILTERS] [--top N] [FILE...]\n"
+	"       tailfence audit report [FILTERS] [--key KEYFILE] [--json] [-o OUT] FILE...\n"
 	"       tailfence audit verify [--strict] --key KEYFILE FILE...\n"
 	"       tailfence audit tail [FILTERS] [--json] [-n N] FILE\n"
 	"\n"
@@ -718,6 +721,8 @@ int audit_cli_main(int argc, char **argv)
 			return cmd_review(argc - 1, argv + 1, true);
 		if (strcmp(sub, "tail") == 0)
 			return cmd_tail(argc - 1, argv + 1);
+		if (strcmp(sub, "report") == 0)
+			return audit_report_main(argc - 1, argv + 1);
 	}
 	return cmd_review(argc, argv, false);
 }

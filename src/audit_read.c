@@ -490,6 +490,7 @@ struct audit_read_conn *audit_read_conns_put(struct audit_read_conns *cs,
 	c->id = id;
 	const char *verdict = audit_read_str(decision, "verdict");
 	c->allow = verdict && strcmp(verdict, "allow") == 0;
+	c->target = audit_read_str(decision, "host") || audit_read_str(decision, "addr");
 	char cl[64], dst[300];
 	audit_read_client_ip(audit_read_str(decision, "client"), cl, sizeof cl);
 	audit_read_dst(decision, dst, sizeof dst);

@@ -168,6 +168,7 @@ struct audit_read_conn {
 	uint64_t id;
 	bool used;
 	bool allow;
+	bool target;		/* the decision named a host or an address */
 	char *user;		/* "-" when none */
 	char *client;		/* the client address without its port */
 	char *dst;		/* audit_read_dst() */
