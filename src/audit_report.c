@@ -233,7 +233,7 @@ static void table_grow(struct audit_report_table *t)
 	for (size_t i = 0; i < t->cap; i++) {
 		if (!t->rows[i].k[0])
 			continue;
-		size_t j = key_hash(t->rows[i].k) & (cap - 1);
+		size_t j = t->rows[i].hash & (cap - 1);
 		while (rows[j].k[0])
 			j = (j + 1) & (cap - 1);
 		rows[j] = t->rows[i];
@@ -261,7 +261,8 @@ static struct audit_report_row *table_get(struct audit_report_table *t, const ch
 	uint64_t h = key_hash(kk);
 	if (t->cap) {
 		for (size_t j = h & (t->cap - 1); t->rows[j].k[0]; j = (j + 1) & (t->cap - 1))
-			if (key_equal(t->rows[j].k, (const char *const *)kk))
+			if (t->rows[j].hash == h &&
+			    key_equal(t->rows[j].k, (const char *const *)kk))
 				return &t->rows[j];
 	}
 	if (t->n >= t->max) {
@@ -277,6 +278,7 @@ static struct audit_report_row *table_get(struct audit_report_table *t, const ch
 	row_init(row);
 	for (int i = 0; i < AUDIT_REPORT_KEY_PARTS; i++)
 		row->k[i] = dup_cap(kk[i], KEY_CAP + 3);
+	row->hash = h;
 	t->n++;
 	return row;
 }

@@ -83,6 +83,7 @@ struct audit_report_event {
 #define AUDIT_REPORT_KEY_PARTS 4
 struct audit_report_row {
 	char *k[AUDIT_REPORT_KEY_PARTS];	/* key parts; NULL where unused */
+	uint64_t hash;			/* of the key parts */
 	uint64_t allow, deny;		/* decisions */
 	uint64_t closed, up, down;	/* close records and their bytes */
 	int64_t first, last;		/* ms; first == INT64_MAX: never seen */
