@@ -344,7 +344,7 @@ const struct audit_report_row **audit_report_sorted(const struct audit_report_ta
 /* Interval widths in ms; each a multiple of the one before, so that
  * widening merges whole intervals. After the last, widths double. */
 static const int64_t tl_widths[] = {
-	1000, 5000, 10000, 30000, 60000, 300000, 600000, 1800000, 3600000,
+	100, 500, 1000, 5000, 10000, 30000, 60000, 300000, 600000, 1800000, 3600000,
 	7200000, 21600000, 43200000, DAY_MS, 7 * DAY_MS, 28 * DAY_MS,
 };
 
@@ -764,8 +764,10 @@ static void close_add(struct audit_report *r, const cJSON *o, const struct audit
 		rows[i]->down += rc.down;
 		row_seen(rows[i], t, has_t);
 	}
-	top_offer(&r->busiest, &rc);
-	top_offer(&r->longest, &rc);
+	if (c->allow) {
+		top_offer(&r->busiest, &rc);
+		top_offer(&r->longest, &rc);
+	}
 }
 
 static void on_close(struct audit_report *r, const cJSON *o, int64_t t, bool has_t,

@@ -120,6 +120,8 @@ static void fmt_duration(uint64_t ms, char *out, size_t len)
 	uint64_t s = ms / 1000;
 	if (ms < 1000)
 		snprintf(out, len, "%" PRIu64 " ms", ms);
+	else if (s < 60 && ms % 1000 == 0)
+		snprintf(out, len, "%" PRIu64 " s", s);
 	else if (s < 60)
 		snprintf(out, len, "%.1f s", (double)ms / 1000);
 	else if (s < 3600 && s % 60)
@@ -361,12 +363,13 @@ static void ch_open(FILE *out, const char *label)
 		"xmlns=\"http://www.w3.org/2000/svg\">\n", CH_W, CH_H, label);
 }
 
-/* Time labels under the plot at round times (a step of 1, 5, 10, 15, 30
- * minutes, 1, 2, 3, 6, 12 hours, 1, 2, 7, 14, 28 days or more, so that at
- * most 8 fit); their format follows the step and the span. */
+/* Time labels under the plot at round times (a step of 0.1, 0.2, 0.5, 1,
+ * 2, 5, 10, 15, 30 seconds, 1, 5, 10, 15, 30 minutes, 1, 2, 3, 6, 12 hours,
+ * 1, 2, 7, 14, 28 days or more, so that at most 8 fit); their format
+ * follows the step and the span. */
 static void ch_axis_x(FILE *out, const struct chart *c)
 {
-	static const int64_t steps[] = { 1000, 5000, 10000, 15000, 30000, 60000, 300000,
+	static const int64_t steps[] = { 100, 200, 500, 1000, 2000, 5000, 10000, 15000, 30000, 60000, 300000,
 		600000, 900000, 1800000, 3600000, 7200000, 10800000, 21600000, 43200000, DAY_MS,
 		2 * DAY_MS, 7 * DAY_MS, 14 * DAY_MS, 28 * DAY_MS };
 	int64_t span = c->width * (int64_t)c->n, step = 0;
@@ -389,8 +392,10 @@ static void ch_axis_x(FILE *out, const struct chart *c)
 			snprintf(label, sizeof label, "%.5s %.5s", b + 5, b + 11);
 		else if (step >= 60000)
 			snprintf(label, sizeof label, "%.5s", b + 11);
-		else
+		else if (step >= 1000)
 			snprintf(label, sizeof label, "%.8s", b + 11);
+		else
+			snprintf(label, sizeof label, "%.12s", b + 11);
 		double x = ch_x(c, t);
 		const char *anchor = x < CH_X0 + 30 ? "start" : x > CH_X1 - 30 ? "end" : "middle";
 		fprintf(out, "<line x1=\"%.1f\" y1=\"%d\" x2=\"%.1f\" y2=\"%d\" stroke=\"#9aa5b1\"/>"
@@ -399,11 +404,14 @@ static void ch_axis_x(FILE *out, const struct chart *c)
 	}
 }
 
-/* Grid lines and labels at 0, half and the top of the scale. */
+/* Grid lines and labels at 0, half (when it is a whole number) and the top
+ * of the scale. */
 static void ch_axis_y(FILE *out, uint64_t max)
 {
 	for (int k = 0; k <= 2; k++) {
-		uint64_t v = max / 2 * (uint64_t)k + (k == 2 ? max % 2 : 0);
+		if (k == 1 && max % 2)
+			continue;
+		uint64_t v = k == 2 ? max : max / 2 * (uint64_t)k;
 		char b[40];
 		fmt_num(v, b, sizeof b);
 		double y = ch_y(v, max);
@@ -907,8 +915,9 @@ bool audit_report_write_html(const struct audit_report *r, FILE *out,
 	html_pairs(out, r);
 	html_dsts(out, r, dsts, n);
 	html_top(out, &r->busiest, "busiest", "Busiest connections",
-		 "By bytes up and down together.");
-	html_top(out, &r->longest, "longest", "Longest connections", "By duration.");
+		 "Allowed connections by bytes up and down together.");
+	html_top(out, &r->longest, "longest", "Longest connections",
+		 "Allowed connections by duration.");
 	html_events(out, r);
 	html_other(out, r);
 	html_about(out, r);

@@ -152,13 +152,13 @@ static void test_bytes_spread(void)
 {
 	struct audit_report *r = report(100);
 	decision(r, "2024-05-01T12:00:00.000Z", 1, "h.test", true);
-	/* 10 intervals of 1 s at the start, then a 5 s connection of 5000 bytes */
+	/* 10 s of 100 ms intervals, then a 5 s connection of 5000 bytes */
 	close_rec(r, "2024-05-01T12:00:10.000Z", 2, 0, 0);
 	close_rec(r, "2024-05-01T12:00:10.000Z", 1, 5000, 5000);
-	CHECK(r->tl.width == 1000 && r->tl.n == 11, "width %" PRId64 " n %zu", r->tl.width, r->tl.n);
-	for (size_t i = 5; i < 10; i++)
-		CHECK(r->tl.b[i].up == 1000, "interval %zu: %" PRIu64, i, r->tl.b[i].up);
-	CHECK(r->tl.b[4].up == 0 && r->tl.b[10].up == 0, "nothing outside the lifetime");
+	CHECK(r->tl.width == 100 && r->tl.n == 101, "width %" PRId64 " n %zu", r->tl.width, r->tl.n);
+	for (size_t i = 50; i < 100; i++)
+		CHECK(r->tl.b[i].up == 100, "interval %zu: %" PRIu64, i, r->tl.b[i].up);
+	CHECK(r->tl.b[49].up == 0 && r->tl.b[100].up == 0, "nothing outside the lifetime");
 	audit_report_free(r);
 }
 
@@ -176,6 +176,11 @@ static void test_table_cap(void)
 	      r->dsts.other.allow, r->dsts.other.up);
 	CHECK(r->allow == 10 && r->up == 100, "totals are exact");
 	CHECK(r->busiest.n == 3, "top keeps 3");
+	decision(r, "2024-05-01T12:00:02.000Z", 99, "h0.test", false);
+	close_rec(r, "2024-05-01T12:00:02.000Z", 99, UINT64_MAX, UINT64_MAX);
+	for (size_t i = 0; i < r->busiest.n; i++)
+		CHECK(r->busiest.v[i].up != UINT64_MAX && r->longest.v[i].duration_ms != UINT64_MAX,
+		      "denied connections are not in the busiest or longest lists");
 	audit_report_free(r);
 }
 
