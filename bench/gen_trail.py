@@ -73,7 +73,7 @@ def main():
     key = open(a.key, "rb").read().rstrip() if a.key else None
     chain = Chain(key)
     w = sys.stdout.write
-    step = a.days * 86400 * 1000 // max(1, a.records)
+    step = a.days * 86400 * 1000 // max(1, a.records // 2)  # two records a connection
     t = EPOCH * 1000
     pending = []  # (close time, seq, close record): written in time order
     w(chain.line('"ts":"%s","type":"start","detail":"direct","version":"0.1.0","pid":1' % ts(t)))
