@@ -796,7 +796,7 @@ static void on_start(struct audit_report *r, const cJSON *o, int64_t t, bool has
 		int64_t from = r->prev_has_t && (!has_t || r->prev_t <= t) ? r->prev_t : t;
 		ev_add(r, AUDIT_REPORT_EV_UNCLEAN, from, r->prev_has_t || has_t, t, d);
 	} else if (in_time && r->shutdown_seen && r->shutdown_has_t && has_t) {
-		ev_add(r, AUDIT_REPORT_EV_DOWN, r->shutdown_t, true, t, "not running");
+		ev_add(r, AUDIT_REPORT_EV_DOWN, r->shutdown_t, true, t, NULL);
 	}
 	if (in_time) {
 		char d[NOTE_CAP];

@@ -784,7 +784,7 @@ static void html_top(FILE *out, const struct audit_report_top *t, const char *id
 		const struct audit_report_conn *c = &t->v[i];
 		fputs("<tr>", out);
 		td_when(out, c->t, c->has_t);
-		td_num(out, c->id);
+		fprintf(out, "<td class=\"n\">%" PRIu64 "</td>", c->id);	/* an id: no grouping */
 		td_text(out, c->user);
 		td_text(out, c->client);
 		td_text(out, c->dst);
