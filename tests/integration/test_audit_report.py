@@ -154,7 +154,7 @@ def _own_count(recs):
         "closed": len(closes),
         "bytes_up": sum(r["bytes_up"] for r in closes),
         "bytes_down": sum(r["bytes_down"] for r in closes),
-        "max_duration": max(r["duration_ms"] for r in closes),
+        "max_duration": max(r["duration_ms"] for r in closes if r["end"] != "denied"),
         "dst": dst,
     }
 
