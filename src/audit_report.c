@@ -207,6 +207,7 @@ static void row_free(struct audit_report_row *row)
 	free(row->note);
 	free(row->peer_name);
 	free(row->peer_id);
+	free(row->peer_route);
 }
 
 static void table_init(struct audit_report_table *t, size_t max)
@@ -441,31 +442,48 @@ static void tl_bytes(struct audit_report_timeline *tl, int64_t end, uint64_t dur
 
 /* --------------------------------------------------------------- events */
 
-static bool ev_routine(enum audit_report_event_kind k)
+/* How much an event matters when the list is full: routine lifecycle (0),
+ * a change in what the tailnet carries (1), a hole or an unclean end (2). */
+static int ev_rank(enum audit_report_event_kind k)
 {
-	return k == AUDIT_REPORT_EV_START || k == AUDIT_REPORT_EV_SHUTDOWN ||
-	       k == AUDIT_REPORT_EV_RELOAD || k == AUDIT_REPORT_EV_DOWN;
+	switch (k) {
+	case AUDIT_REPORT_EV_START:
+	case AUDIT_REPORT_EV_SHUTDOWN:
+	case AUDIT_REPORT_EV_RELOAD:
+	case AUDIT_REPORT_EV_DOWN:
+		return 0;
+	case AUDIT_REPORT_EV_TAILNET:
+		return 1;
+	default:
+		return 2;
+	}
+}
+
+/* The latest listed event that matters less than rank, or -1. */
+static ssize_t ev_victim(const struct audit_report *r, int rank)
+{
+	for (int want = 0; want < rank; want++)
+		for (size_t i = r->n_events; i-- > 0;)
+			if (ev_rank(r->events[i].kind) == want)
+				return (ssize_t)i;
+	return -1;
 }
 
 /* Counts an event and lists it while there is room; when the list is full
- * a marked event (unclean shutdown, lost records, ...) takes the place of
- * the latest routine one (start, shutdown, reload). */
+ * an event takes the place of the latest one that matters less (see
+ * ev_rank), or is only counted. */
 static void ev_add(struct audit_report *r, enum audit_report_event_kind kind, int64_t t,
 		   bool has_t, int64_t until, const char *detail)
 {
 	r->ev_count[kind]++;
 	size_t at = r->n_events;
 	if (at == AUDIT_REPORT_EVENTS) {
-		if (ev_routine(kind))
+		ssize_t v = ev_victim(r, ev_rank(kind));
+		if (v < 0)
 			return;
-		while (at > 0 && !ev_routine(r->events[at - 1].kind))
-			at--;
-		if (at == 0)
-			return;
-		at--;
-		free(r->events[at].detail);
-		memmove(r->events + at, r->events + at + 1,
-			(r->n_events - at - 1) * sizeof r->events[0]);
+		free(r->events[v].detail);
+		memmove(r->events + v, r->events + v + 1,
+			(r->n_events - (size_t)v - 1) * sizeof r->events[0]);
 		at = r->n_events - 1;
 	} else {
 		r->n_events++;
@@ -487,6 +505,7 @@ const char *audit_report_event_name(enum audit_report_event_kind k)
 		[AUDIT_REPORT_EV_SEQ_GAP] = "seq_gap",
 		[AUDIT_REPORT_EV_CHAIN] = "chain_break",
 		[AUDIT_REPORT_EV_RECOVERY] = "recovery",
+		[AUDIT_REPORT_EV_TAILNET] = "tailnet",
 	};
 	return (unsigned)k < AUDIT_REPORT_EV_KINDS ? names[k] : "?";
 }
@@ -665,6 +684,7 @@ static void dst_tailnet(struct audit_report *r, struct audit_report_row *row, co
 	if (!cJSON_IsObject(peer))
 		return;
 	const char *name = audit_read_str(peer, "name"), *id = audit_read_str(peer, "id");
+	const char *route = audit_read_str(peer, "route");
 	if (row->peer_name || row->peer_id) {
 		bool same = strcmp(row->peer_name ? row->peer_name : "", name ? name : "") == 0 &&
 			    strcmp(row->peer_id ? row->peer_id : "", id ? id : "") == 0;
@@ -673,9 +693,11 @@ static void dst_tailnet(struct audit_report *r, struct audit_report_row *row, co
 		row->peer_varied = true;
 		free(row->peer_name);
 		free(row->peer_id);
+		free(row->peer_route);
 	}
 	row->peer_name = dup_cap(name, KEY_CAP);
 	row->peer_id = dup_cap(id, KEY_CAP);
+	row->peer_route = dup_cap(route, KEY_CAP);
 }
 
 static void on_decision(struct audit_report *r, const cJSON *o, int64_t t, bool has_t,
@@ -788,13 +810,18 @@ static void on_start(struct audit_report *r, const cJSON *o, int64_t t, bool has
 {
 	if (in_time && r->run_seen && !r->shutdown_seen) {
 		char d[160], prev[40];
-		audit_read_fmt_time(r->prev_t, prev, sizeof prev);
+		audit_read_fmt_time(r->recovery_has_last ? r->recovery_last : r->prev_t, prev,
+				    sizeof prev);
 		snprintf(d, sizeof d, "no shutdown record after the last record of the run before (%s)",
-			 r->prev_has_t ? prev : "no time");
-		/* Records of a run may end later than the next start says (a clock
-		 * step, or files given out of order): the span never runs backwards. */
-		int64_t from = r->prev_has_t && (!has_t || r->prev_t <= t) ? r->prev_t : t;
-		ev_add(r, AUDIT_REPORT_EV_UNCLEAN, from, r->prev_has_t || has_t, t, d);
+			 r->recovery_has_last || r->prev_has_t ? prev : "no time");
+		/* The killed run's last record: as its recovery record says, else
+		 * the record before this start. Records of a run may end later
+		 * than the next start says (a clock step, files out of order):
+		 * the span never runs backwards. */
+		bool known = r->recovery_has_last || r->prev_has_t;
+		int64_t last = r->recovery_has_last ? r->recovery_last : r->prev_t;
+		int64_t from = known && (!has_t || last <= t) ? last : t;
+		ev_add(r, AUDIT_REPORT_EV_UNCLEAN, from, known || has_t, t, d);
 	} else if (in_time && r->shutdown_seen && r->shutdown_has_t && has_t) {
 		ev_add(r, AUDIT_REPORT_EV_DOWN, r->shutdown_t, true, t, NULL);
 	}
@@ -806,6 +833,7 @@ static void on_start(struct audit_report *r, const cJSON *o, int64_t t, bool has
 		ev_add(r, AUDIT_REPORT_EV_START, t, has_t, t, d);
 	}
 	r->shutdown_seen = false;
+	r->recovery_has_last = false;
 	audit_read_conns_clear(&r->conns);
 }
 
@@ -816,6 +844,53 @@ static void on_shutdown(struct audit_report *r, int64_t t, bool has_t)
 	r->shutdown_seen = true;
 	r->shutdown_t = t;
 	r->shutdown_has_t = has_t;
+}
+
+/* A recovery record comes just before the start that follows a killed run:
+ * it says when that run wrote its last record and which connections it
+ * left without a close record. */
+static void on_recovery(struct audit_report *r, const cJSON *o, int64_t t, bool has_t,
+			bool in_time)
+{
+	const char *last = audit_read_str(o, "last_ts");
+	r->recovery_has_last = last && audit_time_parse(last, strlen(last), &r->recovery_last);
+	if (!in_time)
+		return;
+	const cJSON *u = cJSON_GetObjectItemCaseSensitive(o, "unclosed");
+	if (cJSON_IsArray(u))
+		r->unclosed += (uint64_t)cJSON_GetArraySize(u);
+	ev_add(r, AUDIT_REPORT_EV_RECOVERY, t, has_t, t, audit_read_str(o, "detail"));
+}
+
+/* Appends " VERB prefix (peer, kind), ..." for a tailnet record's list. */
+static void tailnet_list(char *d, size_t len, const cJSON *list, const char *verb)
+{
+	size_t n = strlen(d);
+	int i = 0;
+	const cJSON *e;
+	cJSON_ArrayForEach(e, list) {
+		if (n + 1 >= len)
+			return;
+		snprintf(d + n, len - n, "%s %.64s (%.128s, %.16s)", i++ ? "," : verb,
+			 str_or(e, "prefix", "?"), str_or(e, "peer", "?"), str_or(e, "kind", "?"));
+		n += strlen(d + n);
+	}
+}
+
+/* What the tailnet carries for this node changed: state, counts, and the
+ * prefixes added and removed. */
+static void on_tailnet(struct audit_report *r, const cJSON *o, int64_t t, bool has_t)
+{
+	char d[NOTE_CAP];
+	snprintf(d, sizeof d, "%.16s, %" PRIu64 " peer(s), %" PRIu64 " carried%s%.128s;",
+		 str_or(o, "state", "?"), audit_read_u64(o, "peers"), audit_read_u64(o, "carried"),
+		 audit_read_str(o, "reason") ? ": " : "", str_or(o, "reason", ""));
+	tailnet_list(d, sizeof d, cJSON_GetObjectItemCaseSensitive(o, "added"), " added");
+	tailnet_list(d, sizeof d, cJSON_GetObjectItemCaseSensitive(o, "removed"), " removed");
+	size_t n = strlen(d);
+	if (n && d[n - 1] == ';')
+		d[n - 1] = '\0';
+	ev_add(r, AUDIT_REPORT_EV_TAILNET, t, has_t, t, d);
 }
 
 /* Records other than decisions and closes. Unknown types are counted. */
@@ -845,9 +920,10 @@ static void on_other(struct audit_report *r, const cJSON *o, const char *type, i
 			ev_add(r, AUDIT_REPORT_EV_SINK_ERROR, t, has_t, t, d);
 		}
 	} else if (strcmp(type, "recovery") == 0) {
-		const char *d = audit_read_str(o, "detail");
+		on_recovery(r, o, t, has_t, in_time);
+	} else if (strcmp(type, "tailnet") == 0) {
 		if (in_time)
-			ev_add(r, AUDIT_REPORT_EV_RECOVERY, t, has_t, t, d ? d : audit_read_str(o, "reason"));
+			on_tailnet(r, o, t, has_t);
 	} else if (in_time) {
 		table_get(&r->types, (const char *[]){ type, NULL, NULL, NULL })->closed++;
 	}
@@ -915,7 +991,7 @@ void audit_report_line(struct audit_report *r, const char *file, unsigned long l
 	else
 		on_other(r, o, type, t, has_t, in_time);
 	r->run_seen = true;
-	if (has_t) {
+	if (has_t && strcmp(type, "recovery") != 0) {	/* it is written at the restart */
 		r->prev_t = t;
 		r->prev_has_t = true;
 	}

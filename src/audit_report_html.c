@@ -614,6 +614,10 @@ static void td_path_peer(FILE *out, const struct audit_report_row *row)
 			h(out, row->peer_id);
 			fputs(")</span>", out);
 		}
+		if (row->peer_route) {
+			fputs(" via ", out);
+			h(out, row->peer_route);
+		}
 		if (row->peer_varied)
 			fputs(" <span class=\"tag red\">changed</span>", out);
 	} else {
@@ -811,6 +815,7 @@ static const char *event_label(enum audit_report_event_kind k)
 	case AUDIT_REPORT_EV_SEQ_GAP: return "<span class=\"tag red\">seq gap</span>";
 	case AUDIT_REPORT_EV_CHAIN: return "<span class=\"tag red\">chain breaks</span>";
 	case AUDIT_REPORT_EV_RECOVERY: return "<span class=\"tag amb\">recovery</span>";
+	case AUDIT_REPORT_EV_TAILNET: return "<span class=\"tag\">tailnet</span>";
 	default: return "?";
 	}
 }
@@ -822,10 +827,12 @@ static void html_events(FILE *out, const struct audit_report *r)
 		" start(s), %" PRIu64 " shutdown(s), %" PRIu64 " unclean shutdown(s) (a start "
 		"with no shutdown record since the start before), %" PRIu64 " reload(s), %" PRIu64
 		" sink error(s) (%" PRIu64 " records lost), %" PRIu64 " seq gap(s) (%" PRIu64
-		" records missing).",
+		" records missing), %" PRIu64 " recovery record(s) (%" PRIu64 " connection(s) "
+		"left without a close record), %" PRIu64 " change(s) in what the tailnet carries.",
 		c[AUDIT_REPORT_EV_START], c[AUDIT_REPORT_EV_SHUTDOWN], c[AUDIT_REPORT_EV_UNCLEAN],
 		c[AUDIT_REPORT_EV_RELOAD], c[AUDIT_REPORT_EV_SINK_ERROR], r->lost,
-		c[AUDIT_REPORT_EV_SEQ_GAP], r->missing_seq);
+		c[AUDIT_REPORT_EV_SEQ_GAP], r->missing_seq, c[AUDIT_REPORT_EV_RECOVERY], r->unclosed,
+		c[AUDIT_REPORT_EV_TAILNET]);
 	if (r->n_events == AUDIT_REPORT_EVENTS)
 		fprintf(out, " Only %d events are listed; marked ones (unclean shutdowns, holes) "
 			"are kept first.", AUDIT_REPORT_EVENTS);

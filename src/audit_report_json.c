@@ -94,6 +94,7 @@ static cJSON *j_row(const struct audit_report_row *row, enum row_kind kind)
 		cJSON *peer = cJSON_AddObjectToObject(o, "peer");
 		j_str(peer, "name", row->peer_name);
 		j_str(peer, "id", row->peer_id);
+		j_str(peer, "route", row->peer_route);
 		cJSON_AddBoolToObject(peer, "changed", row->peer_varied);
 	}
 	return o;
@@ -200,6 +201,7 @@ static cJSON *j_chain_lifecycle(const struct audit_report *r, bool chain)
 		j_num(o, audit_report_event_name((enum audit_report_event_kind)k), r->ev_count[k]);
 	j_num(o, "lost_records", r->lost);
 	j_num(o, "missing_records", r->missing_seq);
+	j_num(o, "unclosed_connections", r->unclosed);
 	cJSON *ev = cJSON_AddArrayToObject(o, "events");
 	for (size_t i = 0; i < r->n_events; i++) {
 		const struct audit_report_event *e = &r->events[i];

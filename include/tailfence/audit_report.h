@@ -64,7 +64,8 @@ enum audit_report_event_kind {
 	AUDIT_REPORT_EV_SINK_ERROR,	/* records lost from a sink */
 	AUDIT_REPORT_EV_SEQ_GAP,	/* seq jumped: records missing from the input */
 	AUDIT_REPORT_EV_CHAIN,		/* where the HMAC chain broke */
-	AUDIT_REPORT_EV_RECOVERY,	/* a "recovery" record */
+	AUDIT_REPORT_EV_RECOVERY,	/* a "recovery" record (before the start after a kill) */
+	AUDIT_REPORT_EV_TAILNET,	/* a "tailnet" record: what the tailnet carries changed */
 	AUDIT_REPORT_EV_KINDS,
 };
 
@@ -91,7 +92,8 @@ struct audit_report_row {
 	char *note;			/* denied: the reason; destinations: the address */
 	bool note_varied;		/* another reason/address was seen too */
 	unsigned paths;			/* destinations: 1 tailnet, 2 host, 4 other */
-	char *peer_name, *peer_id;	/* destinations: the last peer named */
+	char *peer_name, *peer_id;	/* destinations: the last peer named, */
+	char *peer_route;		/* and the subnet route it carries (or NULL) */
 	bool peer_varied;
 	bool is_new;			/* destinations: set by audit_report_finish() */
 };
@@ -134,6 +136,7 @@ struct audit_report {
 	/* lifecycle (records in the period; connection filters do not apply) */
 	uint64_t ev_count[AUDIT_REPORT_EV_KINDS];
 	uint64_t lost;			/* records lost, as sink_error records say */
+	uint64_t unclosed;		/* connections left open, as recovery records say */
 	uint64_t missing_seq;		/* records missing by the seq numbers */
 	struct audit_report_event *events;
 	size_t n_events;		/* at most AUDIT_REPORT_EVENTS kept */
@@ -169,6 +172,8 @@ struct audit_report {
 	struct audit_read_conns conns;
 	struct audit_verify *verify;
 	bool run_seen, shutdown_seen, prev_checkpoint_shutdown, have_seq;
+	bool recovery_has_last;		/* a recovery record named the killed run's end */
+	int64_t recovery_last;
 	int64_t shutdown_t, prev_t;
 	bool shutdown_has_t, prev_has_t;
 	uint64_t last_seq;

@@ -190,8 +190,11 @@ def test_report_figures_on_recorded_session(tailfence, tailfence_cli, echo_origi
     lc = j["lifecycle"]
     assert (lc["start"], lc["shutdown"], lc["unclean_shutdown"], lc["stopped"]) == (3, 2, 1, 1), lc
     starts = [r["ts"] for r in recs if r["type"] == "start"]
+    recovery = [r for r in recs if r["type"] == "recovery"]
+    assert lc["recovery"] == len(recovery) == 1 and lc["unclosed_connections"] == 0, recovery
     unclean = [e for e in lc["events"] if e["kind"] == "unclean_shutdown"]
-    assert [e["until"] for e in unclean] == [starts[2]], (unclean, starts)
+    assert [(e["ts"], e["until"]) for e in unclean] == [(recovery[0]["last_ts"], starts[2])], (
+        unclean, starts, recovery)
     stopped = [e for e in lc["events"] if e["kind"] == "stopped"]
     assert [e["until"] for e in stopped] == [starts[1]], stopped
 
@@ -254,10 +257,11 @@ DAY1, DAY2, DAY3 = "2024-05-01", "2024-05-02", "2024-05-03"
 
 def _synthetic(tmp_path, extra=()):
     """Three days of records with known answers. Day 1: db and api. Day 2:
-    db and cache (new), a denied ssh. Day 3: vault (new, over the tailnet,
-    peer changes), api over the host's network; an unknown record type, a
-    recovery, a sink_error (3 lost) and a seq gap (2 missing). Returns the
-    files (day 1 gzip-compressed, days 2-3 plain)."""
+    db and cache (new), a denied ssh, a crash (recovery record naming two
+    unclosed connections, then a start). Day 3: vault (new, over the
+    tailnet, peer changes), api over the host's network; a tailnet change,
+    a record type nobody knows yet, a sink_error (3 lost) and a seq gap (2
+    missing). Returns the files (day 1 gzip-compressed, days 2-3 plain)."""
     seq = [0]
 
     def rec(ts, typ, **kw):
@@ -285,15 +289,26 @@ def _synthetic(tmp_path, extra=()):
     day2 = conn(DAY2, "09", 3, "alice", "db.example", 5432, "192.0.2.10", up=5, down=5)
     day2 += conn(DAY2, "10", 4, "bob", "cache.example", 6379, "192.0.2.12", up=7, down=7, dur=30000)
     day2 += conn(DAY2, "11", 5, "bob", "ssh.example", 22, "192.0.2.13", allow=False)
-    # a crash: the daemon starts again with no shutdown record before
-    day2.append(rec(DAY2 + "T12:00:00.000Z", "start", detail="direct", version="0.1.0", pid=2))
-    day2.append(rec(DAY2 + "T12:00:00.001Z", "recovery", detail="the last run ended unclean"))
+    # a crash at 11:30: the daemon starts again at 12:00, its recovery
+    # record first (docs/audit.md)
+    day2.append(rec(DAY2 + "T12:00:00.000Z", "recovery",
+                    detail="the previous run (pid 1) ended without a shutdown record",
+                    file="audit.jsonl", prev_pid=1, prev_start=DAY1 + "T08:00:00.000Z",
+                    last_ts=DAY2 + "T11:30:00.000Z", last_seq=None, unclosed=[7, 9],
+                    complete=True))
+    day2.append(rec(DAY2 + "T12:00:00.001Z", "start", detail="direct", version="0.1.0", pid=2))
     day3 = conn(DAY3, "09", 1, "alice", "vault.example", 8200, "100.64.0.7",
-                path="tailnet", peer={"name": "vault-node", "id": "nABC"}, up=1, down=2)
+                path="tailnet", peer={"name": "vault-node", "id": "nABC", "route": None},
+                up=1, down=2)
     day3 += conn(DAY3, "10", 2, "alice", "vault.example", 8200, "100.64.0.7",
-                 path="tailnet", peer={"name": "vault-node-2", "id": "nDEF"}, up=1, down=2)
+                 path="tailnet", peer={"name": "vault-node-2", "id": "nDEF",
+                                       "route": "100.64.0.0/24"}, up=1, down=2)
     day3 += conn(DAY3, "11", 3, "bob", "api.example", 443, "192.0.2.11", path="host", peer=None)
-    day3.append(rec(DAY3 + "T12:00:00.000Z", "tailnet", state="Running", peers=3))
+    day3.append(rec(DAY3 + "T12:00:00.000Z", "tailnet", state="running", reason=None,
+                    self="a.tailnet.test", peers=3, carried=4, added=[],
+                    removed=[{"prefix": "192.0.2.0/24", "peer": "b.tailnet.test",
+                              "peer_id": "2", "kind": "route"}]))
+    day3.append(rec(DAY3 + "T12:30:00.000Z", "future_type", x=1))
     day3.append(rec(DAY3 + "T13:00:00.000Z", "sink_error", sink="syslog udp:127.0.0.1:514",
                     lost=3, error="connection refused"))
     seq[0] += 2  # two records went missing
@@ -336,16 +351,23 @@ def test_report_new_destinations_peers_and_holes(tailfence_cli, tmp_path):
     d = _rows(j["destinations"], "destination")
     vault = d[("vault.example:8200",)]
     assert vault["path"] == "tailnet" and vault["new"], vault
-    assert vault["peer"] == {"name": "vault-node-2", "id": "nDEF", "changed": True}, vault
+    assert vault["peer"] == {"name": "vault-node-2", "id": "nDEF", "route": "100.64.0.0/24",
+                             "changed": True}, vault
     api = d[("api.example:443",)]
     assert api["path"] == "host" and api["peer"]["name"] is None and not api["new"], api
     assert d[("db.example:5432",)]["path"] is None
 
     lc = j["lifecycle"]
     assert (lc["start"], lc["unclean_shutdown"], lc["recovery"], lc["reload"]) == (2, 1, 1, 1), lc
+    assert lc["unclosed_connections"] == 2
+    unclean = [e for e in lc["events"] if e["kind"] == "unclean_shutdown"]
+    assert [(e["ts"], e["until"]) for e in unclean] == [
+        (DAY2 + "T11:30:00.000Z", DAY2 + "T12:00:00.001Z")], unclean
     assert (lc["sink_error"], lc["lost_records"]) == (1, 3), lc
     assert (lc["seq_gap"], lc["missing_records"]) == (1, 2), lc
-    assert _rows(j["unknown_types"], "key") == {("tailnet",): {"key": "tailnet", "count": 1}}
+    tn = [e for e in lc["events"] if e["kind"] == "tailnet"]
+    assert lc["tailnet"] == 1 and "removed 192.0.2.0/24 (b.tailnet.test, route)" in tn[0]["detail"]
+    assert _rows(j["unknown_types"], "key") == {("future_type",): {"key": "future_type", "count": 1}}
     assert j["chain"] == {"checked": False, "verified": None, "records": 0, "message": None}
 
     # the bytes of a 30 s connection are spread over the interval(s) it spans
@@ -356,7 +378,7 @@ def test_report_new_destinations_peers_and_holes(tailfence_cli, tmp_path):
     p = tailfence_cli("audit", "report", "-q", *files, "-o", page)
     assert p.returncode == 0, p.stderr
     text = page.read_text(encoding="utf-8")
-    assert "vault-node-2" in text and "changed" in text
+    assert "vault-node-2" in text and "changed" in text and "via 100.64.0.0/24" in text
     assert "New destinations (3)" in text and "records lost" in text
 
 

@@ -232,6 +232,19 @@ static void test_event_priority(void)
 	      "a marked event displaces a routine one");
 	CHECK(r->ev_count[AUDIT_REPORT_EV_RELOAD] == AUDIT_REPORT_EVENTS + 10, "counts are exact");
 	audit_report_free(r);
+
+	/* tailnet changes give way to holes, routine events to both */
+	r = report(100);
+	for (int i = 0; i < AUDIT_REPORT_EVENTS; i++)
+		feed(r, "{\"v\":1,\"ts\":\"2024-05-01T10:00:00Z\",\"type\":\"tailnet\","
+			"\"state\":\"running\",\"peers\":1,\"carried\":1,\"added\":[],\"removed\":[]}");
+	feed(r, "{\"v\":1,\"ts\":\"2024-05-01T11:00:00Z\",\"type\":\"reload\"}");
+	CHECK(r->events[r->n_events - 1].kind == AUDIT_REPORT_EV_TAILNET, "a reload does not");
+	feed(r, "{\"v\":1,\"ts\":\"2024-05-01T11:00:00Z\",\"type\":\"sink_error\",\"lost\":2}");
+	CHECK(r->events[r->n_events - 1].kind == AUDIT_REPORT_EV_SINK_ERROR,
+	      "lost records displace a tailnet change");
+	CHECK(r->n_events == AUDIT_REPORT_EVENTS && r->lost == 2, "capped; lost counted");
+	audit_report_free(r);
 }
 
 static void test_new_destinations(void)
