@@ -53,7 +53,7 @@ static const char css[] =
 	"th{background:var(--card);font-weight:600;white-space:nowrap}"
 	".n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}"
 	".t{white-space:nowrap;font-variant-numeric:tabular-nums}"
-	".k{word-break:break-all;font-family:ui-monospace,'SFMono-Regular',Menlo,Consolas,"
+	".k{overflow-wrap:anywhere;font-family:ui-monospace,'SFMono-Regular',Menlo,Consolas,"
 	"'DejaVu Sans Mono',monospace;font-size:12px}"
 	"tr.other td{font-style:italic;color:var(--mu)}"
 	".esc{background:#fff0c2;color:#8a4b00;border-radius:2px;padding:0 1px}"
@@ -273,7 +273,7 @@ static void html_chain(FILE *out, const struct audit_report *r)
 	fprintf(out, "<p class=\"banner %s\"><b>HMAC chain %s</b> over %s: ",
 		r->chain_verified ? "ok" : "bad",
 		r->chain_verified ? "verified" : "NOT VERIFIED", "every line of the input");
-	h(out, r->chain_msg);
+	audit_report_html_text(out, r->chain_msg, sizeof r->chain_msg, true);
 	fputs("</p>\n", out);
 }
 
@@ -748,12 +748,12 @@ static void html_dsts(FILE *out, const struct audit_report *r,
 	bool tn = r->tailnet_records > 0;
 	fputs("<section id=\"dst\"><h2>Destinations</h2>\n<p class=\"mu sm\">", out);
 	if (tn)
-		fputs("With the tailnet-aware fence: the path each destination took (tailnet, or "
-		      "the host's own network) and the tailnet peer that carried it. A "
+		fputs("The path each destination took (tailnet, or the host's own network) and "
+		      "the peer that carries it (via the subnet route, when it is one). A "
 		      "destination seen on both paths, or with a changing peer, is marked.", out);
 	else
-		fputs("No decision in the period names a path or a peer (the tailnet-aware "
-		      "fence adds them), so those columns are left out.", out);
+		fputs("No decision in the period names a path or a peer (tailfence had no "
+		      "live view of the tailnet), so those columns are left out.", out);
 	fputs(" The address is the first one the destination resolved to.</p>\n", out);
 	thead(out, tn ? "Destination|Address|#Allowed|#Denied|#Up|#Down|Last seen|Path|Peer"
 		      : "Destination|Address|#Allowed|#Denied|#Up|#Down|Last seen");
