@@ -1054,6 +1054,21 @@ static void finish_new(struct audit_report *r)
 	}
 }
 
+/* Events in time order (they are listed as read: an unclean shutdown when
+ * the next start shows it). Stable; at most AUDIT_REPORT_EVENTS of them. */
+static void events_sort(struct audit_report *r)
+{
+	for (size_t i = 1; i < r->n_events; i++) {
+		struct audit_report_event e = r->events[i];
+		size_t j = i;
+		while (j > 0 && e.has_t && r->events[j - 1].has_t && r->events[j - 1].t > e.t) {
+			r->events[j] = r->events[j - 1];
+			j--;
+		}
+		r->events[j] = e;
+	}
+}
+
 void audit_report_finish(struct audit_report *r)
 {
 	if (r->verify) {
@@ -1067,6 +1082,7 @@ void audit_report_finish(struct audit_report *r)
 		r->verify = NULL;
 	}
 	finish_new(r);
+	events_sort(r);
 	top_sort(&r->busiest);
 	top_sort(&r->longest);
 	audit_read_conns_clear(&r->conns);

@@ -57,7 +57,7 @@ static const char css[] =
 	"'DejaVu Sans Mono',monospace;font-size:12px}"
 	"tr.other td{font-style:italic;color:var(--mu)}"
 	".esc{background:#fff0c2;color:#8a4b00;border-radius:2px;padding:0 1px}"
-	".tag{display:inline-block;font-size:11px;padding:0 6px;border-radius:8px;"
+	".tag{display:inline-block;font-size:11px;padding:0 6px;border-radius:8px;white-space:nowrap;"
 	"background:var(--card);margin-right:4px}"
 	".tag.red{background:#fdecec;color:var(--de)}.tag.amb{background:#fff0c2;color:#8a4b00}"
 	"svg{display:block;width:100%;height:auto;margin:4px 0}"
@@ -118,24 +118,27 @@ static void when(FILE *out, int64_t t, bool has_t)
 static void fmt_duration(uint64_t ms, char *out, size_t len)
 {
 	uint64_t s = ms / 1000;
-	if (ms < 1000)
+	if (ms < 1000) {
 		snprintf(out, len, "%" PRIu64 " ms", ms);
-	else if (s < 60 && ms % 1000 == 0)
-		snprintf(out, len, "%" PRIu64 " s", s);
-	else if (s < 60)
-		snprintf(out, len, "%.1f s", (double)ms / 1000);
-	else if (s < 3600 && s % 60)
+	} else if (s < 60) {
+		uint64_t tenths = (ms + 50) / 100;	/* "2 s", "6.1 s": a tenth when there is one */
+		if (tenths % 10)
+			snprintf(out, len, "%" PRIu64 ".%" PRIu64 " s", tenths / 10, tenths % 10);
+		else
+			snprintf(out, len, "%" PRIu64 " s", tenths / 10);
+	} else if (s < 3600 && s % 60) {
 		snprintf(out, len, "%" PRIu64 " min %" PRIu64 " s", s / 60, s % 60);
-	else if (s < 3600)
+	} else if (s < 3600) {
 		snprintf(out, len, "%" PRIu64 " min", s / 60);
-	else if (s < 86400 && s / 60 % 60)
+	} else if (s < 86400 && s / 60 % 60) {
 		snprintf(out, len, "%" PRIu64 " h %" PRIu64 " min", s / 3600, s / 60 % 60);
-	else if (s < 86400)
+	} else if (s < 86400) {
 		snprintf(out, len, "%" PRIu64 " h", s / 3600);
-	else if (s / 3600 % 24)
+	} else if (s / 3600 % 24) {
 		snprintf(out, len, "%" PRIu64 " d %" PRIu64 " h", s / 86400, s / 3600 % 24);
-	else
+	} else {
 		snprintf(out, len, "%" PRIu64 " d", s / 86400);
+	}
 }
 
 static void duration(FILE *out, uint64_t ms)
@@ -369,9 +372,9 @@ static void ch_open(FILE *out, const char *label)
  * follows the step and the span. */
 static void ch_axis_x(FILE *out, const struct chart *c)
 {
-	static const int64_t steps[] = { 100, 200, 500, 1000, 2000, 5000, 10000, 15000, 30000, 60000, 300000,
-		600000, 900000, 1800000, 3600000, 7200000, 10800000, 21600000, 43200000, DAY_MS,
-		2 * DAY_MS, 7 * DAY_MS, 14 * DAY_MS, 28 * DAY_MS };
+	static const int64_t steps[] = { 100, 200, 500, 1000, 2000, 5000, 10000, 15000, 30000,
+		60000, 300000, 600000, 900000, 1800000, 3600000, 7200000, 10800000, 21600000,
+		43200000, DAY_MS, 2 * DAY_MS, 7 * DAY_MS, 14 * DAY_MS, 28 * DAY_MS };
 	int64_t span = c->width * (int64_t)c->n, step = 0;
 	for (size_t i = 0; i < sizeof steps / sizeof steps[0] && !step; i++)
 		if (steps[i] >= c->width && span / steps[i] <= 8)
