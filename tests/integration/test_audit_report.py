@@ -11,8 +11,9 @@
   and peer per destination, records lost or missing, unknown record types.
 - Hostile host and user names (markup, quotes, &, invalid UTF-8, control
   bytes, ANSI escapes, a right-to-left override), sent through the daemon
-  and written into records, come out escaped: the page holds no element
-  or attribute the report does not write itself.
+  and, raw, in every string field of made-up records, come out escaped:
+  the page holds no element or attribute the report does not write
+  itself, and shows the bytes spelled out.
 - Headless Chromium (Debian's `chromium`, inside the suite's network
   namespace with only lo) renders the reports to PNG and DOM without a
   console message or failed load; the page references nothing outside
@@ -461,60 +462,84 @@ def _socks5_userpass(d, src, user, host, port):
         return socks5_read_reply(s)[0]
 
 
+def _cell(raw, text):
+    """Is text the whole content of a table cell of the page (HTML source)?"""
+    return ('<td class="k">%s</td>' % text).encode() in raw
+
+
 def test_report_escapes_hostile_names(tailfence, tailfence_cli, tmp_path):
-    # Nothing is allowed, so names are denied before any lookup. The trail
-    # is named through the environment: the daemon writes a name's bytes as
-    # they came, not always UTF-8, and the fixture's own check of the trail
-    # wants UTF-8 lines.
-    log = tmp_path / "audit.jsonl"
-    d = tailfence(allow=(), lift_guards=(), audit=False, env={"TAILFENCE_AUDIT_LOG": str(log)})
+    # Through the daemon: each name as a SOCKS5 destination and as a login
+    # (from its own address: failed logins slow down per client). Nothing
+    # is allowed, so names are denied before any lookup. The daemon writes
+    # valid UTF-8 (bytes that are not become U+FFFD) and JSON-escapes
+    # control characters; the report gets them back as characters.
+    d = tailfence(allow=(), lift_guards=())
     for i, name in enumerate(HOSTILE):
-        # the name as the destination of a SOCKS5 request, and as a login
-        # (each from its own address: failed logins slow down per client)
         with socket.create_connection((d.host, d.port), timeout=10) as s:
             s.sendall(b"\x05\x01\x00")
             assert recv_exact(s, 2) == b"\x05\x00"
             s.sendall(b"\x05\x01\x00\x03" + bytes([len(name)]) + name + b"\x00\x50")
             assert socks5_read_reply(s)[0] != 0
         assert _socks5_userpass(d, "127.0.0.%d" % (10 + i), name[:40], b"x.test", 80) != 0
-    recs = _wait_lines(str(log), lambda rs: sum(r["type"] == "close" for r in rs) >= 2 * len(HOSTILE))
+    d.wait_audit(type="close", n=2 * len(HOSTILE))
     d.stop()
-    hosts = {r["host"] for r in recs if r["type"] == "decision" and r["host"]}
-    users = {r["user"] for r in recs if r["type"] == "decision" and r["user"]}
-    assert len(hosts) >= len(HOSTILE) and len(users) >= len(HOSTILE), (hosts, users)
+    recs = _records(d.audit_path)
+    assert len({r["host"] for r in recs if r["type"] == "decision" and r["host"]}) == len(HOSTILE)
+    assert len({r["user"] for r in recs if r.get("guard") == "auth"}) == len(HOSTILE)
 
-    # and in every string field a record has, from a made-up trail
+    # A trail that was edited, or written by an older version, may hold any
+    # bytes: the hostile names raw, and a hostile string in every string
+    # field a record has.
     evil = "<script>x</script>\"'&\x1b[2J\x01\u202e" + "\udcff"
     extra = [{"v": 1, "ts": "2024-05-03T15:00:00.000Z", "type": "decision", "conn": 9,
               "client": evil, "listener": evil, "proto": evil, "user": evil, "host": evil,
               "port": 1, "addr": evil, "verdict": "deny", "rule": evil, "guard": evil,
-              "reason": evil, "upstream": evil, "path": "tailnet", "peer": {"name": evil, "id": evil}},
+              "reason": evil, "upstream": evil, "path": "tailnet",
+              "peer": {"name": evil, "id": evil, "route": evil}},
              {"v": 1, "ts": "2024-05-03T15:00:01.000Z", "type": "close", "conn": 9, "client": evil,
               "bytes_up": 5, "bytes_down": 5, "duration_ms": 5, "end": evil, "error": evil},
              {"v": 1, "ts": "2024-05-03T15:00:02.000Z", "type": evil, "detail": evil},
              {"v": 1, "ts": "2024-05-03T15:00:03.000Z", "type": "sink_error", "sink": evil,
               "lost": 1, "error": evil},
-             {"v": 1, "ts": "2024-05-03T15:00:04.000Z", "type": "start", "detail": evil,
+             {"v": 1, "ts": "2024-05-03T15:00:04.000Z", "type": "recovery", "detail": evil,
+              "last_ts": evil, "unclosed": evil},
+             {"v": 1, "ts": "2024-05-03T15:00:05.000Z", "type": "tailnet", "state": evil,
+              "reason": evil, "added": [{"prefix": evil, "peer": evil, "kind": evil}]},
+             {"v": 1, "ts": "2024-05-03T15:00:06.000Z", "type": "start", "detail": evil,
               "version": evil, "pid": 3}]
-    files = [str(log)] + _synthetic(tmp_path, extra)
+    for i, name in enumerate(HOSTILE):
+        n = name.decode("utf-8", "surrogateescape")
+        extra.append({"v": 1, "ts": "2024-05-03T16:00:00.000Z", "type": "decision",
+                      "conn": 100 + i, "client": "127.0.0.1:1", "user": n, "host": n, "port": 80,
+                      "addr": None, "verdict": "deny", "reason": n})
+    files = [d.audit_path] + _synthetic(tmp_path, extra)
     out = tmp_path / "hostile.html"
     p = tailfence_cli("audit", "report", "-q", *files, "-o", out)
     assert p.returncode == 0, p.stderr
     raw = out.read_bytes()
-    page = assert_safe_page(raw)
-    shown = "".join(page.text)
-    # what the reader sees: the names, with the dangerous bytes spelled out
-    assert "<script>alert(1)</script>.test" in shown
-    assert "ansi\\x1b[31mred\\x1b[0m" in shown
-    assert "bad\\xff\\xfe\\xc3(utf8.test" in shown
-    assert "ctl\\x01\\x07\\x08\\x7f.test" in shown
-    assert "rtl\\u{202e}gnp.exe.test" in shown
-    assert "&lt;script&gt;" in raw.decode() and b"\x1b" not in raw and b"\xff" not in raw
+    assert_safe_page(raw)
+    assert b"\x1b" not in raw and b"\xff" not in raw and b"\xe2\x80\xae" not in raw
 
-    # the JSON is valid UTF-8 and keeps the text (invalid bytes as U+FFFD)
+    # What the reader sees: markup as text; control bytes, bytes that are
+    # not UTF-8 and a direction override spelled out, in a highlight.
+    def esc(x):
+        return '<span class="esc">%s</span>' % x
+    from_daemon = ["&lt;script&gt;alert(1)&lt;/script&gt;.test:80",
+                   "ansi%s[31mred%s[0m%s]0;title%s.test:80" % (esc("\\x1b"), esc("\\x1b"),
+                                                               esc("\\x1b"), esc("\\x07")),
+                   "bad\ufffd\ufffd\ufffd(utf8.test:80",
+                   "rtl%sgnp.exe.test:80" % esc("\\u{202e}")]
+    made_up = ["bad%s%s%s(utf8.test:80" % (esc("\\xff"), esc("\\xfe"), esc("\\xc3")),
+               "ctl%s%s%s%s.test:80" % (esc("\\x01"), esc("\\x07"), esc("\\x08"), esc("\\x7f")),
+               "&quot;&#39;&gt;&lt;img src=x onerror=alert(1)&gt;&amp;amp;.test:80"]
+    for cell in from_daemon + made_up:
+        assert _cell(raw, cell), cell
+
+    # the JSON is valid UTF-8 and keeps the text (bytes that are not: U+FFFD)
     j, _ = _report_json(tailfence_cli, *files)
     dsts = {r["destination"] for r in j["destinations"]["rows"]}
     assert "<script>alert(1)</script>.test:80" in dsts
+    assert "ansi\x1b[31mred\x1b[0m\x1b]0;title\x07.test:80" in dsts
     assert "bad\ufffd\ufffd\ufffd(utf8.test:80" in dsts
 
 
