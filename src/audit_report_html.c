@@ -606,10 +606,16 @@ static void html_charts(FILE *out, const struct audit_report *r)
 static void td_path_peer(FILE *out, const struct audit_report_row *row)
 {
 	static const char *const paths[] = { "-", "tailnet", "host", "tailnet and host" };
+	static const char *const tags[] = { "", "", " amb", " red" };
 	unsigned p = row->paths & 3;
-	fprintf(out, "<td><span class=\"tag%s\">%s</span>%s</td><td class=\"k\">",
-		p == 3 ? " red" : p == 2 ? " amb" : "", paths[p],
-		row->paths & 4 ? "<span class=\"tag\">other</span>" : "");
+	fputs("<td>", out);
+	if (p)
+		fprintf(out, "<span class=\"tag%s\">%s</span>", tags[p], paths[p]);
+	if (row->paths & 4)
+		fputs("<span class=\"tag\">other</span>", out);
+	if (!row->paths)
+		fputs("-", out);
+	fputs("</td><td class=\"k\">", out);
 	if (row->peer_name || row->peer_id) {
 		h(out, row->peer_name ? row->peer_name : "-");
 		if (row->peer_id) {
