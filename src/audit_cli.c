@@ -5,20 +5,22 @@
  *   tailfence audit summary [FILTERS] [FILE...]       who went where, how much, denials
  *   tailfence audit verify --key FILE FILE...         check the HMAC chain
  *   tailfence audit tail [FILTERS] [--json] FILE      follow the live file
+ *   tailfence audit report [FILTERS] -o OUT FILE...   HTML report (audit_report.c)
  *
  * Files may be gzip-compressed (zlib reads plain files too); no FILE means
- * stdin. Close records carry only a connection id, so filters on the
- * decision (user, client, destination, verdict, protocol) also select the
- * close record of the same connection.
+ * stdin (audit_read.c reads them and applies the filters). Close records
+ * carry only a connection id, so filters on the decision (user, client,
+ * destination, verdict, protocol) also select the close record of the same
+ * connection.
  */
 #include "tailfence/audit.h"
+#include "tailfence/audit_read.h"
+#include "tailfence/audit_report.h"
 #include "tailfence/cli.h"
 
 #include <cjson/cJSON.h>
 #include <zlib.h>
 
-#include <arpa/inet.h>
-#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -27,141 +29,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-
-/* ------------------------------------------------------------ line input */
-
-struct line {
-	char *p;
-	size_t len, cap;
-	bool terminated;
-};
-
-/* Reads one line (without '\n') from a gzFile. Returns false at EOF. */
-static bool read_line(gzFile f, struct line *l)
-{
-	l->len = 0;
-	l->terminated = false;
-	for (;;) {
-		if (l->cap - l->len < 4096) {
-			size_t cap = l->cap ? l->cap * 2 : 8192;
-			char *p = realloc(l->p, cap);
-			if (!p)
-				return false;
-			l->p = p;
-			l->cap = cap;
-		}
-		if (!gzgets(f, l->p + l->len, (int)(l->cap - l->len)))
-			break;
-		size_t n = strlen(l->p + l->len);
-		l->len += n;
-		if (n && l->p[l->len - 1] == '\n') {
-			l->len--;
-			l->terminated = true;
-			return true;
-		}
-		if (n == 0)
-			break;
-	}
-	return l->len > 0;
-}
-
-static gzFile open_input(const char *path)
-{
-	if (strcmp(path, "-") == 0)
-		return gzdopen(dup(STDIN_FILENO), "rb");
-	return gzopen(path, "rb");
-}
-
-/* -------------------------------------------------------------- prefixes */
-
-struct pfx {
-	int family;	/* 4 or 6 */
-	unsigned char b[16];
-	int bits;
-};
-
-static bool addr_parse(const char *s, size_t n, int *family, unsigned char b[16])
-{
-	char tmp[64];
-	if (n >= sizeof tmp)
-		return false;
-	memcpy(tmp, s, n);
-	tmp[n] = '\0';
-	if (inet_pton(AF_INET, tmp, b) == 1) {
-		*family = 4;
-		return true;
-	}
-	if (inet_pton(AF_INET6, tmp, b) == 1) {
-		static const unsigned char mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
-		if (memcmp(b, mapped, 12) == 0) {
-			memmove(b, b + 12, 4);
-			*family = 4;
-		} else {
-			*family = 6;
-		}
-		return true;
-	}
-	return false;
-}
-
-static bool pfx_parse(const char *s, struct pfx *p)
-{
-	const char *slash = strchr(s, '/');
-	size_t n = slash ? (size_t)(slash - s) : strlen(s);
-	if (!addr_parse(s, n, &p->family, p->b))
-		return false;
-	int max = p->family == 4 ? 32 : 128;
-	if (!slash) {
-		p->bits = max;
-		return true;
-	}
-	char *end;
-	if (!isdigit((unsigned char)slash[1]))
-		return false;
-	long bits = strtol(slash + 1, &end, 10);
-	if (*end || bits < 0 || bits > max)
-		return false;
-	p->bits = (int)bits;
-	return true;
-}
-
-static bool pfx_match(const struct pfx *p, const char *addr, size_t n)
-{
-	int family;
-	unsigned char b[16];
-	if (!addr_parse(addr, n, &family, b) || family != p->family)
-		return false;
-	int full = p->bits / 8, rest = p->bits % 8;
-	if (memcmp(b, p->b, (size_t)full) != 0)
-		return false;
-	if (rest) {
-		unsigned char m = (unsigned char)(0xff << (8 - rest));
-		if ((b[full] & m) != (p->b[full] & m))
-			return false;
-	}
-	return true;
-}
-
-/* "1.2.3.4:5" or "[::1]:5" -> the address part (pointer and length). */
-static void host_of(const char *hp, const char **h, size_t *n)
-{
-	*h = hp;
-	if (hp[0] == '[') {
-		const char *rb = strchr(hp, ']');
-		*h = hp + 1;
-		*n = rb ? (size_t)(rb - hp - 1) : strlen(hp + 1);
-		return;
-	}
-	const char *c = strchr(hp, ':');
-	if (c && !strchr(c + 1, ':'))
-		*n = (size_t)(c - hp);
-	else
-		*n = strlen(hp);
-}
 
 /* ------------------------------------------------------- string counters */
 
@@ -223,104 +93,14 @@ static void agg_free(struct agg *a)
 	memset(a, 0, sizeof *a);
 }
 
-/* ----------------------------------------------------- connection joins */
-
-/* What a decision said about a connection, kept until its close record. */
-struct conn_info {
-	uint64_t id;
-	bool used;
-	bool matched;
-	bool allow;
-	char *user, *client, *dst;
-};
-
-struct conns {
-	struct conn_info *v;
-	size_t n, cap;
-};
-
-static void conn_info_clear(struct conn_info *c)
-{
-	free(c->user);
-	free(c->client);
-	free(c->dst);
-	memset(c, 0, sizeof *c);
-}
-
-static struct conn_info *conns_find(struct conns *cs, uint64_t id, bool create)
-{
-	if (create && cs->n * 2 >= cs->cap) {
-		size_t cap = cs->cap ? cs->cap * 2 : 256;
-		struct conn_info *v = calloc(cap, sizeof *v);
-		if (!v) {
-			fprintf(stderr, "tailfence audit: out of memory\n");
-			exit(2);
-		}
-		for (size_t i = 0; i < cs->cap; i++) {
-			if (!cs->v[i].used)
-				continue;
-			size_t j = (cs->v[i].id * 0x9e3779b97f4a7c15ull) & (cap - 1);
-			while (v[j].used)
-				j = (j + 1) & (cap - 1);
-			v[j] = cs->v[i];
-		}
-		free(cs->v);
-		cs->v = v;
-		cs->cap = cap;
-	}
-	if (!cs->cap)
-		return NULL;
-	size_t j = (id * 0x9e3779b97f4a7c15ull) & (cs->cap - 1);
-	while (cs->v[j].used) {
-		if (cs->v[j].id == id)
-			return &cs->v[j];
-		j = (j + 1) & (cs->cap - 1);
-	}
-	if (!create)
-		return NULL;
-	cs->v[j].used = true;
-	cs->v[j].id = id;
-	cs->n++;
-	return &cs->v[j];
-}
-
-/* Removes an entry, re-inserting the rest of its cluster. */
-static void conns_remove(struct conns *cs, struct conn_info *c)
-{
-	size_t j = (size_t)(c - cs->v);
-	conn_info_clear(c);
-	cs->n--;
-	for (size_t k = (j + 1) & (cs->cap - 1); cs->v[k].used; k = (k + 1) & (cs->cap - 1)) {
-		struct conn_info tmp = cs->v[k];
-		memset(&cs->v[k], 0, sizeof cs->v[k]);
-		cs->n--;
-		struct conn_info *d = conns_find(cs, tmp.id, true);
-		*d = tmp;
-	}
-}
-
-static void conns_free(struct conns *cs)
-{
-	for (size_t i = 0; i < cs->cap; i++)
-		if (cs->v[i].used)
-			conn_info_clear(&cs->v[i]);
-	free(cs->v);
-	memset(cs, 0, sizeof *cs);
-}
-
-/* --------------------------------------------------------------- filters */
+/* ---------------------------------------------------------------- review */
 
 struct review {
-	bool has_since, has_until;
-	int64_t since, until;
-	const char *user, *verdict, *proto, *dst_host;
-	bool has_client, has_dst_pfx;
-	struct pfx client, dst;
-	bool conn_filters;
+	struct audit_read_filter f;
 	bool json;
 	unsigned long bad_lines;
 
-	struct conns conns;
+	struct audit_read_conns conns;
 	/* summary */
 	bool summary;
 	uint64_t n_allow, n_deny, n_close, up, down;
@@ -334,105 +114,11 @@ struct review {
 	char unclean_ts[5][40];		/* the restarts, first few */
 };
 
-static const char *jstr(const cJSON *o, const char *k)
+/* The string field k of o, or dflt. */
+static const char *str_or(const cJSON *o, const char *k, const char *dflt)
 {
-	const cJSON *j = cJSON_GetObjectItemCaseSensitive(o, k);
-	return cJSON_IsString(j) ? j->valuestring : NULL;
-}
-
-static double jnum(const cJSON *o, const char *k)
-{
-	const cJSON *j = cJSON_GetObjectItemCaseSensitive(o, k);
-	return cJSON_IsNumber(j) ? j->valuedouble : 0;
-}
-
-static bool host_matches(const char *pattern, const char *host)
-{
-	if (!host)
-		return false;
-	if (pattern[0] == '*' && pattern[1] == '.')
-		pattern++;
-	if (pattern[0] == '.') {
-		size_t hl = strlen(host), pl = strlen(pattern);
-		return (hl > pl && strcasecmp(host + hl - pl, pattern) == 0) ||
-		       strcasecmp(host, pattern + 1) == 0;
-	}
-	return strcasecmp(host, pattern) == 0;
-}
-
-/* Does a decision record pass the connection filters? */
-static bool decision_matches(const struct review *r, const cJSON *o)
-{
-	const char *user = jstr(o, "user"), *client = jstr(o, "client");
-	const char *host = jstr(o, "host"), *addr = jstr(o, "addr");
-	if (r->user && (!user || strcmp(user, r->user) != 0))
-		return false;
-	if (r->verdict && (!jstr(o, "verdict") || strcmp(jstr(o, "verdict"), r->verdict) != 0))
-		return false;
-	if (r->proto && (!jstr(o, "proto") || strcasecmp(jstr(o, "proto"), r->proto) != 0))
-		return false;
-	if (r->has_client) {
-		const char *h;
-		size_t n;
-		if (!client)
-			return false;
-		host_of(client, &h, &n);
-		if (!pfx_match(&r->client, h, n))
-			return false;
-	}
-	if (r->has_dst_pfx) {
-		bool m = (addr && pfx_match(&r->dst, addr, strlen(addr))) ||
-			 (host && pfx_match(&r->dst, host, strlen(host)));
-		if (!m)
-			return false;
-	}
-	if (r->dst_host && !host_matches(r->dst_host, host))
-		return false;
-	return true;
-}
-
-static void fmt_bytes(uint64_t n, char *out, size_t len)
-{
-	static const char *const u[] = { "B", "KiB", "MiB", "GiB", "TiB" };
-	double d = (double)n;
-	int i = 0;
-	while (d >= 1024 && i < 4) {
-		d /= 1024;
-		i++;
-	}
-	if (i == 0)
-		snprintf(out, len, "%" PRIu64 " B", n);
-	else
-		snprintf(out, len, "%.1f %s", d, u[i]);
-}
-
-static void fmt_dst(const cJSON *o, char *out, size_t len)
-{
-	const char *host = jstr(o, "host");
-	int port = (int)jnum(o, "port");
-	if (!host)
-		host = "-";
-	if (strchr(host, ':'))
-		snprintf(out, len, "[%s]:%d", host, port);
-	else
-		snprintf(out, len, "%s:%d", host, port);
-}
-
-static void client_ip(const char *client, char *out, size_t len)
-{
-	const char *h;
-	size_t n;
-	if (!client) {
-		snprintf(out, len, "-");
-		return;
-	}
-	host_of(client, &h, &n);
-	snprintf(out, len, "%.*s", (int)n, h);
-}
-
-static char *dup_or_dash(const char *s)
-{
-	return strdup(s ? s : "-");
+	const char *v = audit_read_str(o, k);
+	return v ? v : dflt;
 }
 
 static void print_table_header(void)
@@ -441,50 +127,48 @@ static void print_table_header(void)
 	       "TYPE", "CLIENT", "USER", "PROTO", "DESTINATION", "VERDICT", "RULE / DETAIL");
 }
 
-static void print_row(const cJSON *o, const char *type, const struct conn_info *ci)
+static void print_row(const cJSON *o, const char *type, const struct audit_read_conn *ci)
 {
-	const char *ts = jstr(o, "ts");
+	const char *ts = audit_read_str(o, "ts");
 	if (!ts)
 		ts = "-";
 	if (strcmp(type, "decision") == 0) {
 		char dst[300], why[300];
-		fmt_dst(o, dst, sizeof dst);
-		const char *addr = jstr(o, "addr"), *host = jstr(o, "host");
+		audit_read_dst(o, dst, sizeof dst);
+		const char *addr = audit_read_str(o, "addr"), *host = audit_read_str(o, "host");
 		if (addr && host && strcmp(addr, host) != 0) {
 			size_t l = strlen(dst);
 			snprintf(dst + l, sizeof dst - l, " (%s)", addr);
 		}
-		const char *rule = jstr(o, "rule"), *guard = jstr(o, "guard");
+		const char *rule = audit_read_str(o, "rule"), *guard = audit_read_str(o, "guard");
 		if (guard)
 			snprintf(why, sizeof why, "guard %s", guard);
 		else if (rule)
 			snprintf(why, sizeof why, "rule %s", rule);
 		else
-			snprintf(why, sizeof why, "%s", jstr(o, "reason") ? jstr(o, "reason") : "-");
+			snprintf(why, sizeof why, "%s", str_or(o, "reason", "-"));
 		printf("%-24s %6.0f %-9s %-22s %-10s %-12s %-30s %-7s %s\n", ts,
-		       jnum(o, "conn"), "decision",
-		       jstr(o, "client") ? jstr(o, "client") : "-",
-		       jstr(o, "user") ? jstr(o, "user") : "-",
-		       jstr(o, "proto") ? jstr(o, "proto") : "-", dst,
-		       jstr(o, "verdict") ? jstr(o, "verdict") : "-", why);
+		       audit_read_num(o, "conn"), "decision",
+		       str_or(o, "client", "-"), str_or(o, "user", "-"), str_or(o, "proto", "-"),
+		       dst, str_or(o, "verdict", "-"), why);
 	} else if (strcmp(type, "close") == 0) {
 		char up[32], down[32], dur[32], detail[400];
-		fmt_bytes((uint64_t)jnum(o, "bytes_up"), up, sizeof up);
-		fmt_bytes((uint64_t)jnum(o, "bytes_down"), down, sizeof down);
-		snprintf(dur, sizeof dur, "%.3f s", jnum(o, "duration_ms") / 1000.0);
-		const char *end = jstr(o, "end"), *err = jstr(o, "error");
+		audit_read_fmt_bytes(audit_read_u64(o, "bytes_up"), up, sizeof up);
+		audit_read_fmt_bytes(audit_read_u64(o, "bytes_down"), down, sizeof down);
+		snprintf(dur, sizeof dur, "%.3f s", audit_read_num(o, "duration_ms") / 1000.0);
+		const char *end = audit_read_str(o, "end"), *err = audit_read_str(o, "error");
 		snprintf(detail, sizeof detail, "up %s, down %s, %s, %s%s%s", up, down, dur,
 			 end ? end : "-", err ? ": " : "", err ? err : "");
 		printf("%-24s %6.0f %-9s %-22s %-10s %-12s %-30s %-7s %s\n", ts,
-		       jnum(o, "conn"), "close", ci && ci->client ? ci->client : "",
+		       audit_read_num(o, "conn"), "close", ci && ci->client ? ci->client : "",
 		       ci && ci->user ? ci->user : "", "", ci && ci->dst ? ci->dst : "", "",
 		       detail);
 	} else {
-		const char *detail = jstr(o, "detail");
+		const char *detail = audit_read_str(o, "detail");
 		if (!detail)
-			detail = jstr(o, "reason");
+			detail = audit_read_str(o, "reason");
 		if (!detail)
-			detail = jstr(o, "error");
+			detail = audit_read_str(o, "error");
 		printf("%-24s %6s %-9s %s\n", ts, "", type, detail ? detail : "");
 	}
 }
@@ -492,18 +176,18 @@ static void print_row(const cJSON *o, const char *type, const struct conn_info *
 static void summary_add_decision(struct review *r, const cJSON *o)
 {
 	char dst[300], cl[64];
-	fmt_dst(o, dst, sizeof dst);
-	client_ip(jstr(o, "client"), cl, sizeof cl);
-	const char *ts = jstr(o, "ts");
+	audit_read_dst(o, dst, sizeof dst);
+	audit_read_client_ip(audit_read_str(o, "client"), cl, sizeof cl);
+	const char *ts = audit_read_str(o, "ts");
 	if (ts && strlen(ts) >= 13) {
 		char hour[32];
 		snprintf(hour, sizeof hour, "%.13s:00Z", ts);
 		agg_get(&r->hours, hour)->n++;
 	}
-	if (jstr(o, "verdict") && strcmp(jstr(o, "verdict"), "allow") == 0) {
+	if (strcmp(str_or(o, "verdict", "-"), "allow") == 0) {
 		r->n_allow++;
 		agg_get(&r->by_dst, dst)->n++;
-		agg_get(&r->by_user, jstr(o, "user") ? jstr(o, "user") : "-")->n++;
+		agg_get(&r->by_user, str_or(o, "user", "-"))->n++;
 		agg_get(&r->by_client, cl)->n++;
 	} else {
 		r->n_deny++;
@@ -512,9 +196,10 @@ static void summary_add_decision(struct review *r, const cJSON *o)
 	}
 }
 
-static void summary_add_close(struct review *r, const cJSON *o, const struct conn_info *ci)
+static void summary_add_close(struct review *r, const cJSON *o, const struct audit_read_conn *ci)
 {
-	uint64_t up = (uint64_t)jnum(o, "bytes_up"), down = (uint64_t)jnum(o, "bytes_down");
+	uint64_t up = audit_read_u64(o, "bytes_up");
+	uint64_t down = audit_read_u64(o, "bytes_down");
 	r->n_close++;
 	r->up += up;
 	r->down += down;
@@ -536,7 +221,7 @@ static void review_lifecycle(struct review *r, const cJSON *o, const char *type)
 	if (strcmp(type, "start") == 0) {
 		if (r->run_open || r->recovered) {
 			if (r->n_unclean < 5) {
-				const char *ts = jstr(o, "ts");
+				const char *ts = audit_read_str(o, "ts");
 				snprintf(r->unclean_ts[r->n_unclean], sizeof r->unclean_ts[0], "%s",
 					 ts ? ts : "-");
 			}
@@ -566,50 +251,34 @@ static void review_line(struct review *r, const char *line, size_t len)
 		cJSON_Delete(o);
 		return;
 	}
-	const char *type = jstr(o, "type");
-	const char *ts = jstr(o, "ts");
+	const char *type = audit_read_str(o, "type");
+	const char *ts = audit_read_str(o, "ts");
 	if (!type)
 		type = "?";
-	int64_t t;
-	bool has_t = ts && audit_time_parse(ts, strlen(ts), &t);
-	bool in_time = !((r->has_since && (!has_t || t < r->since)) ||
-			 (r->has_until && (!has_t || t >= r->until)));
+	bool in_time = audit_read_in_time(&r->f, o, NULL, NULL);
 
 	if (strcmp(type, "start") == 0) {
 		/* Connection ids restart with the daemon. */
-		conns_free(&r->conns);
+		audit_read_conns_clear(&r->conns);
 	}
 	if (in_time)
 		review_lifecycle(r, o, type);
 	bool show;
-	struct conn_info *ci = NULL;
+	struct audit_read_conn *ci = NULL;
 	if (strcmp(type, "decision") == 0) {
-		uint64_t id = (uint64_t)jnum(o, "conn");
-		bool m = decision_matches(r, o);
+		bool m = audit_read_decision_matches(&r->f, o);
 		show = m && in_time;
-		if (m) {
-			ci = conns_find(&r->conns, id, true);
-			conn_info_clear(ci);
-			ci->used = true;
-			ci->id = id;
-			ci->matched = true;
-			ci->allow = jstr(o, "verdict") && strcmp(jstr(o, "verdict"), "allow") == 0;
-			ci->user = dup_or_dash(jstr(o, "user"));
-			char cl[64], dst[300];
-			client_ip(jstr(o, "client"), cl, sizeof cl);
-			fmt_dst(o, dst, sizeof dst);
-			ci->client = strdup(cl);
-			ci->dst = strdup(dst);
-		}
+		if (m)
+			ci = audit_read_conns_put(&r->conns, o);
 		if (show && r->summary)
 			summary_add_decision(r, o);
 	} else if (strcmp(type, "close") == 0) {
-		ci = conns_find(&r->conns, (uint64_t)jnum(o, "conn"), false);
-		show = in_time && (ci ? ci->matched : !r->conn_filters);
+		ci = audit_read_conns_get(&r->conns, audit_read_u64(o, "conn"));
+		show = in_time && (ci || !r->f.conn_filters);
 		if (show && r->summary)
 			summary_add_close(r, o, ci);
 	} else {
-		show = in_time && !r->conn_filters;
+		show = in_time && !r->f.conn_filters;
 	}
 	if (show && r->summary && ts) {
 		if (!r->first_ts[0])
@@ -625,7 +294,7 @@ static void review_line(struct review *r, const char *line, size_t len)
 		}
 	}
 	if (ci && strcmp(type, "close") == 0)
-		conns_remove(&r->conns, ci);
+		audit_read_conns_remove(&r->conns, ci);
 	cJSON_Delete(o);
 }
 
@@ -659,8 +328,8 @@ static void print_agg(const char *title, const char *col, struct agg *a, bool by
 	for (size_t i = 0; i < k && i < limit; i++) {
 		if (bytes) {
 			char up[32], down[32];
-			fmt_bytes(rows[i].up, up, sizeof up);
-			fmt_bytes(rows[i].down, down, sizeof down);
+			audit_read_fmt_bytes(rows[i].up, up, sizeof up);
+			audit_read_fmt_bytes(rows[i].down, down, sizeof down);
 			printf("  %-40s %8" PRIu64 " %12s %12s\n", rows[i].key, rows[i].n, up, down);
 		} else {
 			printf("  %-40s %8" PRIu64 "\n", rows[i].key, rows[i].n);
@@ -674,8 +343,8 @@ static void print_agg(const char *title, const char *col, struct agg *a, bool by
 static void print_summary(struct review *r, size_t limit)
 {
 	char up[32], down[32];
-	fmt_bytes(r->up, up, sizeof up);
-	fmt_bytes(r->down, down, sizeof down);
+	audit_read_fmt_bytes(r->up, up, sizeof up);
+	audit_read_fmt_bytes(r->down, down, sizeof down);
 	printf("Period: %s .. %s\n", r->first_ts[0] ? r->first_ts : "-",
 	       r->last_ts[0] ? r->last_ts : "-");
 	printf("Connections: %" PRIu64 " allowed, %" PRIu64 " denied, %" PRIu64
@@ -701,65 +370,24 @@ static void print_summary(struct review *r, size_t limit)
 
 /* ----------------------------------------------------------- arguments */
 
-/* --since/--until: RFC 3339, a date, or a duration ago ("90m", "2h", "7d"). */
-static bool parse_when(const char *s, int64_t *ms)
-{
-	if (audit_time_parse(s, strlen(s), ms))
-		return true;
-	char *end;
-	errno = 0;
-	long long n = strtoll(s, &end, 10);
-	if (end == s || n < 0 || errno)
-		return false;
-	int64_t unit;
-	if (strcmp(end, "s") == 0)
-		unit = 1000;
-	else if (strcmp(end, "m") == 0)
-		unit = 60000;
-	else if (strcmp(end, "h") == 0)
-		unit = 3600000;
-	else if (strcmp(end, "d") == 0)
-		unit = 86400000;
-	else
-		return false;
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	*ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 - n * unit;
-	return true;
-}
-
 static const char review_usage[] =
 	"usage: tailfence audit [FILTERS] [--json] [FILE...]\n"
 	"       tailfence audit summary [FILTERS] [--top N] [FILE...]\n"
+	"       tailfence audit report [FILTERS] [--key KEYFILE] [--json] [-o OUT] FILE...\n"
 	"       tailfence audit verify [--strict] --key KEYFILE FILE...\n"
 	"       tailfence audit tail [FILTERS] [--json] [-n N] FILE\n"
 	"\n"
 	"Reads audit records (JSON lines; gzip-compressed files too; stdin when no\n"
 	"FILE) and prints the matching ones as a table, or as JSON lines with --json.\n"
 	"\n"
-	"Filters (all must match; close records follow their connection's decision):\n"
-	"  --since T          records at or after T (RFC 3339, YYYY-MM-DD, or 30m/2h/7d ago)\n"
-	"  --until T          records before T\n"
-	"  --user U           authenticated user U\n"
-	"  --client PREFIX    client address in PREFIX (127.0.0.1, 127.0.0.0/24, ::1)\n"
-	"  --dst PREFIX|HOST  destination address in PREFIX, or requested host HOST\n"
-	"                     (.example.com or *.example.com: that domain and below)\n"
-	"  --verdict V        allow or deny\n"
-	"  --proto P          socks5, socks4, socks4a, http-connect, http\n"
+	AUDIT_READ_FILTER_HELP
 	"\n"
 	"Exit status: 0 success, 2 error.\n";
 
-enum { OPT_SINCE = 256, OPT_UNTIL, OPT_USER, OPT_CLIENT, OPT_DST, OPT_VERDICT,
-       OPT_PROTO, OPT_JSON, OPT_TOP, OPT_HELP };
+enum { OPT_JSON = AUDIT_READ_OPT_NEXT, OPT_TOP, OPT_HELP };
 
 static const struct option review_opts[] = {
-	{ "since", required_argument, NULL, OPT_SINCE },
-	{ "until", required_argument, NULL, OPT_UNTIL },
-	{ "user", required_argument, NULL, OPT_USER },
-	{ "client", required_argument, NULL, OPT_CLIENT },
-	{ "dst", required_argument, NULL, OPT_DST },
-	{ "verdict", required_argument, NULL, OPT_VERDICT },
-	{ "proto", required_argument, NULL, OPT_PROTO },
+	AUDIT_READ_FILTER_OPTIONS,
 	{ "json", no_argument, NULL, OPT_JSON },
 	{ "top", required_argument, NULL, OPT_TOP },
 	{ "help", no_argument, NULL, OPT_HELP },
@@ -774,57 +402,12 @@ static int parse_review_args(int argc, char **argv, struct review *r, size_t *to
 	optind = 0;	/* 0: full re-initialisation (the CLI may run twice in one process) */
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, tail_n ? "+n:h" : "+h", review_opts, NULL)) != -1) {
+		int f = audit_read_filter_option(&r->f, c, optarg, cmd);
+		if (f < 0)
+			return 2;
+		if (f > 0)
+			continue;
 		switch (c) {
-		case OPT_SINCE:
-		case OPT_UNTIL: {
-			int64_t ms;
-			if (!parse_when(optarg, &ms)) {
-				fprintf(stderr, "tailfence %s: --%s \"%s\": expected an RFC 3339 time (2024-05-01T12:00:00Z), a date (2024-05-01) or a duration ago (30m, 2h, 7d)\n",
-					cmd, c == OPT_SINCE ? "since" : "until", optarg);
-				return 2;
-			}
-			if (c == OPT_SINCE)
-				r->has_since = true, r->since = ms;
-			else
-				r->has_until = true, r->until = ms;
-			break;
-		}
-		case OPT_USER:
-			r->user = optarg;
-			r->conn_filters = true;
-			break;
-		case OPT_CLIENT:
-			if (!pfx_parse(optarg, &r->client)) {
-				fprintf(stderr, "tailfence %s: --client \"%s\": expected an address or prefix (127.0.0.0/24, ::1)\n",
-					cmd, optarg);
-				return 2;
-			}
-			r->has_client = r->conn_filters = true;
-			break;
-		case OPT_DST:
-			if (pfx_parse(optarg, &r->dst))
-				r->has_dst_pfx = true;
-			else if (strchr(optarg, '/') || !*optarg) {
-				fprintf(stderr, "tailfence %s: --dst \"%s\": not a valid prefix or host name\n",
-					cmd, optarg);
-				return 2;
-			} else
-				r->dst_host = optarg;
-			r->conn_filters = true;
-			break;
-		case OPT_VERDICT:
-			if (strcmp(optarg, "allow") != 0 && strcmp(optarg, "deny") != 0) {
-				fprintf(stderr, "tailfence %s: --verdict \"%s\": expected allow or deny\n",
-					cmd, optarg);
-				return 2;
-			}
-			r->verdict = optarg;
-			r->conn_filters = true;
-			break;
-		case OPT_PROTO:
-			r->proto = optarg;
-			r->conn_filters = true;
-			break;
 		case OPT_JSON:
 			r->json = true;
 			break;
@@ -860,16 +443,14 @@ static int parse_review_args(int argc, char **argv, struct review *r, size_t *to
 			return 2;
 		}
 	}
-	if (r->has_since && r->has_until && r->until <= r->since) {
-		fprintf(stderr, "tailfence %s: --until is not after --since\n", cmd);
+	if (!audit_read_filter_check(&r->f, cmd))
 		return 2;
-	}
 	return -1;
 }
 
 static void review_free(struct review *r)
 {
-	conns_free(&r->conns);
+	audit_read_conns_clear(&r->conns);
 	agg_free(&r->by_dst);
 	agg_free(&r->by_user);
 	agg_free(&r->by_client);
@@ -878,36 +459,12 @@ static void review_free(struct review *r)
 	agg_free(&r->hours);
 }
 
-static int review_files(struct review *r, int nfiles, char **files, const char *cmd)
+static void review_file_line(void *ctx, const struct audit_read_src *src, const char *line,
+			     size_t len, bool terminated)
 {
-	static char *dash[] = { (char *)"-" };
-	if (nfiles == 0) {
-		nfiles = 1;
-		files = dash;
-	}
-	struct line l = { 0 };
-	int rc = 0;
-	for (int i = 0; i < nfiles; i++) {
-		gzFile f = open_input(files[i]);
-		if (!f) {
-			fprintf(stderr, "tailfence %s: cannot open \"%s\": %s\n", cmd, files[i],
-				strerror(errno ? errno : ENOMEM));
-			rc = 2;
-			continue;
-		}
-		while (read_line(f, &l))
-			review_line(r, l.p, l.len);
-		int zerr;
-		const char *msg = gzerror(f, &zerr);
-		if (zerr != Z_OK && zerr != Z_BUF_ERROR) {
-			fprintf(stderr, "tailfence %s: \"%s\": %s\n", cmd, files[i],
-				zerr == Z_ERRNO ? strerror(errno) : msg);
-			rc = 2;
-		}
-		gzclose(f);
-	}
-	free(l.p);
-	return rc;
+	(void)src;
+	(void)terminated;
+	review_line(ctx, line, len);
 }
 
 static int cmd_review(int argc, char **argv, bool summary)
@@ -920,7 +477,7 @@ static int cmd_review(int argc, char **argv, bool summary)
 		return rc;
 	if (!summary && !r.json)
 		print_table_header();
-	rc = review_files(&r, argc - optind, argv + optind, cmd);
+	rc = audit_read_files(argc - optind, argv + optind, cmd, review_file_line, &r);
 	if (summary)
 		print_summary(&r, top);
 	fflush(stdout);
@@ -991,10 +548,10 @@ static int cmd_verify(int argc, char **argv)
 		return 2;
 	}
 	audit_verify_set_strict(v, strict);
-	struct line l = { 0 };
+	struct audit_read_line l = { 0 };
 	int rc = -1;
 	for (int i = optind; i < argc && rc < 0; i++) {
-		gzFile f = open_input(argv[i]);
+		gzFile f = audit_read_open(argv[i]);
 		if (!f) {
 			fprintf(stderr, "tailfence audit verify: cannot open \"%s\": %s\n", argv[i],
 				strerror(errno ? errno : ENOMEM));
@@ -1002,7 +559,7 @@ static int cmd_verify(int argc, char **argv)
 			break;
 		}
 		unsigned long lineno = 0;
-		while (read_line(f, &l)) {
+		while (audit_read_next(f, &l)) {
 			lineno++;
 			if (!audit_verify_line(v, argv[i], lineno, l.p, l.len, l.terminated))
 				break;
@@ -1042,7 +599,7 @@ static void tail_on_signal(int sig)
 	tail_stop = 1;
 }
 
-static void feed_chunk(struct review *r, struct line *acc, const char *p, size_t n)
+static void feed_chunk(struct review *r, struct audit_read_line *acc, const char *p, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		if (p[i] == '\n') {
@@ -1113,7 +670,7 @@ static int cmd_tail(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	lseek(fd, last_lines_offset(fd, n), SEEK_SET);
-	struct line acc = { 0 };
+	struct audit_read_line acc = { 0 };
 	char buf[65536];
 	while (!tail_stop) {
 		ssize_t got = read(fd, buf, sizeof buf);
@@ -1164,6 +721,8 @@ int audit_cli_main(int argc, char **argv)
 			return cmd_review(argc - 1, argv + 1, true);
 		if (strcmp(sub, "tail") == 0)
 			return cmd_tail(argc - 1, argv + 1);
+		if (strcmp(sub, "report") == 0)
+			return audit_report_main(argc - 1, argv + 1);
 	}
 	return cmd_review(argc, argv, false);
 }

@@ -13,7 +13,7 @@ static const char usage[] =
 	"       tailfence config check [FILE]      validate a config file\n"
 	"       tailfence config check --env [FLAGS]  validate the container's variables\n"
 	"       tailfence config show [FLAGS]      print the effective config\n"
-	"       tailfence audit [verify|summary|tail] ...  review the audit trail\n"
+	"       tailfence audit [verify|summary|tail|report] ...  review the audit trail\n"
 	"       tailfence passwd                   hash a password for the config\n";
 
 int main(int argc, char **argv)

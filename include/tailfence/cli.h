@@ -9,7 +9,7 @@
 /* tailfence [run] [FLAGS]: the gateway (gateway.c). */
 int gateway_main(int argc, char **argv);
 
-/* tailfence audit [verify|summary|tail] ... (audit_cli.c). */
+/* tailfence audit [verify|summary|tail|report] ... (audit_cli.c). */
 int audit_cli_main(int argc, char **argv);
 
 /* tailfence check [--user U] [--src ADDR] HOST:PORT (policy_cli.c).
