@@ -71,7 +71,8 @@ def socks5(port, host, dport, user=None, pw=None, timeout=3.0):
         s.sendall(b"\x05\x01\x02")
         s.recv(2)
         s.sendall(bytes([1, len(user)]) + user + bytes([len(pw)]) + pw)
-        if len(s.recv(2)) < 2:
+        reply = s.recv(2)
+        if len(reply) < 2 or reply[1] != 0:
             raise OSError("login refused")
     else:
         s.sendall(b"\x05\x01\x00")
@@ -151,9 +152,9 @@ def login_worker(port, origin_port):
             s, rep = socks5(port, "127.0.0.5", origin_port, user=b"soak",
                             pw=b"soak-pw" if good else b"wrong")
             s.close()
-            count("login-good" if good else "login-bad?")
+            count("login-good" if good else "login-bad-accepted")
         except OSError:
-            count("login-bad" if not good else "login-error")
+            count("login-bad" if not good else "login-good-failed")
 
 
 def rss_kb(pid):
