@@ -14,6 +14,7 @@
  * connection.
  */
 #include "tailfence/audit.h"
+#include "tailfence/text.h"
 #include "tailfence/audit_read.h"
 #include "tailfence/audit_report.h"
 #include "tailfence/cli.h"
@@ -26,6 +27,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -115,6 +117,26 @@ struct review {
 };
 
 /* The string field k of o, or dflt. */
+/* Prints one formatted line of output built from records: whatever the
+ * records hold, control characters and bytes that are not UTF-8 are shown
+ * as \xHH, so a hostile host or user name can neither drive the
+ * reviewer's terminal (escape sequences) nor forge a row (newlines). */
+__attribute__((format(printf, 1, 2)))
+static void out(const char *fmt, ...)
+{
+	char line[2048], safe[4 * sizeof line];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(line, sizeof line, fmt, ap);
+	va_end(ap);
+	size_t len = n < 0 ? 0 : (size_t)n < sizeof line ? (size_t)n : sizeof line - 1;
+	bool nl = len && line[len - 1] == '\n';
+	text_escape_controls(line, len - nl, safe, sizeof safe);
+	fputs(safe, stdout);
+	if (nl)
+		fputc('\n', stdout);
+}
+
 static const char *str_or(const cJSON *o, const char *k, const char *dflt)
 {
 	const char *v = audit_read_str(o, k);
@@ -147,7 +169,7 @@ static void print_row(const cJSON *o, const char *type, const struct audit_read_
 			snprintf(why, sizeof why, "rule %s", rule);
 		else
 			snprintf(why, sizeof why, "%s", str_or(o, "reason", "-"));
-		printf("%-24s %6.0f %-9s %-22s %-10s %-12s %-30s %-7s %s\n", ts,
+		out("%-24s %6.0f %-9s %-22s %-10s %-12s %-30s %-7s %s\n", ts,
 		       audit_read_num(o, "conn"), "decision",
 		       str_or(o, "client", "-"), str_or(o, "user", "-"), str_or(o, "proto", "-"),
 		       dst, str_or(o, "verdict", "-"), why);
@@ -159,7 +181,7 @@ static void print_row(const cJSON *o, const char *type, const struct audit_read_
 		const char *end = audit_read_str(o, "end"), *err = audit_read_str(o, "error");
 		snprintf(detail, sizeof detail, "up %s, down %s, %s, %s%s%s", up, down, dur,
 			 end ? end : "-", err ? ": " : "", err ? err : "");
-		printf("%-24s %6.0f %-9s %-22s %-10s %-12s %-30s %-7s %s\n", ts,
+		out("%-24s %6.0f %-9s %-22s %-10s %-12s %-30s %-7s %s\n", ts,
 		       audit_read_num(o, "conn"), "close", ci && ci->client ? ci->client : "",
 		       ci && ci->user ? ci->user : "", "", ci && ci->dst ? ci->dst : "", "",
 		       detail);
@@ -169,7 +191,7 @@ static void print_row(const cJSON *o, const char *type, const struct audit_read_
 			detail = audit_read_str(o, "reason");
 		if (!detail)
 			detail = audit_read_str(o, "error");
-		printf("%-24s %6s %-9s %s\n", ts, "", type, detail ? detail : "");
+		out("%-24s %6s %-9s %s\n", ts, "", type, detail ? detail : "");
 	}
 }
 
@@ -310,9 +332,10 @@ static int cmp_rows_n(const void *a, const void *b)
 static void print_agg(const char *title, const char *col, struct agg *a, bool bytes,
 		      size_t limit)
 {
-	printf("\n%s\n", title);
+	putchar('\n');
+	out("%s\n", title);
 	if (a->n == 0) {
-		printf("  (none)\n");
+		out("  (none)\n");
 		return;
 	}
 	struct stat_row *rows = malloc(a->n * sizeof *rows);
@@ -322,21 +345,21 @@ static void print_agg(const char *title, const char *col, struct agg *a, bool by
 			rows[k++] = a->rows[i];
 	qsort(rows, k, sizeof *rows, cmp_rows_n);
 	if (bytes)
-		printf("  %-40s %8s %12s %12s\n", col, "CONNS", "BYTES UP", "BYTES DOWN");
+		out("  %-40s %8s %12s %12s\n", col, "CONNS", "BYTES UP", "BYTES DOWN");
 	else
-		printf("  %-40s %8s\n", col, "COUNT");
+		out("  %-40s %8s\n", col, "COUNT");
 	for (size_t i = 0; i < k && i < limit; i++) {
 		if (bytes) {
 			char up[32], down[32];
 			audit_read_fmt_bytes(rows[i].up, up, sizeof up);
 			audit_read_fmt_bytes(rows[i].down, down, sizeof down);
-			printf("  %-40s %8" PRIu64 " %12s %12s\n", rows[i].key, rows[i].n, up, down);
+			out("  %-40s %8" PRIu64 " %12s %12s\n", rows[i].key, rows[i].n, up, down);
 		} else {
-			printf("  %-40s %8" PRIu64 "\n", rows[i].key, rows[i].n);
+			out("  %-40s %8" PRIu64 "\n", rows[i].key, rows[i].n);
 		}
 	}
 	if (k > limit)
-		printf("  ... %zu more\n", k - limit);
+		out("  ... %zu more\n", k - limit);
 	free(rows);
 }
 
@@ -345,18 +368,18 @@ static void print_summary(struct review *r, size_t limit)
 	char up[32], down[32];
 	audit_read_fmt_bytes(r->up, up, sizeof up);
 	audit_read_fmt_bytes(r->down, down, sizeof down);
-	printf("Period: %s .. %s\n", r->first_ts[0] ? r->first_ts : "-",
+	out("Period: %s .. %s\n", r->first_ts[0] ? r->first_ts : "-",
 	       r->last_ts[0] ? r->last_ts : "-");
-	printf("Connections: %" PRIu64 " allowed, %" PRIu64 " denied, %" PRIu64
+	out("Connections: %" PRIu64 " allowed, %" PRIu64 " denied, %" PRIu64
 	       " closed; %s up, %s down\n", r->n_allow, r->n_deny, r->n_close, up, down);
 	if (r->n_unclean) {
-		printf("Unclean shutdowns: %u (the daemon was killed or crashed: records it had not "
+		out("Unclean shutdowns: %u (the daemon was killed or crashed: records it had not "
 		       "written yet may be missing); %" PRIu64 " connection(s) left without a close "
 		       "record (recovery records)\n", r->n_unclean, r->n_unclosed);
 		for (unsigned i = 0; i < r->n_unclean && i < 5; i++)
-			printf("  restarted at %s\n", r->unclean_ts[i]);
+			out("  restarted at %s\n", r->unclean_ts[i]);
 		if (r->n_unclean > 5)
-			printf("  ... %u more\n", r->n_unclean - 5);
+			out("  ... %u more\n", r->n_unclean - 5);
 	}
 	print_agg("Allowed connections by destination", "DESTINATION", &r->by_dst, true, limit);
 	print_agg("Allowed connections by user", "USER", &r->by_user, true, limit);

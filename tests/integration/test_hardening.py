@@ -286,6 +286,24 @@ def test_the_operator_log_cannot_forge_a_line(tailfence):
     assert "\\x0a{" in log and "\\x1b]0;owned\\x07" in log and "\x1b" not in log, log
 
 
+def test_audit_review_shows_control_bytes_escaped(tailfence, tailfence_cli):
+    """`tailfence audit` and `audit summary` print record text for a
+    terminal: an escape sequence in a host name cannot drive it, a newline
+    cannot forge a table row."""
+    d = tailfence()
+    for name in (b"x\x1b[2J\x1b]0;owned\x07y.test",
+                 b"n\n2026-01-01T00:00:00.000Z      9 decision  127.0.0.1:1  forged"):
+        assert _socks5_raw_name(d, name) == 2
+    d.wait_audit(n=2, type="decision", verdict="deny")
+    for args in (["audit", d.audit_path], ["audit", "summary", d.audit_path]):
+        p = tailfence_cli(*args)
+        assert p.returncode == 0, p.stderr
+        assert "\x1b" not in p.stdout and "\x07" not in p.stdout, p.stdout
+        assert not [line for line in p.stdout.splitlines() if "forged" in line and
+                    line.lstrip().startswith("2026-01-01")], p.stdout
+    assert "\\x1b[2J" in tailfence_cli("audit", d.audit_path).stdout
+
+
 def test_refusals_for_missing_credentials_are_decisions(tailfence, tailfence_bin, tmp_path,
                                                         origins):
     origin = origins.echo()
