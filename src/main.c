@@ -12,7 +12,8 @@ static const char usage[] =
 	"       tailfence status [--json] [FLAGS]  the tailnet as the fence follows it\n"
 	"       tailfence config check [FILE]      validate a config file\n"
 	"       tailfence config check --env [FLAGS]  validate the container's variables\n"
-	"       tailfence config show [FLAGS]      print the effective config\n"
+	"       tailfence config show [FLAGS]      print the merged config (loadable)\n"
+	"       tailfence config reference         every setting: key, flag, variable\n"
 	"       tailfence audit [verify|summary|tail|report] ...  review the audit trail\n"
 	"       tailfence passwd                   hash a password for the config\n";
 

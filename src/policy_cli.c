@@ -235,20 +235,30 @@ static int check_target(const struct config *c, const struct tailnet_view *view,
 	return v.n_allowed ? 0 : 1;
 }
 
+static const struct config_command check_command = {
+	.name = "tailfence check",
+	.usage = "usage: tailfence check [FLAGS] [--user NAME] [--src IP] HOST:PORT",
+	.about = "Would the daemon, run with these flags and this environment, let a client\n"
+		 "reach HOST:PORT? Prints the decision, the rule and, for a name, each of its\n"
+		 "addresses (resolved with the daemon's resolver). Exit 0 allowed, 1 denied,\n"
+		 "2 on a usage or configuration error.",
+	.check = true,
+	.max_positional = 1,
+};
+
 int policy_cli_check(int argc, char **argv)
 {
 	struct config_args *args;
 	char err[1024], host[300];
 	uint16_t port;
 
-	int rc = config_args_parse_sub(argc, argv, true, 1, &args);
+	int rc = config_args_parse_cmd(argc, argv, &check_command, &args);
 	if (rc == 1)
 		return 0;
 	if (rc != 0)
 		return 2;
 	if (config_args_npositional(args) != 1) {
-		fprintf(stderr, "usage: tailfence check [--config FILE] [FLAGS] [--user U] "
-				"[--src ADDR] HOST:PORT\n");
+		fprintf(stderr, "%s\nTry 'tailfence check --help'.\n", check_command.usage);
 		config_args_free(args);
 		return 2;
 	}
@@ -317,6 +327,42 @@ static const char *real_env(void *arg, const char *name)
 	return getenv(name);
 }
 
+static const char config_usage[] =
+	"usage: tailfence config check [FLAGS] [FILE]\n"
+	"       tailfence config check --env [FLAGS]\n"
+	"       tailfence config show [--redact] [FLAGS]\n"
+	"       tailfence config reference\n";
+
+static const struct config_command config_check_command = {
+	.name = "tailfence config check",
+	.usage = "usage: tailfence config check [FLAGS] [FILE]",
+	.about = "Builds the configuration the daemon would run with (FILE, else --config or\n"
+		 "TAILFENCE_CONFIG, the environment and FLAGS) and prints a summary and the\n"
+		 "rules in evaluation order. Exit 0 when it is valid, 1 with the first error.\n"
+		 "With --env first: the container's variables (see docs/railway.md).",
+	.max_positional = 1,
+};
+
+static const struct config_command config_show_command = {
+	.name = "tailfence config show",
+	.usage = "usage: tailfence config show [--redact] [FLAGS]",
+	.about = "Prints the merged configuration (defaults, file, environment, flags) as a\n"
+		 "config file that `tailfence config check` accepts and that means the same:\n"
+		 "rules in evaluation order, the audit sinks really written to. The users'\n"
+		 "password hashes are printed as the file holds them.",
+	.options = "  --redact                  replace the password hashes with \"<redacted>\"\n"
+		   "                            (the output then no longer loads)\n",
+};
+
+static const struct config_command config_env_command = {
+	.name = "tailfence config check --env",
+	.usage = "usage: tailfence config check --env [FLAGS]",
+	.about = "Checks the container's variables (TAILSCALE_*, TAILFENCE_*) the way the\n"
+		 "Railway entrypoint uses them, then the configuration they make with FLAGS.\n"
+		 "Prints the normalised variables as NAME=VALUE lines; exit 78 with the\n"
+		 "variable, the value and the fix.",
+};
+
 /* tailfence config check --env [FLAGS]: the container's variables
  * (envcheck), then the configuration they make together with FLAGS (the
  * flags the entrypoint will start the gateway with), built by the code
@@ -328,9 +374,14 @@ static int config_check_env(int argc, char **argv)
 {
 	struct envcheck_result res;
 	struct envcheck_error e;
+	struct config_args *args;
+	int rc = config_args_parse_cmd(argc, argv, &config_env_command, &args);
+	if (rc != 0)
+		return rc == 1 ? 0 : 2;
 	if (!envcheck_run(real_env, NULL, &res, &e)) {
 		fprintf(stderr, "tailfence: %s=\"%s\": %s\n  fix: %s\n", e.var, e.value, e.reason,
 			e.fix);
+		config_args_free(args);
 		return EX_CONFIG;
 	}
 	/* The gateway reads these from the environment: give config_build the
@@ -340,12 +391,6 @@ static int config_check_env(int argc, char **argv)
 	for (size_t i = 0; i < sizeof exported / sizeof exported[0]; i++)
 		setenv(exported[i], envcheck_result_get(&res, exported[i]), 1);
 
-	struct config_args *args;
-	int rc = config_args_parse_sub(argc, argv, false, 0, &args);
-	if (rc != 0) {
-		envcheck_result_free(&res);
-		return rc == 1 ? 0 : 2;
-	}
 	char err[1024];
 	struct config *c = config_build(args, err, sizeof err);
 	config_args_free(args);
@@ -363,31 +408,56 @@ static int config_check_env(int argc, char **argv)
 	return 0;
 }
 
+/* Removes a flag of our own from argv; true when it was there. */
+static bool take_flag(int *argc, char **argv, const char *flag)
+{
+	bool found = false;
+	int keep = 1;
+	for (int i = 1; i < *argc; i++) {
+		if (strcmp(argv[i], "--") == 0) {
+			while (i < *argc)
+				argv[keep++] = argv[i++];
+			break;
+		}
+		if (strcmp(argv[i], flag) == 0)
+			found = true;
+		else
+			argv[keep++] = argv[i];
+	}
+	*argc = keep;
+	return found;
+}
+
 int policy_cli_config(int argc, char **argv)
 {
-	static const char usage[] = "usage: tailfence config check [FILE]\n"
-				    "       tailfence config check --env [FLAGS]\n"
-				    "       tailfence config show [FLAGS]\n";
 	if (argc < 2) {
-		fputs(usage, stderr);
+		fputs(config_usage, stderr);
 		return 2;
 	}
 	const char *sub = argv[1];
+	if (strcmp(sub, "--help") == 0 || strcmp(sub, "help") == 0) {
+		fputs(config_usage, stdout);
+		return 0;
+	}
+	if (strcmp(sub, "reference") == 0) {
+		config_print_reference(stdout);
+		return 0;
+	}
 	bool show = strcmp(sub, "show") == 0;
 	if (!show && strcmp(sub, "check") != 0) {
-		if (strcmp(sub, "--help") == 0 || strcmp(sub, "help") == 0) {
-			fputs(usage, stdout);
-			return 0;
-		}
-		fprintf(stderr, "tailfence config: unknown subcommand \"%s\"\n%s", sub, usage);
+		fprintf(stderr, "tailfence config: unknown subcommand \"%s\"\n%s", sub, config_usage);
 		return 2;
 	}
 	if (!show && argc >= 3 && strcmp(argv[2], "--env") == 0) {
 		argv[2] = argv[1];	/* "check" stands in for the program name */
 		return config_check_env(argc - 2, argv + 2);
 	}
+	argc--;
+	argv++;
+	bool redact = show && take_flag(&argc, argv, "--redact");
 	struct config_args *args;
-	int rc = config_args_parse_sub(argc - 1, argv + 1, false, show ? 0 : 1, &args);
+	int rc = config_args_parse_cmd(argc, argv, show ? &config_show_command
+						       : &config_check_command, &args);
 	if (rc == 1)
 		return 0;
 	if (rc != 0)
@@ -402,7 +472,9 @@ int policy_cli_config(int argc, char **argv)
 		return 1;
 	}
 	if (show) {
-		printf("%s\n", c->effective_json ? c->effective_json : "{}");
+		char *text = config_show_json(c, redact);
+		printf("%s\n", text ? text : "{}");
+		free(text);
 	} else {
 		print_config_ok(c, "");
 		for (size_t i = 0; i < policy_rule_count(c->policy); i++) {

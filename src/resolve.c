@@ -67,8 +67,10 @@ static struct evdns_base *resolve_evdns(struct event_base *base, const struct co
 		return NULL;
 	}
 	if (cfg->n_dns_servers == 0) {
-		/* Missing or empty resolv.conf is not fatal: names then fail. */
-		evdns_base_resolv_conf_parse(dns, DNS_OPTIONS_ALL, "/etc/resolv.conf");
+		/* Missing or empty resolv.conf is not fatal: names then fail.
+		 * The hosts file is the configured one, below. */
+		evdns_base_resolv_conf_parse(dns, DNS_OPTIONS_ALL & ~DNS_OPTION_HOSTSFILE,
+					     "/etc/resolv.conf");
 	} else {
 		for (size_t i = 0; i < cfg->n_dns_servers; i++) {
 			if (evdns_base_nameserver_ip_add(dns, cfg->dns_servers[i]) != 0) {
@@ -79,12 +81,10 @@ static struct evdns_base *resolve_evdns(struct event_base *base, const struct co
 			}
 		}
 	}
-	/* A hosts file answers before any nameserver (the system's unless
-	 * another is configured). */
+	/* The hosts file (/etc/hosts unless configured, or none) answers
+	 * before any nameserver. */
 	if (cfg->hosts_file)
 		evdns_base_load_hosts(dns, cfg->hosts_file);
-	else if (cfg->n_dns_servers > 0)
-		evdns_base_load_hosts(dns, "/etc/hosts");
 	char timeout[32];
 	snprintf(timeout, sizeof timeout, "%.3f",
 		 (cfg->dns_timeout_ms ? cfg->dns_timeout_ms : 5000) / 1000.0 / 2);

@@ -230,8 +230,16 @@ int status_cli_main(int argc, char **argv)
 			argv[keep++] = argv[i];
 	}
 	argc = keep;
+	static const struct config_command cmd = {
+		.name = "tailfence status",
+		.usage = "usage: tailfence status [--json] [FLAGS]",
+		.about = "What the fence follows: the tailnet as tailscaled reports it (this node,\n"
+			 "the peers and their routes, what is allowed) and the last change the\n"
+			 "daemon recorded in its audit file.",
+		.options = "  --json                    print the same as one JSON object\n",
+	};
 	struct config_args *args;
-	int rc = config_args_parse_sub(argc, argv, false, 0, &args);
+	int rc = config_args_parse_cmd(argc, argv, &cmd, &args);
 	if (rc == 1)
 		return 0;
 	if (rc != 0)

@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/socket.h>
 
 #include "tailfence/audit.h"
@@ -92,31 +93,63 @@ struct config {
 	size_t n_dns_servers;
 	char *hosts_file;		/* NULL: system default */
 
+	bool force_public_listen;	/* listeners off loopback without users */
 	int log_level;			/* enum log_level */
 	char *source;			/* config file path, or NULL */
-	char *effective_json;		/* merged config for `config show`, secrets redacted */
+	struct cJSON *shown;		/* the merged config as a file would hold it */
 };
 
 /* Command-line flags as given, kept so that a reload can rebuild the config
  * with the same flags. Opaque. */
 struct config_args;
 
-/* Parses the gateway's flags (argv[0] is the program). Returns 0 and sets
+/* A command that takes the daemon's flags: what its --help says. */
+struct config_command {
+	const char *name;	/* "tailfence check", for "Try '... --help'" */
+	const char *usage;	/* "usage: tailfence check [FLAGS] HOST:PORT" */
+	const char *about;	/* what it does; may be NULL */
+	const char *options;	/* its own flags, as --help lines; may be NULL */
+	bool check;		/* also accepts --user and --src */
+	bool daemon;		/* the daemon itself */
+	size_t max_positional;	/* arguments after the flags */
+};
+
+/* Parses a command's flags (argv[0] is the command). Returns 0 and sets
  * *out; 1 after printing --help or --version to stdout (exit 0); 2 after
  * printing an error and a usage hint to stderr (exit 2). */
+int config_args_parse_cmd(int argc, char **argv, const struct config_command *cmd,
+			  struct config_args **out);
+/* The daemon's flags. */
 int config_args_parse(int argc, char **argv, struct config_args **out);
 void config_args_free(struct config_args *args);
 
-/* Merges defaults, the file (--config or TAILFENCE_CONFIG), the environment
- * (TAILSCALE_ADVERTISE_ROUTES, TAILFENCE_*) and the flags, validates, and
- * compiles the policy. NULL with a message in err on any error. */
+/* What a build reads besides the flags: the file's text and the
+ * environment, so that a build can run on given bytes (the fuzzer, tests). */
+struct config_input {
+	const char *file_name;		/* NULL: no config file */
+	const char *file_text;
+	size_t file_len;
+	const char *(*getenv)(void *arg, const char *name);	/* NULL: no variables */
+	void *env_arg;
+	bool own_addresses;		/* this host's addresses join the guard "self" */
+};
+
+/* Merges the embedded defaults, the file, the environment and the flags
+ * (args may be NULL), checks them together and compiles the policy. NULL
+ * with a message in err on any error. */
+struct config *config_build_from(const struct config_input *in, const struct config_args *args,
+				 char *err, size_t errlen);
+
+/* config_build_from with the file named by --config or TAILFENCE_CONFIG,
+ * the process environment and this host's addresses. */
 struct config *config_build(const struct config_args *args, char *err, size_t errlen);
 
-/* Like config_args_parse, for subcommands: with check_opts also accepts
- * --user U and --src ADDR; accepts up to max_positional arguments after the
- * flags. Same return values. */
-int config_args_parse_sub(int argc, char **argv, bool check_opts, size_t max_positional,
-			  struct config_args **out);
+/* The merged config as JSON that `config check` accepts and that means the
+ * same; with redact, the users' hashes are replaced. Free the text. */
+char *config_show_json(const struct config *c, bool redact);
+
+/* The settings table as Markdown (docs/config.md). */
+void config_print_reference(FILE *f);
 const char *config_args_user(const struct config_args *a);
 const char *config_args_src(const struct config_args *a);
 size_t config_args_npositional(const struct config_args *a);

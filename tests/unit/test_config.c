@@ -275,8 +275,13 @@ static void test_file(void)
 	CHECK(!decide(c, NULL, "127.0.0.66", 80, "alice"), "deny rule");
 	CHECK(decide(c, NULL, "127.0.0.7", 80, "alice"), "routes rule");
 	CHECK(strcmp(policy_rule_text(c->policy, 0), "db") == 0, "rule name");
-	CHECK(c->effective_json && strstr(c->effective_json, "<redacted>") &&
-		      !strstr(c->effective_json, "$scrypt$"), "show redacts hashes");
+	char *shown = config_show_json(c, true);
+	CHECK(shown && strstr(shown, "<redacted>") && !strstr(shown, "$scrypt$"),
+	      "show --redact redacts hashes");
+	free(shown);
+	shown = config_show_json(c, false);
+	CHECK(shown && strstr(shown, hash), "show prints the hashes, so that it loads back");
+	free(shown);
 	config_unref(c);
 
 	/* environment beats the file, flags beat the environment */
@@ -409,9 +414,11 @@ static void test_durability(void)
 	const char *path = write_file("dur.json", "{ \"audit\": { \"durability\": \"synced\" } }");
 	const char *f1[] = { "--config", path, NULL };
 	struct config *c = build(f1, err, sizeof err);
+	char *shown = c ? config_show_json(c, false) : NULL;
 	CHECK(c && c->audit.durability == AUDIT_DURABILITY_SYNCED &&
-		      strstr(c->effective_json, "\"durability\":\t\"synced\""),
-	      "file key: %s", c ? c->effective_json : err);
+		      strstr(shown, "\"durability\":\t\"synced\""),
+	      "file key: %s", c ? shown : err);
+	free(shown);
 	config_unref(c);
 	setenv("TAILFENCE_AUDIT_DURABILITY", "queued", 1);
 	c = build(f1, err, sizeof err);
@@ -459,7 +466,9 @@ static void test_args(void)
 	fclose(stderr);
 	stderr = se;
 	CHECK(r2 == 2 && r3 == 2 && r5 == 2 && r6 == 2, "bad flags return 2 (%d %d %d %d)", r2, r3, r5, r6);
-	CHECK(config_args_parse_sub(8, v4, true, 1, &a) == 0, "check args");
+	static const struct config_command check = { .name = "tailfence check", .check = true,
+						      .max_positional = 1 };
+	CHECK(config_args_parse_cmd(8, v4, &check, &a) == 0, "check args");
 	CHECK(a && strcmp(config_args_user(a), "alice") == 0 && strcmp(config_args_src(a), "127.0.0.5") == 0 &&
 		      config_args_npositional(a) == 1 &&
 		      strcmp(config_args_positional(a, 0), "db.test:5432") == 0, "check values");
@@ -482,9 +491,11 @@ static void test_admin_udp(void)
 	CHECK(c && c->has_admin && strcmp(c->admin.text, "127.0.0.1:9464") == 0 && !c->udp &&
 		      c->udp_destinations == 8 && c->udp_rate == 50 && c->udp_idle_timeout_ms == 30000,
 	      "admin/udp flags: %s", c ? "" : err);
-	CHECK(c && strstr(c->effective_json, "\"admin\":\t\"127.0.0.1:9464\"") &&
-		      strstr(c->effective_json, "\"udp_datagrams_per_second\":\t50"),
+	char *shown = c ? config_show_json(c, false) : NULL;
+	CHECK(c && strstr(shown, "\"admin\":\t\"127.0.0.1:9464\"") &&
+		      strstr(shown, "\"udp_datagrams_per_second\":\t50"),
 	      "config show lists admin and the UDP limits");
+	free(shown);
 	config_unref(c);
 
 	const char *f2[] = { "--admin", "0.0.0.0:9464", NULL };
