@@ -21,7 +21,9 @@ import urllib.request
 
 
 def say(*parts):
-    print(*parts, flush=True)
+    # One write(2) per line: tailfence's audit records share this stdout,
+    # and print() under PYTHONUNBUFFERED writes each part on its own.
+    os.write(1, (" ".join(str(p) for p in parts) + "\n").encode())
 
 
 def via_http_proxy(url):
