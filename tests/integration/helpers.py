@@ -17,6 +17,8 @@ Contents
   clients         curl, run_python; socks5_rep, http_connect_status,
                   http_get_status, socks4a_code (one request, its verdict)
   DNS             TinyDNS (a UDP DNS server on loopback with fixed records)
+  Prometheus      Prometheus (Debian's server scraping one target every second),
+                  http_get (one plain HTTP request), wait_until
 
 Everything talks to loopback only (127.0.0.0/8, ::1); the suite itself runs in
 a private network namespace (see scripts/test).
@@ -36,6 +38,9 @@ import struct
 import subprocess
 import threading
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 
 PY = "/usr/bin/python3"
 
@@ -652,6 +657,90 @@ class Proc:
                 self.proc.wait(10)
         self._log.close()
         return self.proc.returncode
+
+
+# ---------------------------------------------------------------- Prometheus
+
+PROMETHEUS = "/usr/bin/prometheus"
+
+
+def http_get(port, path, method="GET", timeout=10):
+    """(status, body text, headers) of one request to 127.0.0.1:port."""
+    req = urllib.request.Request("http://127.0.0.1:%d%s" % (port, path), method=method)
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(req, timeout=timeout) as r:
+            return r.status, r.read().decode(), dict(r.headers)
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode(), dict(e.headers)
+
+
+def wait_until(pred, timeout, what):
+    """pred()'s first true value, polled every 0.1 s; AssertionError after timeout."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = pred()
+        if last:
+            return last
+        time.sleep(0.1)
+    raise AssertionError("timed out after %.0fs waiting for %s (last: %r)" % (timeout, what, last))
+
+
+class Prometheus:
+    """A real Prometheus server on 127.0.0.1 scraping one target every second."""
+
+    def __init__(self, workdir, target):
+        self.port = free_port()
+        self.target = target
+        conf = os.path.join(workdir, "prometheus.yml")
+        with open(conf, "w") as f:
+            f.write("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+                    "scrape_configs:\n  - job_name: tailfence\n    scrape_interval: 1s\n"
+                    "    scrape_timeout: 1s\n    static_configs:\n"
+                    "      - targets: ['%s']\n" % target)
+        data = os.path.join(workdir, "prometheus-data")
+        os.makedirs(data, exist_ok=True)
+        self.proc = Proc([PROMETHEUS, "--config.file=" + conf, "--storage.tsdb.path=" + data,
+                          "--web.listen-address=127.0.0.1:%d" % self.port,
+                          "--storage.tsdb.retention.time=1h"],
+                         os.path.join(workdir, "prometheus.log"))
+        try:
+            wait_listening(self.port, 60, self.proc.proc, "prometheus")
+            # it listens before its storage is open, answering 503 meanwhile
+            wait_until(lambda: http_get(self.port, "/-/ready")[0] == 200, 60,
+                       "prometheus ready")
+        except BaseException:
+            self.proc.stop()
+            raise
+
+    def api(self, path, params):
+        """(HTTP status, parsed JSON answer) of GET /api/v1/<path>?params;
+        params may be a dict or a list of pairs (repeated keys)."""
+        status, body, _ = http_get(self.port, "/api/v1/%s?%s" % (
+            path, urllib.parse.urlencode(params)), timeout=30)
+        try:
+            return status, json.loads(body)
+        except ValueError:
+            return status, {"status": "error", "error": body}
+
+    def query(self, expr):
+        """The API's answer to an instant query (parsed JSON)."""
+        status, answer = self.api("query", {"query": expr})
+        assert status == 200, answer
+        return answer
+
+    def value(self, expr):
+        """The single sample's value, or None while there is none."""
+        r = self.query(expr)["data"]["result"]
+        return float(r[0]["value"][1]) if len(r) == 1 else None
+
+    def wait_value(self, expr, want, timeout=60):
+        return wait_until(lambda: self.value(expr) == want and self.query(expr), timeout,
+                          "%s == %s in Prometheus" % (expr, want))
+
+    def close(self):
+        self.proc.stop()
 
 
 # ---------------------------------------------------------------------- audit

@@ -12,39 +12,13 @@ import re
 import shutil
 import signal
 import subprocess
-import time
-import urllib.error
-import urllib.parse
-import urllib.request
 
 import pytest
 
-from helpers import Proc, connect, free_port, recv_exact, socks5_connect, wait_listening
+from helpers import PROMETHEUS, Prometheus, Proc, connect, free_port, http_get, recv_exact
+from helpers import socks5_connect, wait_listening, wait_until
 
-PROMETHEUS = "/usr/bin/prometheus"
 PROMTOOL = "/usr/bin/promtool"
-
-
-def http_get(port, path, method="GET", timeout=10):
-    """(status, body text, headers) of one request to 127.0.0.1:port."""
-    req = urllib.request.Request("http://127.0.0.1:%d%s" % (port, path), method=method)
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(req, timeout=timeout) as r:
-            return r.status, r.read().decode(), dict(r.headers)
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode(), dict(e.headers)
-
-
-def wait_until(pred, timeout, what):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = pred()
-        if last:
-            return last
-        time.sleep(0.1)
-    raise AssertionError("timed out after %.0fs waiting for %s (last: %r)" % (timeout, what, last))
 
 
 def parse_metrics(text):
@@ -201,45 +175,6 @@ def test_counters_survive_a_reload(tailfence, origins, tmp_path):
 
 
 # -------------------------------------------------------------- Prometheus
-
-class Prometheus:
-    """A real Prometheus server on 127.0.0.1 scraping one target every second."""
-
-    def __init__(self, workdir, target):
-        self.port = free_port()
-        conf = os.path.join(workdir, "prometheus.yml")
-        with open(conf, "w") as f:
-            f.write("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
-                    "scrape_configs:\n  - job_name: tailfence\n    scrape_interval: 1s\n"
-                    "    scrape_timeout: 1s\n    static_configs:\n"
-                    "      - targets: ['%s']\n" % target)
-        data = os.path.join(workdir, "prometheus-data")
-        os.makedirs(data, exist_ok=True)
-        self.proc = Proc([PROMETHEUS, "--config.file=" + conf, "--storage.tsdb.path=" + data,
-                          "--web.listen-address=127.0.0.1:%d" % self.port,
-                          "--storage.tsdb.retention.time=1h"],
-                         os.path.join(workdir, "prometheus.log"))
-        wait_listening(self.port, 60, self.proc.proc, "prometheus")
-
-    def query(self, expr):
-        """The API's answer to an instant query (parsed JSON)."""
-        status, body, _ = http_get(self.port, "/api/v1/query?" +
-                                   urllib.parse.urlencode({"query": expr}))
-        assert status == 200, body
-        return json.loads(body)
-
-    def value(self, expr):
-        """The single sample's value, or None while there is none."""
-        r = self.query(expr)["data"]["result"]
-        return float(r[0]["value"][1]) if len(r) == 1 else None
-
-    def wait_value(self, expr, want, timeout=60):
-        return wait_until(lambda: self.value(expr) == want and self.query(expr), timeout,
-                          "%s == %s in Prometheus" % (expr, want))
-
-    def close(self):
-        self.proc.stop()
-
 
 def test_prometheus_scrapes_the_known_sequence(tailfence, origins, tmp_path):
     assert os.access(PROMETHEUS, os.X_OK), "prometheus missing: scripts/install-deps"
