@@ -17,6 +17,9 @@
 
 #include <errno.h>
 #include <ifaddrs.h>
+#include <libgen.h>
+#include <openssl/crypto.h>
+#include <unistd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -713,6 +716,56 @@ char *config_show_json(const struct config *c, bool redact)
 	char *text = j ? cJSON_Print(j) : NULL;
 	cJSON_Delete(j);
 	return text;
+}
+
+/* ------------------------------------------------------------------ */
+/* the files the daemon will open */
+
+/* A file sink the daemon appends to: the file writable, or its directory
+ * writable to create it in. Nothing is created. */
+static bool sink_writable(const char *path, char *err, size_t errlen)
+{
+	if (access(path, W_OK) == 0)
+		return true;
+	if (errno != ENOENT) {
+		snprintf(err, errlen, "audit.sinks: \"%s\": cannot be written: %s", path,
+			 strerror(errno));
+		return false;
+	}
+	char *copy = strdup(path);
+	if (!copy) {
+		snprintf(err, errlen, "out of memory");
+		return false;
+	}
+	const char *dir = dirname(copy);
+	bool ok = access(dir, W_OK | X_OK) == 0;
+	if (!ok)
+		snprintf(err, errlen, "audit.sinks: \"%s\": cannot be created: directory %s: %s",
+			 path, dir, strerror(errno));
+	free(copy);
+	return ok;
+}
+
+bool config_check_files(const struct config *c, char *err, size_t errlen)
+{
+	if (c->audit.hmac_key_file) {
+		unsigned char *key = NULL;
+		size_t keylen = 0;
+		if (!audit_key_load(c->audit.hmac_key_file, &key, &keylen, err, errlen))
+			return false;
+		OPENSSL_cleanse(key, keylen);
+		free(key);
+	}
+	for (size_t i = 0; i < c->audit.n_sinks; i++)
+		if (c->audit.sinks[i].kind == AUDIT_SINK_FILE &&
+		    !sink_writable(c->audit.sinks[i].path, err, errlen))
+			return false;
+	if (c->hosts_file && access(c->hosts_file, R_OK) != 0) {
+		snprintf(err, errlen, "dns.hosts_file: \"%s\": cannot be read: %s", c->hosts_file,
+			 strerror(errno));
+		return false;
+	}
+	return true;
 }
 
 static void join_listeners(const struct config *c, char *buf, size_t len)

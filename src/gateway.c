@@ -503,8 +503,9 @@ int gateway_main(int argc, char **argv)
 	if (parsed != 0)
 		return 2;
 	gw.cfg = config_build(gw.args, err, sizeof err);
-	if (!gw.cfg) {
+	if (!gw.cfg || !config_check_files(gw.cfg, err, sizeof err)) {
 		fprintf(stderr, "tailfence: %s\n", err);
+		config_unref(gw.cfg);
 		config_args_free(gw.args);
 		return 2;
 	}

@@ -394,6 +394,10 @@ static int config_check_env(int argc, char **argv)
 	char err[1024];
 	struct config *c = config_build(args, err, sizeof err);
 	config_args_free(args);
+	if (c && !config_check_files(c, err, sizeof err)) {
+		config_unref(c);
+		c = NULL;
+	}
 	if (!c) {
 		fprintf(stderr, "tailfence: configuration rejected: %s\n"
 			"  fix: change the variable or the TAILFENCE_CONFIG entry named there\n", err);
@@ -466,6 +470,10 @@ int policy_cli_config(int argc, char **argv)
 		config_args_set_file(args, config_args_positional(args, 0));
 	char err[1024];
 	struct config *c = config_build(args, err, sizeof err);
+	if (c && !show && !config_check_files(c, err, sizeof err)) {
+		config_unref(c);
+		c = NULL;
+	}
 	if (!c) {
 		fprintf(stderr, "tailfence: %s\n", err);
 		config_args_free(args);

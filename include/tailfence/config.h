@@ -144,6 +144,12 @@ struct config *config_build_from(const struct config_input *in, const struct con
  * the process environment and this host's addresses. */
 struct config *config_build(const struct config_args *args, char *err, size_t errlen);
 
+/* Opens, without changing anything, what the daemon opens at start: the
+ * HMAC key (readable, 16 to 4095 bytes), every audit file (writable, or
+ * its directory, to create it) and the hosts file (readable), as the
+ * calling user. False with "audit.hmac_key_file: ..." style text in err. */
+bool config_check_files(const struct config *c, char *err, size_t errlen);
+
 /* The merged config as JSON that `config check` accepts and that means the
  * same; with redact, the users' hashes are replaced. Free the text. */
 char *config_show_json(const struct config *c, bool redact);

@@ -14,8 +14,12 @@ One table of settings drives the flags, the variables, the file keys,
 import json
 import pathlib
 import re
+import subprocess
 
 import pytest
+
+from conftest import _sanitizer_env
+from helpers import clean_env, free_port
 
 DOCS = pathlib.Path(__file__).resolve().parents[2] / "docs" / "config.md"
 
@@ -224,3 +228,53 @@ def test_check_only_flags_are_refused_by_the_daemon(tailfence_cli):
     p = tailfence_cli("config", "show", "--user", "alice")
     assert p.returncode == 2
     assert "--user is only for `tailfence check`" in p.stderr
+
+
+# `config check` opens what the daemon will open at start, so a bad file
+# stops a deploy before anything starts, not after tailscaled is up.
+def file_cases(tmp_path):
+    short = tmp_path / "short.key"
+    short.write_bytes(b"0123456789")
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    return [
+        (["--audit-hmac-key", tmp_path / "missing.key"],
+         'audit.hmac_key_file: "%s": No such file or directory' % (tmp_path / "missing.key")),
+        (["--audit-hmac-key", short], "key must be 16 to 4095 bytes"),
+        (["--audit-log", tmp_path / "no" / "dir" / "a.jsonl"], "cannot be created: directory"),
+        (["--hosts-file", tmp_path / "missing.hosts"], "dns.hosts_file: \"%s\": cannot be read"
+         % (tmp_path / "missing.hosts")),
+    ]
+
+
+def test_config_check_opens_every_file(tmp_path, tailfence_cli):
+    for args, says in file_cases(tmp_path):
+        p = tailfence_cli("config", "check", *args)
+        assert p.returncode == 1 and says in p.stderr, (args, p.stderr)
+        # the daemon refuses the same, before it listens
+        p = tailfence_cli("--listen", "127.0.0.1:%d" % free_port(), *args, timeout=20)
+        assert p.returncode == 2 and says in p.stderr, (args, p.stderr)
+    good = tmp_path / "good.key"
+    good.write_text("k" * 32)
+    p = tailfence_cli("config", "check", "--audit-hmac-key", good,
+                      "--audit-log", tmp_path / "a.jsonl")
+    assert p.returncode == 0, p.stderr
+    assert not (tmp_path / "a.jsonl").exists(), "config check created the audit file"
+
+
+def test_config_check_opens_files_as_the_calling_user(tmp_path, tailfence_bin):
+    # A key only root may read, checked as another user (the service's).
+    tmp_path.chmod(0o755)
+    key = tmp_path / "root-only.key"
+    key.write_text("k" * 32)
+    key.chmod(0o600)
+    env = _sanitizer_env(clean_env())
+    env["TAILSCALE_SOCKET"] = "none"
+    nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    p = subprocess.run(nobody + [tailfence_bin, "config", "check", "--audit-hmac-key", str(key)],
+                       capture_output=True, text=True, env=env, timeout=60)
+    assert p.returncode == 1, p.stderr
+    assert 'audit.hmac_key_file: "%s": Permission denied' % key in p.stderr, p.stderr
+    p = subprocess.run([tailfence_bin, "config", "check", "--audit-hmac-key", str(key)],
+                       capture_output=True, text=True, env=env, timeout=60)
+    assert p.returncode == 0, p.stderr
