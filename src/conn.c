@@ -89,14 +89,15 @@ enum conn_failure {
 	CONN_FAIL_AUTH,
 };
 
-/* A password check that missed the cache runs the KDF (tens of ms) on the
- * worker thread, with its own copies and its own config reference, so the
- * connection may close meanwhile. */
+/* A password check that missed the cache runs the KDF (tens of ms) on a
+ * worker thread, with its own copy of the credentials and its own config
+ * reference. A connection that closes cancels it: a check still waiting
+ * never runs. */
 struct conn_login {
-	struct conn *c;			/* NULL once the connection is gone */
+	struct conn *c;
 	struct config *cfg;
-	char user[256];
-	char pass[256];
+	struct worker_job *job;
+	struct auth_creds creds;
 	bool ok;
 };
 
@@ -319,8 +320,11 @@ static void conn_close(struct conn *c, const char *end, const char *error)
 		  (unsigned long long)c->id, end, error ? ": " : "", error ? error : "",
 		  (unsigned long long)up, (unsigned long long)down);
 
-	if (c->login)
-		c->login->c = NULL;	/* the worker's answer finds nobody */
+	if (c->login) {
+		bool dropped = worker_cancel(c->login->job);	/* done() frees it */
+		log_debug("conn %llu: password check %s", (unsigned long long)c->id,
+			  dropped ? "dropped before it ran" : "already running; result discarded");
+	}
 	if (c->resolve)
 		resolve_cancel(c->resolve);
 	if (c->dial)
@@ -601,23 +605,47 @@ static void conn_set_target_addr(struct conn *c, const struct cidr_addr *a, uint
 
 static void conn_socks_read(struct conn *c);
 
+static uint64_t conn_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
 static void conn_login_free(struct conn_login *l)
 {
 	config_unref(l->cfg);
-	OPENSSL_cleanse(l->pass, sizeof l->pass);
+	auth_creds_wipe(&l->creds);
 	free(l);
 }
 
 /* A failed login is answered only after a delay that grows with the
- * client's recent failures. */
+ * client's recent failures (the throttle, per client prefix). */
 static void conn_auth_failed(struct conn *c, const char *why)
 {
 	snprintf(c->last_error, sizeof c->last_error, "%s", why);
-	unsigned ms = gateway_auth_delay(c->gw, &c->client_addr);
+	unsigned ms = auth_throttle_delay_ms(&c->gw->throttle, &c->client_addr, conn_now_ms());
 	log_info("conn %llu: %s: %s", (unsigned long long)c->id, c->client_text, why);
 	c->state = CONN_AUTH_DELAY;
 	bufferevent_disable(c->client, EV_READ);
 	conn_timer_set(c, ms);
+}
+
+/* Answers a login that was refused or failed, in the client's protocol. */
+static void conn_auth_answer(struct conn *c, int http_status, const char *http_why)
+{
+	if (c->proto == CONN_PROTO_SOCKS5) {
+		socks5_server_auth_result(&c->socks, false);
+		conn_send(c, c->socks.out, c->socks.out_len);
+		conn_flush_close(c, "auth_failed");
+	} else if (http_status == 407) {
+		char why[sizeof c->last_error];
+		snprintf(why, sizeof why, "%s", c->last_error);	/* conn_fail writes last_error */
+		conn_fail(c, CONN_FAIL_AUTH, why);
+	} else {
+		conn_send_http_error(c, http_status, http_why);
+		conn_flush_close(c, "auth_failed");
+	}
 }
 
 static void conn_auth_delay_over(struct conn *c)
@@ -629,25 +657,51 @@ static void conn_auth_delay_over(struct conn *c)
 	snprintf(c->user, sizeof c->user, "%s", tried);
 	struct policy_decision d = { .action = POLICY_DENY, .rule = -1, .guard = "auth" };
 	conn_audit_decision(c, NULL, &d, why);
+	conn_auth_answer(c, 407, NULL);
+}
 
-	if (c->proto == CONN_PROTO_SOCKS5) {
-		socks5_server_auth_result(&c->socks, false);
-		conn_send(c, c->socks.out, c->socks.out_len);
-		conn_flush_close(c, "auth_failed");
-	} else {
-		conn_fail(c, CONN_FAIL_AUTH, c->last_error);
+/* The check could not be queued (a limit of the worker pool): refused at
+ * once, without running the KDF and without a delay, and counted as a
+ * failure of the client. HTTP clients get 503 with Retry-After: their
+ * credentials were not judged, and a 407 would tell them (and a browser's
+ * password prompt) that they were wrong. */
+static void conn_login_refused(struct conn *c, const char *user, enum worker_refusal r)
+{
+	if (r == WORKER_NO_MEMORY) {
+		conn_fail(c, CONN_FAIL_GENERAL, "out of memory");
+		return;
 	}
+	bool client = r == WORKER_CLIENT_LIMIT;
+	char why[400];
+	snprintf(why, sizeof why, client
+		 ? "login refused for user \"%s\": %u password checks from this client are "
+		   "already waiting or running (limit)"
+		 : "login refused for user \"%s\": %u password checks are already waiting or "
+		   "running (server busy)",
+		 user, client ? GATEWAY_LOGIN_PER_CLIENT : GATEWAY_LOGIN_QUEUE);
+	auth_throttle_failure(&c->gw->throttle, &c->client_addr, conn_now_ms());
+	snprintf(c->user, sizeof c->user, "%s", user);
+	struct policy_decision d = { .action = POLICY_DENY, .rule = -1, .guard = "auth" };
+	conn_audit_decision(c, NULL, &d, why);
+	log_info("conn %llu: %s: %s", (unsigned long long)c->id, c->client_text, why);
+	snprintf(c->last_error, sizeof c->last_error, "%s",
+		 client ? "too many logins from this client are being checked"
+			: "too many logins are being checked");
+	conn_auth_answer(c, 503, client ? "too many logins from this address are being checked; "
+					  "try again shortly"
+					: "the proxy is busy checking other logins; try again shortly");
 }
 
 /* The verdict on the credentials, whichever way it was reached. */
 static void conn_login_result(struct conn *c, const char *user, bool ok)
 {
-	gateway_auth_result(c->gw, &c->client_addr, ok);
 	if (!ok) {
+		auth_throttle_failure(&c->gw->throttle, &c->client_addr, conn_now_ms());
 		conn_auth_failed(c, c->proto == CONN_PROTO_SOCKS5 ? "SOCKS5 login failed"
 								: "HTTP proxy login failed");
 		return;
 	}
+	auth_throttle_success(&c->gw->throttle, &c->client_addr);
 	snprintf(c->user, sizeof c->user, "%s", user);
 	if (c->proto == CONN_PROTO_SOCKS5) {
 		socks5_server_auth_result(&c->socks, true);
@@ -664,44 +718,47 @@ static void conn_login_result(struct conn *c, const char *user, bool ok)
 static void conn_login_work(void *arg)
 {
 	struct conn_login *l = arg;
-	l->ok = policy_authenticate(l->cfg->policy, l->user, l->pass);
+	l->ok = policy_authenticate(l->cfg->policy, l->creds.user, l->creds.pass);
 }
 
 static void conn_login_done(void *arg, bool cancelled)
 {
 	struct conn_login *l = arg;
-	struct conn *c = l->c;
-	if (!cancelled && c) {
-		c->login = NULL;
-		conn_login_result(c, l->user, l->ok);
+	if (!cancelled) {
+		l->c->login = NULL;
+		conn_login_result(l->c, l->creds.user, l->ok);
 	}
 	conn_login_free(l);
 }
 
 static void conn_login(struct conn *c, const char *user, const char *pass)
 {
-	if (policy_authenticate_cached(c->cfg->policy, user, pass)) {
-		conn_login_result(c, user, true);
-		return;
-	}
 	struct conn_login *l = calloc(1, sizeof *l);
-	if (!l) {
+	if (!l || !auth_creds_set(&l->creds, user, pass)) {
+		free(l);
 		conn_fail(c, CONN_FAIL_GENERAL, "out of memory");
 		return;
 	}
+	if (policy_authenticate_cached(c->cfg->policy, l->creds.user, l->creds.pass)) {
+		conn_login_result(c, l->creds.user, true);
+		conn_login_free(l);
+		return;
+	}
+	struct cidr_addr client;
+	enum worker_refusal r;
+	auth_client_prefix(&c->client_addr, &client);
 	l->c = c;
 	l->cfg = config_ref(c->cfg);
-	snprintf(l->user, sizeof l->user, "%s", user);
-	snprintf(l->pass, sizeof l->pass, "%s", pass);
+	l->job = worker_submit(c->gw->worker, &client, conn_login_work, conn_login_done, l, &r);
+	if (!l->job) {
+		conn_login_refused(c, l->creds.user, r);
+		conn_login_free(l);
+		return;
+	}
 	/* The handshake timeout keeps running while the KDF does. */
 	c->state = CONN_LOGIN;
 	bufferevent_disable(c->client, EV_READ);
 	c->login = l;
-	if (!worker_submit(c->gw->worker, conn_login_work, conn_login_done, l)) {
-		c->login = NULL;
-		conn_login_free(l);
-		conn_fail(c, CONN_FAIL_GENERAL, "out of memory");
-	}
 }
 
 /* ---------- SOCKS ---------- */

@@ -865,7 +865,8 @@ size_t httpproxy_format_error(char *buf, size_t cap, int status, const char *why
 			 "\r\n"
 			 "%s\n",
 			 status, httpproxy_reason(status), strlen(why) + 1,
-			 status == 407 ? "Proxy-Authenticate: Basic realm=\"tailfence\"\r\n" : "",
+			 status == 407 ? "Proxy-Authenticate: Basic realm=\"tailfence\"\r\n"
+			 : status == 503 ? "Retry-After: 1\r\n" : "",
 			 why);
 	return clamp(n, cap);
 }

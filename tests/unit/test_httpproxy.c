@@ -546,6 +546,11 @@ static void responses(void)
 			      "Connection: close\r\nProxy-Authenticate: Basic realm=\"tailfence\"\r\n"
 			      "\r\nproxy authentication required\n";
 	CHECK(n == strlen(want407) && memcmp(buf, want407, n) == 0, "407 response: %s", buf);
+	n = httpproxy_format_error(buf, sizeof buf, 503, "busy");
+	const char *want503 = "HTTP/1.1 503 Service Unavailable\r\n"
+			      "Content-Type: text/plain\r\nContent-Length: 5\r\n"
+			      "Connection: close\r\nRetry-After: 1\r\n\r\nbusy\n";
+	CHECK(n == strlen(want503) && memcmp(buf, want503, n) == 0, "503 response: %s", buf);
 	n = httpproxy_format_error(buf, 20, 502, "upstream failed");
 	CHECK(n == 19 && buf[19] == '\0', "truncated response: %zu", n);
 	CHECK(httpproxy_format_error(buf, 0, 502, "x") == 0, "cap 0");
