@@ -692,7 +692,8 @@ static void conn_login_refused(struct conn *c, const char *user, enum worker_ref
 					: "the proxy is busy checking other logins; try again shortly");
 }
 
-/* The verdict on the credentials, whichever way it was reached. */
+/* The verdict on the credentials, whichever way it was reached; user is
+ * NULL when there was nothing to check (no users configured). */
 static void conn_login_result(struct conn *c, const char *user, bool ok)
 {
 	if (!ok) {
@@ -701,8 +702,10 @@ static void conn_login_result(struct conn *c, const char *user, bool ok)
 								: "HTTP proxy login failed");
 		return;
 	}
-	auth_throttle_success(&c->gw->throttle, &c->client_addr);
-	snprintf(c->user, sizeof c->user, "%s", user);
+	if (user) {
+		auth_throttle_success(&c->gw->throttle, &c->client_addr);
+		snprintf(c->user, sizeof c->user, "%s", user);
+	}
 	if (c->proto == CONN_PROTO_SOCKS5) {
 		socks5_server_auth_result(&c->socks, true);
 		conn_send(c, c->socks.out, c->socks.out_len);
@@ -737,6 +740,13 @@ static void conn_login(struct conn *c, const char *user, const char *pass)
 	if (!l || !auth_creds_set(&l->creds, user, pass)) {
 		free(l);
 		conn_fail(c, CONN_FAIL_GENERAL, "out of memory");
+		return;
+	}
+	if (!policy_auth_required(c->cfg->policy)) {
+		/* No users (a SOCKS5 client that offered only username/password):
+		 * nothing to check, as HTTP ignores Proxy-Authorization then. */
+		conn_login_free(l);
+		conn_login_result(c, NULL, true);
 		return;
 	}
 	if (policy_authenticate_cached(c->cfg->policy, l->creds.user, l->creds.pass)) {
@@ -897,8 +907,10 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
 		if (evbuffer_copyout(bufferevent_get_input(c->client), &first, 1) != 1)
 			return;
 		if (first == 0x05 || first == 0x04) {
+			/* With users, only username/password; without, no-auth
+			 * whenever the client offers it (no credentials to check). */
 			bool auth = policy_auth_required(c->cfg->policy);
-			socks_server_init(&c->socks, !auth, true);
+			socks_server_init(&c->socks, !auth, auth);
 			c->state = CONN_SOCKS;
 		} else {
 			c->state = CONN_HTTP;

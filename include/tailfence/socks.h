@@ -100,8 +100,9 @@ struct socks_server {
 	size_t out_len;
 };
 
-/* allow_noauth: accept clients offering only method 0x00.
- * prefer_userpass: pick 0x02 whenever offered (so the user is known). */
+/* allow_noauth: method 0x00 is acceptable (without it a client must offer
+ * 0x02). prefer_userpass: pick 0x02 whenever offered (so the user is
+ * known); otherwise 0x00 when both are offered and allowed. */
 void socks_server_init(struct socks_server *s, bool allow_noauth,
 		       bool prefer_userpass);
 
