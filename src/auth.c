@@ -421,7 +421,9 @@ static bool cache_lookup(struct auth_users *u, const uint8_t mac[32])
 bool auth_users_verify_cached(struct auth_users *u, const char *user, const char *pass)
 {
 	uint8_t mac[32];
-	return user && pass && cache_mac(u, user, pass, mac) && cache_lookup(u, mac);
+	bool hit = user && pass && cache_mac(u, user, pass, mac) && cache_lookup(u, mac);
+	OPENSSL_cleanse(mac, sizeof mac);
+	return hit;
 }
 
 bool auth_users_verify(struct auth_users *u, const char *user, const char *pass)

@@ -90,9 +90,9 @@ enum conn_failure {
 };
 
 /* A password check that missed the cache runs the KDF (tens of ms) on a
- * worker thread, with its own copy of the credentials and its own config
- * reference. A connection that closes cancels it: a check still waiting
- * never runs. */
+ * worker thread, with its own copy of the credentials (the password wiped
+ * as soon as the KDF has it) and its own config reference. A connection
+ * that closes cancels it: a check still waiting never runs. */
 struct conn_login {
 	struct conn *c;
 	struct config *cfg;
@@ -325,6 +325,7 @@ static void conn_close(struct conn *c, const char *end, const char *error)
 		log_debug("conn %llu: password check %s", (unsigned long long)c->id,
 			  dropped ? "dropped before it ran" : "already running; result discarded");
 	}
+	socks_server_wipe(&c->socks);
 	if (c->resolve)
 		resolve_cancel(c->resolve);
 	if (c->dial)
@@ -722,6 +723,7 @@ static void conn_login_work(void *arg)
 {
 	struct conn_login *l = arg;
 	l->ok = policy_authenticate(l->cfg->policy, l->creds.user, l->creds.pass);
+	OPENSSL_cleanse(l->creds.pass, sizeof l->creds.pass);
 }
 
 static void conn_login_done(void *arg, bool cancelled)
@@ -734,10 +736,14 @@ static void conn_login_done(void *arg, bool cancelled)
 	conn_login_free(l);
 }
 
-static void conn_login(struct conn *c, const char *user, const char *pass)
+/* Checks user and pass, the parser's own buffers: the password is copied
+ * and the parser's copy (pass, passcap bytes) wiped before anything else. */
+static void conn_login(struct conn *c, const char *user, char *pass, size_t passcap)
 {
 	struct conn_login *l = calloc(1, sizeof *l);
-	if (!l || !auth_creds_set(&l->creds, user, pass)) {
+	bool copied = l && auth_creds_set(&l->creds, user, pass);
+	OPENSSL_cleanse(pass, passcap);
+	if (!copied) {
 		free(l);
 		conn_fail(c, CONN_FAIL_GENERAL, "out of memory");
 		return;
@@ -807,6 +813,8 @@ static void conn_socks_read(struct conn *c)
 		const uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)look);
 		size_t used = 0;
 		enum socks_step st = socks_server_feed(s, p, look, &used);
+		if (st == SOCKS_AUTH)	/* the credentials as sent */
+			OPENSSL_cleanse((void *)(uintptr_t)p, used);
 		evbuffer_drain(in, used);
 
 		switch (st) {
@@ -821,7 +829,7 @@ static void conn_socks_read(struct conn *c)
 			break;
 		case SOCKS_AUTH:
 			c->proto = CONN_PROTO_SOCKS5;
-			conn_login(c, s->user, s->pass);
+			conn_login(c, s->user, s->pass, sizeof s->pass);
 			return;
 		case SOCKS_REQUEST:
 			if (s->version == 5)
@@ -868,6 +876,8 @@ static void conn_http_read(struct conn *c)
 	enum httpproxy_step st = httpproxy_parse_request(&c->http, p, look, max, &used);
 	if (st == HTTPPROXY_NEED_MORE)
 		return;
+	/* Parsed: the head as sent (Proxy-Authorization included) has served. */
+	OPENSSL_cleanse((void *)(uintptr_t)p, st == HTTPPROXY_DONE ? used : look);
 	c->proto = c->http.kind == HTTPPROXY_CONNECT ? CONN_PROTO_HTTP_CONNECT
 						       : CONN_PROTO_HTTP;
 	if (st == HTTPPROXY_ERROR) {
@@ -889,9 +899,10 @@ static void conn_http_read(struct conn *c)
 			conn_flush_close(c, "auth_required");
 			return;
 		}
-		conn_login(c, c->http.user, c->http.pass);
+		conn_login(c, c->http.user, c->http.pass, sizeof c->http.pass);
 		return;
 	}
+	OPENSSL_cleanse(c->http.pass, sizeof c->http.pass);	/* no users: unused */
 	conn_target_ready(c);
 }
 

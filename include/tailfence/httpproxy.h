@@ -88,6 +88,8 @@ enum httpproxy_step httpproxy_parse_request(struct httpproxy_request *r,
 					    const char *buf, size_t len,
 					    size_t max_head, size_t *consumed);
 
+/* Frees origin_head and overwrites the credentials (user, pass) with
+ * zeros; r may be parsed into again. */
 void httpproxy_request_clear(struct httpproxy_request *r);
 
 /* Tracks where the body of one forwarded request ends. */

@@ -115,6 +115,10 @@ void socks_server_init(struct socks_server *s, bool allow_noauth,
 enum socks_step socks_server_feed(struct socks_server *s, const uint8_t *in,
 				  size_t len, size_t *consumed);
 
+/* Overwrites the credentials (user, pass) with zeros: call it once they
+ * have been checked, and before the struct is freed. */
+void socks_server_wipe(struct socks_server *s);
+
 /* After SOCKS_AUTH: queues the RFC 1929 status reply (0x00 ok, 0x01 fail)
  * in s->out. Returns SOCKS_REPLY when ok, SOCKS_ERROR (with out set) when
  * not. */

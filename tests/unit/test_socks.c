@@ -473,6 +473,27 @@ static void misuse(void)
 	      "feeding while waiting for the auth result is an error");
 }
 
+/* The credentials are zero after socks_server_wipe(), the rest intact. */
+static void wipe(void)
+{
+	static const uint8_t in[] = "\x05\x01\x02" "\x01\x05" "alice\x0d" "correct horse";
+	struct socks_server s;
+	size_t n, off = 0;
+	socks_server_init(&s, false, true);
+	CHECK(socks_server_feed(&s, in, sizeof in - 1, &n) == SOCKS_REPLY, "greeting");
+	off += n;
+	CHECK(socks_server_feed(&s, in + off, sizeof in - 1 - off, &n) == SOCKS_AUTH, "auth");
+	CHECK(strcmp(s.user, "alice") == 0 && strcmp(s.pass, "correct horse") == 0, "parsed");
+	socks_server_wipe(&s);
+	static const char zero[256];
+	CHECK(memcmp(s.user, zero, sizeof s.user) == 0, "user not zero after the wipe");
+	CHECK(memcmp(s.pass, zero, sizeof s.pass) == 0, "password not zero after the wipe");
+	CHECK(s.state == SOCKS_S_V5_AUTH_WAIT && s.method == SOCKS_METHOD_USERPASS,
+	      "the wipe touched the handshake state");
+	CHECK(socks5_server_auth_result(&s, false) == SOCKS_ERROR && s.out_len == 2,
+	      "failure reply after the wipe");
+}
+
 static void encoders(void)
 {
 	uint8_t out[64];
@@ -604,6 +625,7 @@ int main(void)
 		check_case(&cases[i]);
 	long_cases();
 	misuse();
+	wipe();
 	encoders();
 	client_parsers();
 	printf("test_socks: %d passed, %d failed\n", passed, failed);
