@@ -771,9 +771,12 @@ static void conn_login(struct conn *c, const char *user, char *pass, size_t pass
 		conn_login_free(l);
 		return;
 	}
-	/* The handshake timeout keeps running while the KDF does. */
+	/* The handshake timeout keeps running while the KDF does. Reading
+	 * stays on, so a client that leaves is seen at once and its check
+	 * dropped; bytes it sends meanwhile wait in the input buffer (bounded
+	 * by its watermark) until the login is decided. */
 	c->state = CONN_LOGIN;
-	bufferevent_disable(c->client, EV_READ);
+	bufferevent_enable(c->client, EV_READ);
 	c->login = l;
 }
 
