@@ -2,7 +2,7 @@
  * conn: the per-connection state machine.
  *
  *   SNIFF -> SOCKS | HTTP          first byte picks the protocol
- *         -> [LOGIN]               password check on the worker thread
+ *         -> [LOGIN]               password check on the worker pool
  *         -> [AUTH_DELAY]          a failed login waits before its answer
  *         -> RESOLVE               names only
  *         -> DIAL                  allowed addresses, in order
