@@ -30,6 +30,7 @@
 #include "tailfence/metrics.h"
 #include "tailfence/socks.h"
 #include "tailfence/tailnet_watch.h"
+#include "tailfence/upstream_probe.h"
 #include "tailfence/worker.h"
 
 /* How often the upstream is probed, and how long one probe may take. */
@@ -40,8 +41,7 @@ struct admin {
 	struct gateway *gw;
 	struct evhttp *http;
 	struct event *probe_timer;
-	struct bufferevent *probe;	/* in flight, or NULL */
-	enum config_upstream_kind probe_kind;
+	struct upstream_probe *probe;	/* in flight, or NULL */
 	bool probed;			/* a probe has finished */
 	bool up;			/* the last one succeeded */
 	char probe_why[200];
@@ -49,12 +49,10 @@ struct admin {
 
 /* ---------- the upstream probe ---------- */
 
-static void admin_probe_done(struct admin *a, bool up, const char *why)
+static void admin_probe_done(void *arg, bool up, const char *why)
 {
-	if (a->probe) {
-		bufferevent_free(a->probe);
-		a->probe = NULL;
-	}
+	struct admin *a = arg;
+	a->probe = NULL;
 	if (a->probed && up != a->up) {
 		if (up)
 			log_info("admin: upstream %s reachable again", a->gw->cfg->upstream.text);
@@ -66,48 +64,6 @@ static void admin_probe_done(struct admin *a, bool up, const char *why)
 	snprintf(a->probe_why, sizeof a->probe_why, "%s", why ? why : "");
 }
 
-static void admin_probe_read_cb(struct bufferevent *bev, void *arg)
-{
-	struct admin *a = arg;
-	struct evbuffer *in = bufferevent_get_input(bev);
-	if (evbuffer_get_length(in) < 2)
-		return;
-	uint8_t rep[2];
-	evbuffer_remove(in, rep, 2);
-	if (rep[0] == 0x05 && rep[1] == SOCKS_METHOD_NOAUTH)
-		admin_probe_done(a, true, NULL);
-	else
-		admin_probe_done(a, false, "the SOCKS5 upstream refused the no-auth method");
-}
-
-static void admin_probe_event_cb(struct bufferevent *bev, short what, void *arg)
-{
-	struct admin *a = arg;
-	if (what & BEV_EVENT_CONNECTED) {
-		if (a->probe_kind != CONFIG_UPSTREAM_SOCKS5) {
-			admin_probe_done(a, true, NULL);
-			return;
-		}
-		uint8_t g[4];
-		bufferevent_write(bev, g, socks5_client_greeting(g, false));
-		bufferevent_enable(bev, EV_READ);
-		return;
-	}
-	char why[160];
-	int err = 0;
-	socklen_t elen = sizeof err;
-	evutil_socket_t fd = bufferevent_getfd(bev);
-	if (fd < 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) != 0 || !err)
-		err = EVUTIL_SOCKET_ERROR();
-	if (what & BEV_EVENT_TIMEOUT)
-		snprintf(why, sizeof why, "no answer within %d s", ADMIN_PROBE_TIMEOUT_S);
-	else if (what & BEV_EVENT_EOF)
-		snprintf(why, sizeof why, "closed the connection");
-	else
-		snprintf(why, sizeof why, "%s", strerror(err ? err : ECONNREFUSED));
-	admin_probe_done(a, false, why);
-}
-
 static void admin_probe_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct admin *a = arg;
@@ -117,26 +73,14 @@ static void admin_probe_cb(evutil_socket_t fd, short what, void *arg)
 	evtimer_add(a->probe_timer, &every);
 	const struct config_upstream *up = &a->gw->cfg->upstream;
 	if (up->kind == CONFIG_UPSTREAM_DIRECT) {
-		admin_probe_done(a, true, NULL);
+		a->probed = a->up = true;
 		return;
 	}
 	if (a->probe)
 		return;	/* the last one is still waiting for its timeout */
-	struct sockaddr_storage ss;
-	socklen_t len = cidr_addr_to_sockaddr(&up->addr, up->port, &ss);
-	a->probe = bufferevent_socket_new(a->gw->base, -1, BEV_OPT_CLOSE_ON_FREE);
-	if (!a->probe) {
+	a->probe = upstream_probe_start(a->gw->base, up, ADMIN_PROBE_TIMEOUT_S, admin_probe_done, a);
+	if (!a->probe)
 		admin_probe_done(a, false, "out of memory");
-		return;
-	}
-	a->probe_kind = up->kind;
-	struct timeval tmo = { ADMIN_PROBE_TIMEOUT_S, 0 };
-	bufferevent_set_timeouts(a->probe, &tmo, &tmo);
-	bufferevent_setcb(a->probe, admin_probe_read_cb, NULL, admin_probe_event_cb, a);
-	if (bufferevent_socket_connect(a->probe, (struct sockaddr *)&ss, (int)len) < 0) {
-		int err = EVUTIL_SOCKET_ERROR();
-		admin_probe_done(a, false, strerror(err ? err : EINVAL));
-	}
 }
 
 /* ---------- readiness ---------- */
@@ -222,7 +166,9 @@ static void admin_metrics(struct admin *a, struct evhttp_request *req)
 	s.audit_records_dropped = as.dropped;
 	s.audit_sink_errors = as.sink_errors;
 	s.audit_healthy = as.healthy;
-	s.worker_queue = worker_pending(gw->worker);
+	struct worker_stats ws;
+	worker_stats(gw->worker, &ws);
+	s.worker_queue = ws.pending;
 	if (gw->tailnet) {
 		const struct tailnet_view *v = tailnet_watch_view(gw->tailnet);
 		s.has_tailnet = true;
@@ -336,8 +282,7 @@ void admin_free(struct admin *a)
 {
 	if (!a)
 		return;
-	if (a->probe)
-		bufferevent_free(a->probe);
+	upstream_probe_cancel(a->probe);
 	if (a->probe_timer)
 		event_free(a->probe_timer);
 	if (a->http)

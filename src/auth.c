@@ -421,7 +421,9 @@ static bool cache_lookup(struct auth_users *u, const uint8_t mac[32])
 bool auth_users_verify_cached(struct auth_users *u, const char *user, const char *pass)
 {
 	uint8_t mac[32];
-	return user && pass && cache_mac(u, user, pass, mac) && cache_lookup(u, mac);
+	bool hit = user && pass && cache_mac(u, user, pass, mac) && cache_lookup(u, mac);
+	OPENSSL_cleanse(mac, sizeof mac);
+	return hit;
 }
 
 bool auth_users_verify(struct auth_users *u, const char *user, const char *pass)
@@ -459,65 +461,125 @@ bool auth_users_verify(struct auth_users *u, const char *user, const char *pass)
 	return ok;
 }
 
+/* ---- credentials in transit ---- */
+
+bool auth_creds_set(struct auth_creds *c, const char *user, const char *pass)
+{
+	size_t ul = user ? strlen(user) : sizeof c->user;
+	size_t pl = pass ? strlen(pass) : sizeof c->pass;
+	if (ul >= sizeof c->user || pl >= sizeof c->pass) {
+		auth_creds_wipe(c);
+		return false;
+	}
+	memcpy(c->user, user, ul + 1);
+	memcpy(c->pass, pass, pl + 1);
+	return true;
+}
+
+void auth_creds_wipe(struct auth_creds *c)
+{
+	OPENSSL_cleanse(c->user, sizeof c->user);
+	OPENSSL_cleanse(c->pass, sizeof c->pass);
+}
+
 /* ---- failure throttle ---- */
+
+void auth_client_prefix(const struct cidr_addr *a, struct cidr_addr *out)
+{
+	memset(out, 0, sizeof *out);
+	out->family = a->family;
+	if (a->family == AF_INET6) {
+		struct cidr_addr n = *a;
+		cidr_addr_normalize(&n);
+		if (n.family == AF_INET) {
+			memcpy(out, &n, sizeof n);
+			memset(out->b + 4, 0, sizeof out->b - 4);
+			return;
+		}
+		memcpy(out->b, a->b, 8);
+	} else if (a->family == AF_INET) {
+		memcpy(out->b, a->b, 4);
+	}
+}
+
+static bool throttle_live(const struct auth_throttle_entry *e, uint64_t now_ms)
+{
+	return now_ms < e->last_ms || now_ms - e->last_ms < AUTH_THROTTLE_WINDOW_MS;
+}
+
+static size_t throttle_find(const struct auth_throttle *t, const struct cidr_addr *key)
+{
+	for (size_t i = 0; i < t->n; i++)
+		if (cidr_addr_equal(&t->e[i].key, key))
+			return i;
+	return (size_t)-1;
+}
 
 void auth_throttle_init(struct auth_throttle *t)
 {
 	memset(t, 0, sizeof *t);
 }
 
-static struct auth_throttle_slot *find_slot(const struct auth_throttle *t,
-					    const struct cidr_addr *a)
+unsigned auth_throttle_failures(const struct auth_throttle *t, const struct cidr_addr *a,
+				uint64_t now_ms)
 {
-	for (size_t i = 0; i < AUTH_THROTTLE_SLOTS; i++)
-		if (t->slots[i].failures && cidr_addr_equal(&t->slots[i].addr, a))
-			return (struct auth_throttle_slot *)&t->slots[i];
-	return NULL;
+	struct cidr_addr key;
+	auth_client_prefix(a, &key);
+	size_t i = throttle_find(t, &key);
+	if (i == (size_t)-1 || !throttle_live(&t->e[i], now_ms))
+		return 0;
+	return t->e[i].failures;
 }
 
 unsigned auth_throttle_delay_ms(const struct auth_throttle *t, const struct cidr_addr *a,
 				uint64_t now_ms)
 {
-	const struct auth_throttle_slot *s = find_slot(t, a);
-	if (!s || now_ms - s->last_ms >= AUTH_THROTTLE_WINDOW_MS)
+	unsigned f = auth_throttle_failures(t, a, now_ms);
+	if (f == 0)
 		return 0;
-	unsigned f = s->failures;
 	if (f > 6)
 		return AUTH_THROTTLE_MAX_DELAY_MS;
-	unsigned d = 250u << (f - 1);
+	unsigned d = AUTH_THROTTLE_BASE_DELAY_MS << (f - 1);
 	return d > AUTH_THROTTLE_MAX_DELAY_MS ? AUTH_THROTTLE_MAX_DELAY_MS : d;
 }
 
 void auth_throttle_failure(struct auth_throttle *t, const struct cidr_addr *a, uint64_t now_ms)
 {
-	struct auth_throttle_slot *s = find_slot(t, a);
-	if (s) {
-		if (now_ms - s->last_ms >= AUTH_THROTTLE_WINDOW_MS)
-			s->failures = 0;
-		if (s->failures < 1000)
-			s->failures++;
-		s->last_ms = now_ms;
+	struct cidr_addr key;
+	auth_client_prefix(a, &key);
+	size_t i = throttle_find(t, &key);
+	if (i != (size_t)-1) {
+		struct auth_throttle_entry *e = &t->e[i];
+		if (!throttle_live(e, now_ms))
+			e->failures = 0;
+		if (e->failures < 1000)
+			e->failures++;
+		e->last_ms = now_ms;
 		return;
 	}
-	/* A free or expired slot, else the oldest one. */
-	size_t victim = 0;
-	for (size_t i = 0; i < AUTH_THROTTLE_SLOTS; i++) {
-		const struct auth_throttle_slot *c = &t->slots[i];
-		if (c->failures == 0 || now_ms - c->last_ms >= AUTH_THROTTLE_WINDOW_MS) {
-			victim = i;
-			break;
-		}
-		if (c->last_ms < t->slots[victim].last_ms)
-			victim = i;
+	if (t->n < AUTH_THROTTLE_SLOTS) {
+		i = t->n++;
+	} else {
+		/* Full: the record that expires first gives way. Every record
+		 * lives the same window from its last failure, so that is the
+		 * one with the oldest last failure (expired ones first). */
+		i = 0;
+		for (size_t j = 1; j < t->n; j++)
+			if (t->e[j].last_ms < t->e[i].last_ms)
+				i = j;
 	}
-	t->slots[victim].addr = *a;
-	t->slots[victim].failures = 1;
-	t->slots[victim].last_ms = now_ms;
+	t->e[i].key = key;
+	t->e[i].failures = 1;
+	t->e[i].last_ms = now_ms;
 }
 
 void auth_throttle_success(struct auth_throttle *t, const struct cidr_addr *a)
 {
-	struct auth_throttle_slot *s = find_slot(t, a);
-	if (s)
-		memset(s, 0, sizeof *s);
+	struct cidr_addr key;
+	auth_client_prefix(a, &key);
+	size_t i = throttle_find(t, &key);
+	if (i == (size_t)-1)
+		return;
+	t->e[i] = t->e[--t->n];
+	memset(&t->e[t->n], 0, sizeof t->e[t->n]);
 }

@@ -877,7 +877,7 @@ const struct setting config_settings[] = {
 	  .help = "allow a listener or admin address other than loopback without users" },
 	{ .key = "users", .kind = SK_OTHER,
 	  .help = "name: hash from `tailfence passwd`. With any user, every client logs in "
-		  "(SOCKS5 username/password, HTTP Proxy-Authorization: Basic)",
+		  "(SOCKS5 username/password, HTTP Proxy-Authorization: Basic); see Users and logins",
 	  .set_json = set_users, .show = show_users },
 	{ .key = "rules", .kind = SK_OTHER, .def_text = "accept tailnet:* (live) or routes:*",
 	  .help = "rule objects (name, action, dst, src, users, via), first match wins; see Rules",

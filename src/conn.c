@@ -2,7 +2,7 @@
  * conn: the per-connection state machine.
  *
  *   SNIFF -> SOCKS | HTTP          first byte picks the protocol
- *         -> [LOGIN]               password check on the worker thread
+ *         -> [LOGIN]               password check on the worker pool
  *         -> [AUTH_DELAY]          a failed login waits before its answer
  *         -> RESOLVE               names only
  *         -> [AUDIT_WAIT]          the decision record reaches the sinks
@@ -98,14 +98,15 @@ enum conn_failure {
 	CONN_FAIL_BUSY,		/* a limit is reached: try again shortly */
 };
 
-/* A password check that missed the cache runs the KDF (tens of ms) on the
- * worker thread, with its own copies and its own config reference, so the
- * connection may close meanwhile. */
+/* A password check that missed the cache runs the KDF (tens of ms) on a
+ * worker thread, with its own copy of the credentials (the password wiped
+ * as soon as the KDF has it) and its own config reference. A connection
+ * that closes cancels it: a check still waiting never runs. */
 struct conn_login {
-	struct conn *c;			/* NULL once the connection is gone */
+	struct conn *c;
 	struct config *cfg;
-	char user[256];
-	char pass[256];
+	struct worker_job *job;
+	struct auth_creds creds;
 	bool ok;
 };
 
@@ -145,7 +146,7 @@ struct conn {
 	struct audit_waiter audit_wait;	/* AUDIT_WAIT: for the decision record */
 	struct upstream_dial *dial;
 	enum conn_failure last_failure;
-	char last_error[160];
+	char last_error[400];
 
 	struct relay *relay;
 	struct udp_assoc *udp;		/* CONN_UDP */
@@ -221,7 +222,9 @@ static void conn_fail(struct conn *c, enum conn_failure f, const char *why)
 	uint8_t out[32];
 	size_t n = 0;
 
-	snprintf(c->last_error, sizeof c->last_error, "%s", why ? why : "");
+	if (why != c->last_error)	/* a dial failure hands over last_error itself */
+		snprintf(c->last_error, sizeof c->last_error, "%s", why ? why : "");
+	why = c->last_error[0] ? c->last_error : NULL;
 	switch (c->proto) {
 	case CONN_PROTO_SOCKS5:
 	case CONN_PROTO_SOCKS5_UDP: {
@@ -361,8 +364,12 @@ static void conn_close(struct conn *c, const char *end, const char *error)
 		  (unsigned long long)c->id, end, error ? ": " : "", error ? error : "",
 		  (unsigned long long)up, (unsigned long long)down);
 
-	if (c->login)
-		c->login->c = NULL;	/* the worker's answer finds nobody */
+	if (c->login) {
+		bool dropped = worker_cancel(c->login->job);	/* done() frees it */
+		log_debug("conn %llu: password check %s", (unsigned long long)c->id,
+			  dropped ? "dropped before it ran" : "already running; result discarded");
+	}
+	socks_server_wipe(&c->socks);
 	if (c->resolve)
 		resolve_cancel(c->resolve);
 	audit_wait_cancel(gw->audit, &c->audit_wait);
@@ -515,6 +522,8 @@ static void conn_dial_cb(void *arg, struct upstream_result *res)
 static void conn_dial_next(struct conn *c)
 {
 	if (c->next_dial >= c->verdict.n_allowed) {
+		log_info("conn %llu: %s to %s:%u: dial failed: %s", (unsigned long long)c->id,
+			 c->client_text, c->target.host, c->target.port, c->last_error);
 		conn_fail(c, c->last_failure, c->last_error);
 		return;
 	}
@@ -673,54 +682,108 @@ static void conn_set_target_addr(struct conn *c, const struct cidr_addr *a, uint
 
 static void conn_socks_read(struct conn *c);
 
+static uint64_t conn_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
 static void conn_login_free(struct conn_login *l)
 {
 	config_unref(l->cfg);
-	OPENSSL_cleanse(l->pass, sizeof l->pass);
+	auth_creds_wipe(&l->creds);
 	free(l);
 }
 
 /* A failed login is answered only after a delay that grows with the
- * client's recent failures. */
+ * client's recent failures (the throttle, per client prefix). */
 static void conn_auth_failed(struct conn *c, const char *why)
 {
 	snprintf(c->last_error, sizeof c->last_error, "%s", why);
-	unsigned ms = gateway_auth_delay(c->gw, &c->client_addr);
+	unsigned ms = auth_throttle_delay_ms(&c->gw->throttle, &c->client_addr, conn_now_ms());
 	log_info("conn %llu: %s: %s", (unsigned long long)c->id, c->client_text, why);
 	c->state = CONN_AUTH_DELAY;
 	bufferevent_disable(c->client, EV_READ);
 	conn_timer_set(c, ms);
 }
 
-static void conn_auth_delay_over(struct conn *c)
+/* Answers a login that was refused or failed, in the client's protocol. */
+static void conn_auth_answer(struct conn *c, int http_status, const char *http_why)
 {
-	/* The refusal is a decision like any other, and names who tried. */
-	const char *tried = c->proto == CONN_PROTO_SOCKS5 ? c->socks.user : c->http.user;
-	char why[320];
-	snprintf(why, sizeof why, "login failed for user \"%s\"", tried);
-	snprintf(c->user, sizeof c->user, "%s", tried);
-	struct policy_decision d = { .action = POLICY_DENY, .rule = -1, .guard = "auth" };
-	conn_audit_decision(c, NULL, &d, why);
-
 	if (c->proto == CONN_PROTO_SOCKS5) {
 		socks5_server_auth_result(&c->socks, false);
 		conn_send(c, c->socks.out, c->socks.out_len);
 		conn_flush_close(c, "auth_failed");
+	} else if (http_status == 407) {
+		char why[sizeof c->last_error];
+		snprintf(why, sizeof why, "%s", c->last_error);	/* conn_fail writes last_error */
+		conn_fail(c, CONN_FAIL_AUTH, why);
 	} else {
-		conn_fail(c, CONN_FAIL_AUTH, c->last_error);
+		conn_send_http_error(c, http_status, http_why);
+		conn_flush_close(c, "auth_failed");
 	}
 }
 
-/* The verdict on the credentials, whichever way it was reached. */
-static void conn_login_result(struct conn *c, const char *user, bool ok)
+static void conn_auth_delay_over(struct conn *c)
 {
-	gateway_auth_result(c->gw, &c->client_addr, ok);
-	if (!ok) {
-		conn_auth_failed(c, c->proto == CONN_PROTO_SOCKS5 ? "SOCKS5 login failed"
-								: "HTTP proxy login failed");
+	/* The refusal is a decision like any other, and names who tried. */
+	const char *tried = c->proto == CONN_PROTO_SOCKS5 ? c->socks.user : c->http.user;
+	snprintf(c->user, sizeof c->user, "%s", tried);
+	struct policy_decision d = { .action = POLICY_DENY, .rule = -1, .guard = "auth" };
+	conn_audit_decision(c, NULL, &d, c->last_error);	/* conn_auth_failed's reason */
+	conn_auth_answer(c, 407, NULL);
+}
+
+/* The check could not be queued (a limit of the worker pool): refused at
+ * once, without running the KDF and without a delay, and counted as a
+ * failure of the client. HTTP clients get 503 with Retry-After: their
+ * credentials were not judged, and a 407 would tell them (and a browser's
+ * password prompt) that they were wrong. */
+static void conn_login_refused(struct conn *c, const char *user, enum worker_refusal r)
+{
+	if (r == WORKER_NO_MEMORY) {
+		conn_fail(c, CONN_FAIL_GENERAL, "out of memory");
 		return;
 	}
+	bool client = r == WORKER_CLIENT_LIMIT;
+	char why[400];
+	snprintf(why, sizeof why, client
+		 ? "login refused for user \"%s\": %u password checks from this client are "
+		   "already waiting or running (limit)"
+		 : "login refused for user \"%s\": %u password checks are already waiting or "
+		   "running (server busy)",
+		 user, client ? GATEWAY_LOGIN_PER_CLIENT : GATEWAY_LOGIN_QUEUE);
+	auth_throttle_failure(&c->gw->throttle, &c->client_addr, conn_now_ms());
+	c->gw->metrics.login_failures++;
 	snprintf(c->user, sizeof c->user, "%s", user);
+	struct policy_decision d = { .action = POLICY_DENY, .rule = -1, .guard = "auth" };
+	conn_audit_decision(c, NULL, &d, why);
+	log_info("conn %llu: %s: %s", (unsigned long long)c->id, c->client_text, why);
+	snprintf(c->last_error, sizeof c->last_error, "%s",
+		 client ? "too many logins from this client are being checked"
+			: "too many logins are being checked");
+	conn_auth_answer(c, 503, client ? "too many logins from this address are being checked; "
+					  "try again shortly"
+					: "the proxy is busy checking other logins; try again shortly");
+}
+
+/* The verdict on the credentials, whichever way it was reached; user is
+ * NULL when there was nothing to check (no users configured). */
+static void conn_login_result(struct conn *c, const char *user, bool ok)
+{
+	if (!ok) {
+		auth_throttle_failure(&c->gw->throttle, &c->client_addr, conn_now_ms());
+		c->gw->metrics.login_failures++;
+		char why[320];
+		snprintf(why, sizeof why, "login failed for user \"%s\"", user ? user : "");
+		conn_auth_failed(c, why);
+		return;
+	}
+	if (user) {
+		auth_throttle_success(&c->gw->throttle, &c->client_addr);
+		snprintf(c->user, sizeof c->user, "%s", user);
+	}
 	if (c->proto == CONN_PROTO_SOCKS5) {
 		socks5_server_auth_result(&c->socks, true);
 		conn_send(c, c->socks.out, c->socks.out_len);
@@ -736,44 +799,62 @@ static void conn_login_result(struct conn *c, const char *user, bool ok)
 static void conn_login_work(void *arg)
 {
 	struct conn_login *l = arg;
-	l->ok = policy_authenticate(l->cfg->policy, l->user, l->pass);
+	l->ok = policy_authenticate(l->cfg->policy, l->creds.user, l->creds.pass);
+	OPENSSL_cleanse(l->creds.pass, sizeof l->creds.pass);
 }
 
 static void conn_login_done(void *arg, bool cancelled)
 {
 	struct conn_login *l = arg;
-	struct conn *c = l->c;
-	if (!cancelled && c) {
-		c->login = NULL;
-		conn_login_result(c, l->user, l->ok);
+	if (!cancelled) {
+		l->c->login = NULL;
+		conn_login_result(l->c, l->creds.user, l->ok);
 	}
 	conn_login_free(l);
 }
 
-static void conn_login(struct conn *c, const char *user, const char *pass)
+/* Checks user and pass, the parser's own buffers: the password is copied
+ * and the parser's copy (pass, passcap bytes) wiped before anything else. */
+static void conn_login(struct conn *c, const char *user, char *pass, size_t passcap)
 {
-	if (policy_authenticate_cached(c->cfg->policy, user, pass)) {
-		conn_login_result(c, user, true);
-		return;
-	}
 	struct conn_login *l = calloc(1, sizeof *l);
-	if (!l) {
+	bool copied = l && auth_creds_set(&l->creds, user, pass);
+	OPENSSL_cleanse(pass, passcap);
+	if (!copied) {
+		free(l);
 		conn_fail(c, CONN_FAIL_GENERAL, "out of memory");
 		return;
 	}
+	if (!policy_auth_required(c->cfg->policy)) {
+		/* No users (a SOCKS5 client that offered only username/password):
+		 * nothing to check, as HTTP ignores Proxy-Authorization then. */
+		conn_login_free(l);
+		conn_login_result(c, NULL, true);
+		return;
+	}
+	if (policy_authenticate_cached(c->cfg->policy, l->creds.user, l->creds.pass)) {
+		conn_login_result(c, l->creds.user, true);
+		conn_login_free(l);
+		return;
+	}
+	struct cidr_addr client;
+	enum worker_refusal r;
+	auth_client_prefix(&c->client_addr, &client);
 	l->c = c;
 	l->cfg = config_ref(c->cfg);
-	snprintf(l->user, sizeof l->user, "%s", user);
-	snprintf(l->pass, sizeof l->pass, "%s", pass);
-	/* The handshake timeout keeps running while the KDF does. */
-	c->state = CONN_LOGIN;
-	bufferevent_disable(c->client, EV_READ);
-	c->login = l;
-	if (!worker_submit(c->gw->worker, conn_login_work, conn_login_done, l)) {
-		c->login = NULL;
+	l->job = worker_submit(c->gw->worker, &client, conn_login_work, conn_login_done, l, &r);
+	if (!l->job) {
+		conn_login_refused(c, l->creds.user, r);
 		conn_login_free(l);
-		conn_fail(c, CONN_FAIL_GENERAL, "out of memory");
+		return;
 	}
+	/* The handshake timeout keeps running while the KDF does. Reading
+	 * stays on, so a client that leaves is seen at once and its check
+	 * dropped; bytes it sends meanwhile wait in the input buffer (bounded
+	 * by its watermark) until the login is decided. */
+	c->state = CONN_LOGIN;
+	bufferevent_enable(c->client, EV_READ);
+	c->login = l;
 }
 
 /* ---------- SOCKS ---------- */
@@ -867,6 +948,8 @@ static void conn_socks_read(struct conn *c)
 		const uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)look);
 		size_t used = 0;
 		enum socks_step st = socks_server_feed(s, p, look, &used);
+		if (st == SOCKS_AUTH)	/* the credentials as sent */
+			OPENSSL_cleanse((void *)(uintptr_t)p, used);
 		evbuffer_drain(in, used);
 
 		switch (st) {
@@ -881,7 +964,7 @@ static void conn_socks_read(struct conn *c)
 			break;
 		case SOCKS_AUTH:
 			c->proto = CONN_PROTO_SOCKS5;
-			conn_login(c, s->user, s->pass);
+			conn_login(c, s->user, s->pass, sizeof s->pass);
 			return;
 		case SOCKS_REQUEST:
 			if (s->version == 5)
@@ -893,6 +976,8 @@ static void conn_socks_read(struct conn *c)
 				c->proto = CONN_PROTO_SOCKS5;
 			snprintf(c->last_error, sizeof c->last_error, "%s",
 				 s->why ? s->why : "SOCKS protocol error");
+			log_info("conn %llu: %s: %s", (unsigned long long)c->id, c->client_text,
+				 c->last_error);
 			conn_send(c, s->out, s->out_len);
 			conn_flush_close(c, "protocol_error");
 			return;
@@ -928,10 +1013,14 @@ static void conn_http_read(struct conn *c)
 	enum httpproxy_step st = httpproxy_parse_request(&c->http, p, look, max, &used);
 	if (st == HTTPPROXY_NEED_MORE)
 		return;
+	/* Parsed: the head as sent (Proxy-Authorization included) has served. */
+	OPENSSL_cleanse((void *)(uintptr_t)p, st == HTTPPROXY_DONE ? used : look);
 	c->proto = c->http.kind == HTTPPROXY_CONNECT ? CONN_PROTO_HTTP_CONNECT
 						       : CONN_PROTO_HTTP;
 	if (st == HTTPPROXY_ERROR) {
 		snprintf(c->last_error, sizeof c->last_error, "%s", c->http.why);
+		log_info("conn %llu: %s: %s", (unsigned long long)c->id, c->client_text,
+			 c->last_error);
 		conn_send_http_error(c, c->http.status, c->http.why);
 		conn_flush_close(c, "protocol_error");
 		return;
@@ -952,9 +1041,10 @@ static void conn_http_read(struct conn *c)
 			conn_flush_close(c, "auth_required");
 			return;
 		}
-		conn_login(c, c->http.user, c->http.pass);
+		conn_login(c, c->http.user, c->http.pass, sizeof c->http.pass);
 		return;
 	}
+	OPENSSL_cleanse(c->http.pass, sizeof c->http.pass);	/* no users: unused */
 	conn_target_ready(c);
 }
 
@@ -976,8 +1066,10 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
 		if (evbuffer_copyout(bufferevent_get_input(c->client), &first, 1) != 1)
 			return;
 		if (first == 0x05 || first == 0x04) {
+			/* With users, only username/password; without, no-auth
+			 * whenever the client offers it (no credentials to check). */
 			bool auth = policy_auth_required(c->cfg->policy);
-			socks_server_init(&c->socks, !auth, true);
+			socks_server_init(&c->socks, !auth, auth);
 			c->socks.allow_udp = c->cfg->udp;
 			c->state = CONN_SOCKS;
 		} else {

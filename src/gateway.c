@@ -9,6 +9,7 @@
  * files; SIGUSR1 only reopens the audit files (logrotate).
  */
 #include "tailfence/gateway.h"
+#include "tailfence/upstream_probe.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -42,12 +43,6 @@
 
 /* How long accepting pauses after the process ran out of descriptors. */
 #define GATEWAY_EMFILE_PAUSE_MS 1000
-
-/* Authentication failures: the delay doubles per recent failure from the
- * same address, from 250 ms up to 8 s, and is forgotten after 10 min. */
-#define GATEWAY_AUTH_BASE_MS 250u
-#define GATEWAY_AUTH_MAX_MS 8000u
-#define GATEWAY_AUTH_FORGET_MS (10u * 60u * 1000u)
 
 static void gateway_accepting(struct gateway *gw, bool on)
 {
@@ -122,8 +117,6 @@ static void gateway_accept_resume_cb(evutil_socket_t fd, short what, void *arg)
 		gateway_accepting(gw, true);
 }
 
-/* ---------- authentication throttle ---------- */
-
 /* The wall clock in ms since the epoch, for timestamps shown to people. */
 static int64_t gateway_wall_ms(void)
 {
@@ -132,52 +125,17 @@ static int64_t gateway_wall_ms(void)
 	return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }
 
-static uint64_t gateway_now_ms(struct gateway *gw)
+/* What the password checks cost over the daemon's life. */
+static void gateway_log_logins(struct gateway *gw)
 {
-	struct timeval tv;
-	event_base_gettimeofday_cached(gw->base, &tv);
-	return (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
-}
-
-static struct gateway_authfail *gateway_authfail_slot(struct gateway *gw,
-						      const struct cidr_addr *a)
-{
-	/* FNV-1a over the address picks the slot; a collision shares it,
-	 * which can only make a client wait longer, never shorter. */
-	uint32_t h = 2166136261u;
-	for (size_t i = 0; i < sizeof a->b; i++)
-		h = (h ^ a->b[i]) * 16777619u;
-	return &gw->authfail[h % GATEWAY_AUTHFAIL_SLOTS];
-}
-
-unsigned gateway_auth_delay(struct gateway *gw, const struct cidr_addr *addr)
-{
-	struct gateway_authfail *s = gateway_authfail_slot(gw, addr);
-	uint64_t now = gateway_now_ms(gw);
-	if (now - s->last_ms > GATEWAY_AUTH_FORGET_MS)
-		s->failures = 0;
-	unsigned shift = s->failures > 5 ? 5 : s->failures;
-	unsigned ms = GATEWAY_AUTH_BASE_MS << shift;
-	return ms > GATEWAY_AUTH_MAX_MS ? GATEWAY_AUTH_MAX_MS : ms;
-}
-
-void gateway_auth_result(struct gateway *gw, const struct cidr_addr *addr, bool ok)
-{
-	struct gateway_authfail *s = gateway_authfail_slot(gw, addr);
-	uint64_t now = gateway_now_ms(gw);
-	if (!ok)
-		gw->metrics.login_failures++;
-	if (ok) {
-		if (cidr_addr_equal(&s->addr, addr))
-			s->failures = 0;
+	struct worker_stats st;
+	worker_stats(gw->worker, &st);
+	if (!st.ran && !st.dropped && !st.refused_full && !st.refused_client)
 		return;
-	}
-	if (!cidr_addr_equal(&s->addr, addr) || now - s->last_ms > GATEWAY_AUTH_FORGET_MS) {
-		s->addr = *addr;
-		s->failures = 0;
-	}
-	s->failures++;
-	s->last_ms = now;
+	log_info("password checks: %llu ran, %llu dropped (the client left before they started), "
+		 "%llu refused (queue full), %llu refused (client limit)",
+		 (unsigned long long)st.ran, (unsigned long long)st.dropped,
+		 (unsigned long long)st.refused_full, (unsigned long long)st.refused_client);
 }
 
 static bool gateway_listen(struct gateway *gw);
@@ -411,6 +369,31 @@ static void gateway_signal_cb(evutil_socket_t sig, short what, void *arg)
 
 /* ---------- start-up ---------- */
 
+/* Once at start: when tailscaled's proxy does not answer, every dial will
+ * fail; say so now rather than at the first client's 502. */
+static void gateway_upstream_answer(void *arg, bool up, const char *why)
+{
+	struct gateway *gw = arg;
+	gw->start_probe = NULL;
+	const struct config_upstream *u = &gw->cfg->upstream;
+	if (up)
+		log_debug("upstream %s answers", u->text);
+	else
+		log_warn("upstream %s does not answer (%s): connections will fail until it does; "
+			 "is tailscaled running with --%s=%s?", u->text, why,
+			 u->kind == CONFIG_UPSTREAM_SOCKS5 ? "socks5-server"
+							   : "outbound-http-proxy-listen",
+			 strchr(u->text, '/') + 2);
+}
+
+static void gateway_probe_upstream(struct gateway *gw)
+{
+	if (gw->cfg->upstream.kind == CONFIG_UPSTREAM_DIRECT || gw->start_probe)
+		return;
+	gw->start_probe = upstream_probe_start(gw->base, &gw->cfg->upstream,
+					       GATEWAY_PROBE_TIMEOUT_S, gateway_upstream_answer, gw);
+}
+
 static bool gateway_listen(struct gateway *gw)
 {
 	const struct config *cfg = gw->cfg;
@@ -435,6 +418,7 @@ static bool gateway_listen(struct gateway *gw)
 		log_info("listening on %s (SOCKS5, SOCKS4/4a, HTTP proxy)", l->text);
 	}
 	gw->listening = true;
+	gateway_probe_upstream(gw);
 	return true;
 }
 
@@ -461,6 +445,7 @@ static void gateway_raise_nofile(const struct config *cfg)
 
 static void gateway_free(struct gateway *gw)
 {
+	upstream_probe_cancel(gw->start_probe);
 	admin_free(gw->admin);
 	for (size_t i = 0; i < gw->n_listeners; i++)
 		evconnlistener_free(gw->listeners[i].lev);
@@ -536,11 +521,19 @@ int gateway_main(int argc, char **argv)
 		log_error("audit: cannot create the acknowledgement event");
 		goto out;
 	}
-	gw.worker = worker_new(gw.base);
+	struct worker_limits wl = {
+		.threads = worker_default_threads(),
+		.max_jobs = GATEWAY_LOGIN_QUEUE,
+		.max_per_client = GATEWAY_LOGIN_PER_CLIENT,
+	};
+	gw.worker = worker_new(gw.base, &wl);
 	if (!gw.worker) {
-		log_error("cannot start the worker thread");
+		log_error("cannot start the %u password check threads", wl.threads);
 		goto out;
 	}
+	log_debug("password checks: %u threads, at most %u waiting or running, %u per client",
+		  wl.threads, GATEWAY_LOGIN_QUEUE, GATEWAY_LOGIN_PER_CLIENT);
+	auth_throttle_init(&gw.throttle);
 	gw.accept_resume = evtimer_new(gw.base, gateway_accept_resume_cb, &gw);
 	gw.grace = evtimer_new(gw.base, gateway_grace_over_cb, &gw);
 	static const int sigs[] = { SIGTERM, SIGINT, SIGHUP, SIGUSR1 };
@@ -582,6 +575,7 @@ int gateway_main(int argc, char **argv)
 	}
 	event_base_dispatch(gw.base);
 	audit_event(gw.audit, "shutdown", NULL);
+	gateway_log_logins(&gw);
 	log_info("stopped");
 	rc = gw.exit_status;
 out:

@@ -40,6 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 
 #define CONN_TOKENS_MAX 64
@@ -383,7 +384,11 @@ static int b64val(unsigned char c)
 	return -1;
 }
 
-static enum httpproxy_step proxy_auth(struct httpproxy_request *r, const char *v, size_t n)
+/* Decodes Basic credentials into r->user and r->pass, using in and out
+ * (CRED_B64_MAX + 4 and CRED_B64_MAX bytes) as scratch; proxy_auth wipes
+ * them. */
+static enum httpproxy_step proxy_auth_decode(struct httpproxy_request *r, const char *v,
+					     size_t n, unsigned char *in, unsigned char *out)
 {
 	size_t s = 0;
 	while (s < n && is_tchar((unsigned char)v[s]))
@@ -409,7 +414,6 @@ static enum httpproxy_step proxy_auth(struct httpproxy_request *r, const char *v
 			return err(r, 400, "Proxy-Authorization: Basic credentials are not valid base64");
 	/* EVP_DecodeBlock wants whole 4-character groups and counts '=' as
 	 * zero bytes in its result; pad unpadded input ourselves and subtract. */
-	unsigned char in[CRED_B64_MAX + 4], out[CRED_B64_MAX];
 	memcpy(in, b, data);
 	size_t padded = (data + 3) / 4 * 4;
 	memset(in + data, '=', padded - data);
@@ -432,6 +436,15 @@ static enum httpproxy_step proxy_auth(struct httpproxy_request *r, const char *v
 	r->pass[pl] = '\0';
 	r->have_credentials = true;
 	return HTTPPROXY_DONE;
+}
+
+static enum httpproxy_step proxy_auth(struct httpproxy_request *r, const char *v, size_t n)
+{
+	unsigned char in[CRED_B64_MAX + 4], out[CRED_B64_MAX];
+	enum httpproxy_step st = proxy_auth_decode(r, v, n, in, out);
+	OPENSSL_cleanse(in, sizeof in);
+	OPENSSL_cleanse(out, sizeof out);
+	return st;
 }
 
 static enum httpproxy_step parse_header(struct httpproxy_request *r, struct head_state *st,
@@ -662,6 +675,8 @@ enum httpproxy_step httpproxy_parse_request(struct httpproxy_request *r, const c
 
 void httpproxy_request_clear(struct httpproxy_request *r)
 {
+	OPENSSL_cleanse(r->user, sizeof r->user);
+	OPENSSL_cleanse(r->pass, sizeof r->pass);
 	free(r->origin_head);
 	r->origin_head = NULL;
 	r->origin_head_len = 0;
@@ -865,7 +880,8 @@ size_t httpproxy_format_error(char *buf, size_t cap, int status, const char *why
 			 "\r\n"
 			 "%s\n",
 			 status, httpproxy_reason(status), strlen(why) + 1,
-			 status == 407 ? "Proxy-Authenticate: Basic realm=\"tailfence\"\r\n" : "",
+			 status == 407 ? "Proxy-Authenticate: Basic realm=\"tailfence\"\r\n"
+			 : status == 503 ? "Retry-After: 1\r\n" : "",
 			 why);
 	return clamp(n, cap);
 }

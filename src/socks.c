@@ -14,6 +14,8 @@
 
 #include <string.h>
 
+#include <openssl/crypto.h>
+
 /* Longest SOCKS4 USERID / SOCKS4a HOSTNAME, NUL excluded. */
 #define SOCKS4_FIELD_MAX 255
 
@@ -24,6 +26,12 @@ void socks_server_init(struct socks_server *s, bool allow_noauth, bool prefer_us
 	s->allow_noauth = allow_noauth;
 	s->prefer_userpass = prefer_userpass;
 	s->method = SOCKS_METHOD_NONE;
+}
+
+void socks_server_wipe(struct socks_server *s)
+{
+	OPENSSL_cleanse(s->user, sizeof s->user);
+	OPENSSL_cleanse(s->pass, sizeof s->pass);
 }
 
 static enum socks_step fail(struct socks_server *s, const char *why)

@@ -1,37 +1,77 @@
 /*
- * worker: one thread, one queue, completions posted back to the loop with
- * event_active() (thread-safe once libevent's pthread locking is on).
+ * worker: a pool of threads, one bounded queue, completions posted back to
+ * the loop with event_active() (thread-safe once libevent's pthread locking
+ * is on).
+ *
+ * A job is in exactly one list, under the lock: `queue` (waiting), `running`
+ * (a thread has it) or `ready` (its function ran or was dropped; its event
+ * is or will be active). The limits count the first two.
  */
 #include "tailfence/worker.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/queue.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 
+enum worker_job_state { JOB_QUEUED, JOB_RUNNING, JOB_READY };
+
 struct worker_job {
-	TAILQ_ENTRY(worker_job) link;	/* queue, then the delivery list */
+	TAILQ_ENTRY(worker_job) link;
 	struct worker *w;
 	struct event *ev;
 	worker_fn fn;
 	worker_done_fn done;
 	void *arg;
-	bool cancelled;			/* loop thread only */
+	struct cidr_addr client;
+	enum worker_job_state state;	/* under w->lock */
+	bool cancelled;			/* under w->lock */
 };
 
 TAILQ_HEAD(worker_jobs, worker_job);
 
 struct worker {
 	struct event_base *base;
-	pthread_t thread;
+	struct worker_limits lim;
+	pthread_t *threads;
+	unsigned n_threads;		/* started */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	struct worker_jobs queue;	/* waiting to run */
-	struct worker_jobs flight;	/* running or ran, not yet delivered */
+	struct worker_jobs queue;
+	struct worker_jobs running;
+	struct worker_jobs ready;
+	size_t n_pending;		/* in queue or running */
+	struct worker_stats st;
 	bool stop;
 };
+
+unsigned worker_default_threads(void)
+{
+	long n = 0;
+	cpu_set_t set;
+	if (sched_getaffinity(0, sizeof set, &set) == 0)
+		n = CPU_COUNT(&set);
+	if (n <= 0)
+		n = sysconf(_SC_NPROCESSORS_ONLN);
+	if (n < 1)
+		n = 1;
+	return n > WORKER_MAX_THREADS ? WORKER_MAX_THREADS : (unsigned)n;
+}
+
+const char *worker_refusal_str(enum worker_refusal r)
+{
+	switch (r) {
+	case WORKER_ACCEPTED: return "accepted";
+	case WORKER_FULL: return "queue full";
+	case WORKER_CLIENT_LIMIT: return "client limit";
+	case WORKER_NO_MEMORY: return "out of memory";
+	}
+	return "?";
+}
 
 static void *worker_main(void *arg)
 {
@@ -48,11 +88,20 @@ static void *worker_main(void *arg)
 			break;
 		struct worker_job *j = TAILQ_FIRST(&w->queue);
 		TAILQ_REMOVE(&w->queue, j, link);
-		TAILQ_INSERT_TAIL(&w->flight, j, link);
+		TAILQ_INSERT_TAIL(&w->running, j, link);
+		j->state = JOB_RUNNING;
 		pthread_mutex_unlock(&w->lock);
+
 		j->fn(j->arg);
-		event_active(j->ev, EV_TIMEOUT, 1);
+
 		pthread_mutex_lock(&w->lock);
+		w->st.ran++;
+		w->n_pending--;
+		TAILQ_REMOVE(&w->running, j, link);
+		TAILQ_INSERT_TAIL(&w->ready, j, link);
+		j->state = JOB_READY;
+		/* Under the lock: worker_free() must not free j before this. */
+		event_active(j->ev, EV_TIMEOUT, 1);
 	}
 	pthread_mutex_unlock(&w->lock);
 	return NULL;
@@ -71,84 +120,142 @@ static void worker_deliver_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	pthread_mutex_lock(&w->lock);
-	TAILQ_REMOVE(&w->flight, j, link);
+	TAILQ_REMOVE(&w->ready, j, link);
+	bool cancelled = j->cancelled;
 	pthread_mutex_unlock(&w->lock);
-	j->done(j->arg, j->cancelled);
+	j->done(j->arg, cancelled);
 	worker_job_free(j);
 }
 
-struct worker *worker_new(struct event_base *base)
+static void worker_stop_threads(struct worker *w)
 {
+	pthread_mutex_lock(&w->lock);
+	w->stop = true;
+	pthread_cond_broadcast(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+	for (unsigned i = 0; i < w->n_threads; i++)
+		pthread_join(w->threads[i], NULL);
+	w->n_threads = 0;
+}
+
+struct worker *worker_new(struct event_base *base, const struct worker_limits *lim)
+{
+	if (!lim->threads || lim->threads > WORKER_MAX_THREADS || !lim->max_jobs ||
+	    !lim->max_per_client)
+		return NULL;
 	struct worker *w = calloc(1, sizeof *w);
 	if (!w)
 		return NULL;
+	w->threads = calloc(lim->threads, sizeof *w->threads);
+	if (!w->threads) {
+		free(w);
+		return NULL;
+	}
 	w->base = base;
+	w->lim = *lim;
+	w->st.threads = lim->threads;
 	pthread_mutex_init(&w->lock, NULL);
 	pthread_cond_init(&w->cond, NULL);
 	TAILQ_INIT(&w->queue);
-	TAILQ_INIT(&w->flight);
-	if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
-		pthread_mutex_destroy(&w->lock);
-		pthread_cond_destroy(&w->cond);
-		free(w);
-		return NULL;
+	TAILQ_INIT(&w->running);
+	TAILQ_INIT(&w->ready);
+	for (unsigned i = 0; i < lim->threads; i++) {
+		if (pthread_create(&w->threads[i], NULL, worker_main, w) != 0) {
+			worker_free(w);
+			return NULL;
+		}
+		w->n_threads++;
 	}
 	return w;
 }
 
-struct worker_job *worker_submit(struct worker *w, worker_fn fn, worker_done_fn done,
-				 void *arg)
+static size_t worker_client_jobs(const struct worker *w, const struct cidr_addr *client)
+{
+	size_t n = 0;
+	const struct worker_job *j;
+	TAILQ_FOREACH(j, &w->queue, link)
+		n += cidr_addr_equal(&j->client, client);
+	TAILQ_FOREACH(j, &w->running, link)
+		n += cidr_addr_equal(&j->client, client);
+	return n;
+}
+
+struct worker_job *worker_submit(struct worker *w, const struct cidr_addr *client,
+				 worker_fn fn, worker_done_fn done, void *arg,
+				 enum worker_refusal *why)
 {
 	struct worker_job *j = calloc(1, sizeof *j);
-	if (!j)
+	if (j)
+		j->ev = event_new(w->base, -1, 0, worker_deliver_cb, j);
+	if (!j || !j->ev) {
+		free(j);
+		*why = WORKER_NO_MEMORY;
 		return NULL;
+	}
 	j->w = w;
 	j->fn = fn;
 	j->done = done;
 	j->arg = arg;
-	j->ev = event_new(w->base, -1, 0, worker_deliver_cb, j);
-	if (!j->ev) {
-		free(j);
+	j->client = *client;
+
+	pthread_mutex_lock(&w->lock);
+	if (w->n_pending >= w->lim.max_jobs) {
+		*why = WORKER_FULL;
+		w->st.refused_full++;
+	} else if (worker_client_jobs(w, client) >= w->lim.max_per_client) {
+		*why = WORKER_CLIENT_LIMIT;
+		w->st.refused_client++;
+	} else {
+		*why = WORKER_ACCEPTED;
+		j->state = JOB_QUEUED;
+		TAILQ_INSERT_TAIL(&w->queue, j, link);
+		w->n_pending++;
+		pthread_cond_signal(&w->cond);
+	}
+	pthread_mutex_unlock(&w->lock);
+	if (*why != WORKER_ACCEPTED) {
+		worker_job_free(j);
 		return NULL;
 	}
-	pthread_mutex_lock(&w->lock);
-	TAILQ_INSERT_TAIL(&w->queue, j, link);
-	pthread_cond_signal(&w->cond);
-	pthread_mutex_unlock(&w->lock);
 	return j;
 }
 
-size_t worker_pending(struct worker *w)
+bool worker_cancel(struct worker_job *j)
 {
-	size_t n = 0;
-	struct worker_job *j;
+	struct worker *w = j->w;
+	bool dropped = false;
 	pthread_mutex_lock(&w->lock);
-	TAILQ_FOREACH(j, &w->queue, link)
-		n++;
-	TAILQ_FOREACH(j, &w->flight, link)
-		n++;
+	j->cancelled = true;
+	if (j->state == JOB_QUEUED) {
+		TAILQ_REMOVE(&w->queue, j, link);
+		TAILQ_INSERT_TAIL(&w->ready, j, link);
+		j->state = JOB_READY;
+		w->n_pending--;
+		w->st.dropped++;
+		dropped = true;
+		event_active(j->ev, EV_TIMEOUT, 1);
+	}
 	pthread_mutex_unlock(&w->lock);
-	return n;
+	return dropped;
 }
 
-void worker_cancel(struct worker_job *j)
+void worker_stats(struct worker *w, struct worker_stats *st)
 {
-	j->cancelled = true;
+	pthread_mutex_lock(&w->lock);
+	*st = w->st;
+	st->pending = w->n_pending;
+	pthread_mutex_unlock(&w->lock);
 }
 
 void worker_free(struct worker *w)
 {
 	if (!w)
 		return;
-	pthread_mutex_lock(&w->lock);
-	w->stop = true;
-	pthread_cond_broadcast(&w->cond);
-	pthread_mutex_unlock(&w->lock);
-	pthread_join(w->thread, NULL);
+	worker_stop_threads(w);
 
-	/* The thread is gone: what is left was never delivered. */
-	struct worker_jobs *lists[] = { &w->queue, &w->flight };
-	for (size_t i = 0; i < 2; i++) {
+	/* The threads are gone: what is left was never delivered. */
+	struct worker_jobs *lists[] = { &w->queue, &w->running, &w->ready };
+	for (size_t i = 0; i < sizeof lists / sizeof lists[0]; i++) {
 		while (!TAILQ_EMPTY(lists[i])) {
 			struct worker_job *j = TAILQ_FIRST(lists[i]);
 			TAILQ_REMOVE(lists[i], j, link);
@@ -158,5 +265,6 @@ void worker_free(struct worker *w)
 	}
 	pthread_mutex_destroy(&w->lock);
 	pthread_cond_destroy(&w->cond);
+	free(w->threads);
 	free(w);
 }

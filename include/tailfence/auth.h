@@ -54,28 +54,61 @@ bool auth_users_verify(struct auth_users *u, const char *user, const char *pass)
  * auth_users_verify() off the loop", not "wrong". */
 bool auth_users_verify_cached(struct auth_users *u, const char *user, const char *pass);
 
-/* Per-client-address failure throttle: a small fixed table; callers pass
- * the current time (monotonic, ms). Not thread-safe; one per event loop. */
-#define AUTH_THROTTLE_SLOTS 256
-#define AUTH_THROTTLE_WINDOW_MS (15u * 60u * 1000u)	/* failures older than this are forgotten */
+/* Credentials on their way to a check off the event loop: a fixed-size
+ * copy that auth_creds_wipe() clears. */
+struct auth_creds {
+	char user[256];
+	char pass[256];
+};
+
+/* Copies user and pass; false (and nothing kept) when either is NULL or
+ * longer than 255 bytes. */
+bool auth_creds_set(struct auth_creds *c, const char *user, const char *pass);
+/* Overwrites both with zeros (OPENSSL_cleanse: not optimised away). */
+void auth_creds_wipe(struct auth_creds *c);
+
+/* The key a client's logins are counted under: the address itself for
+ * IPv4 (/32), its /64 for IPv6 (one host picks any address of its /64, so
+ * a finer key would let it start afresh with every address). IPv4-mapped
+ * IPv6 is IPv4. */
+void auth_client_prefix(const struct cidr_addr *a, struct cidr_addr *out);
+
+/* Per-client failure throttle. A failed login is answered only after a
+ * delay that doubles with the client's recent failures: 250 ms, 500 ms, ...
+ * up to 8 s; a failure is remembered for AUTH_THROTTLE_WINDOW_MS after the
+ * client's last one, and a successful login forgets them.
+ *
+ * Clients are keyed by auth_client_prefix() and found by exact key, never
+ * by a hash, so one client can never reset or share another's record. The
+ * table is bounded: when it is full, a new client takes the place of the
+ * record that expires first (an expired one if there is any), never a
+ * record that expires later. Callers pass the time (monotonic, ms). Not
+ * thread-safe; one per event loop. */
+#define AUTH_THROTTLE_SLOTS 1024
+#define AUTH_THROTTLE_WINDOW_MS (15u * 60u * 1000u)
+#define AUTH_THROTTLE_BASE_DELAY_MS 250u
 #define AUTH_THROTTLE_MAX_DELAY_MS 8000u
 
-struct auth_throttle_slot {
-	struct cidr_addr addr;
-	uint64_t last_ms;
-	unsigned failures;
+struct auth_throttle_entry {
+	struct cidr_addr key;		/* auth_client_prefix() of the client */
+	uint64_t last_ms;		/* its last failure */
+	unsigned failures;		/* within the window */
 };
 
 struct auth_throttle {
-	struct auth_throttle_slot slots[AUTH_THROTTLE_SLOTS];
+	struct auth_throttle_entry e[AUTH_THROTTLE_SLOTS];
+	size_t n;			/* e[0..n) are in use */
 };
 
 void auth_throttle_init(struct auth_throttle *t);
-/* How long to wait before answering the next attempt from a: 0 with no
- * recent failure, then 250 ms doubling per failure up to 8 s. */
+/* How long to wait before answering a failed login from a, counting that
+ * failure: 0 with no recent failure. */
 unsigned auth_throttle_delay_ms(const struct auth_throttle *t, const struct cidr_addr *a,
 				uint64_t now_ms);
 void auth_throttle_failure(struct auth_throttle *t, const struct cidr_addr *a, uint64_t now_ms);
 void auth_throttle_success(struct auth_throttle *t, const struct cidr_addr *a);
+/* Failures remembered for a's client prefix (0 when none or expired). */
+unsigned auth_throttle_failures(const struct auth_throttle *t, const struct cidr_addr *a,
+				uint64_t now_ms);
 
 #endif

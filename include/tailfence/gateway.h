@@ -12,11 +12,13 @@
 #include <stdint.h>
 #include <sys/queue.h>
 
+#include "tailfence/auth.h"
 #include "tailfence/cidr.h"
 #include "tailfence/metrics.h"
 #include "tailfence/tailnet.h"
 
 struct admin;
+struct upstream_probe;
 struct audit;
 struct config;
 struct config_args;
@@ -34,14 +36,12 @@ struct gateway_listener {
 	char text[64];
 };
 
-/* Recent authentication failures of one client address. */
-struct gateway_authfail {
-	struct cidr_addr addr;
-	unsigned failures;
-	uint64_t last_ms;
-};
-
-#define GATEWAY_AUTHFAIL_SLOTS 256
+/* Password checks: at most this many wait or run at once, and at most
+ * GATEWAY_LOGIN_PER_CLIENT of them for one client prefix (/32, /64). */
+/* How long the look at the upstream at start may take. */
+#define GATEWAY_PROBE_TIMEOUT_S 3
+#define GATEWAY_LOGIN_QUEUE 256
+#define GATEWAY_LOGIN_PER_CLIENT 4
 
 struct gateway {
 	struct event_base *base;
@@ -49,7 +49,7 @@ struct gateway {
 	struct config *cfg;		/* current; connections hold their own ref */
 	struct config_args *args;
 	struct audit *audit;
-	struct worker *worker;		/* password KDFs, off the loop */
+	struct worker *worker;		/* password KDFs, off the loop, bounded */
 	struct tailnet_watch *tailnet;	/* live view of the tailnet; NULL without a socket */
 	struct tailnet_options tailnet_opt;	/* what it was started with */
 
@@ -73,18 +73,14 @@ struct gateway {
 	struct event *first_view;
 	struct event *signals[5];
 
-	struct gateway_authfail authfail[GATEWAY_AUTHFAIL_SLOTS];
+	struct auth_throttle throttle;	/* failed logins per client prefix */
 
 	struct metrics metrics;		/* loop thread only; survives reloads */
 	struct admin *admin;		/* /metrics, /healthz, /readyz; NULL when off */
+	struct upstream_probe *start_probe;	/* the look at the upstream at start */
 };
 
 /* Called by conn when a connection ends, to resume accepting at the cap. */
 void gateway_conn_gone(struct gateway *gw);
-
-/* Milliseconds to wait before answering the next failed authentication from
- * addr; gateway_auth_result() records the outcome. */
-unsigned gateway_auth_delay(struct gateway *gw, const struct cidr_addr *addr);
-void gateway_auth_result(struct gateway *gw, const struct cidr_addr *addr, bool ok);
 
 #endif

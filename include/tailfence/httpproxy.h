@@ -88,6 +88,8 @@ enum httpproxy_step httpproxy_parse_request(struct httpproxy_request *r,
 					    const char *buf, size_t len,
 					    size_t max_head, size_t *consumed);
 
+/* Frees origin_head and overwrites the credentials (user, pass) with
+ * zeros; r may be parsed into again. */
 void httpproxy_request_clear(struct httpproxy_request *r);
 
 /* Tracks where the body of one forwarded request ends. */
@@ -108,9 +110,9 @@ enum httpproxy_step httpproxy_body_feed(struct httpproxy_body *b, const char *bu
 					size_t len, size_t *consumed);
 
 /* A complete error response: status line, Content-Type text/plain,
- * Content-Length, Connection: close, and for 407 a
- * Proxy-Authenticate: Basic realm="tailfence" header; body is `why` and a
- * newline. Returns bytes written (truncating safely to cap). */
+ * Content-Length, Connection: close, for 407 a
+ * Proxy-Authenticate: Basic realm="tailfence" header and for 503
+ * Retry-After: 1; body is `why` and a newline. Returns bytes written (truncating safely to cap). */
 size_t httpproxy_format_error(char *buf, size_t cap, int status, const char *why);
 
 /* "HTTP/1.1 200 Connection established\r\n\r\n" */

@@ -101,8 +101,9 @@ struct socks_server {
 	size_t out_len;
 };
 
-/* allow_noauth: accept clients offering only method 0x00.
- * prefer_userpass: pick 0x02 whenever offered (so the user is known). */
+/* allow_noauth: method 0x00 is acceptable (without it a client must offer
+ * 0x02). prefer_userpass: pick 0x02 whenever offered (so the user is
+ * known); otherwise 0x00 when both are offered and allowed. */
 void socks_server_init(struct socks_server *s, bool allow_noauth,
 		       bool prefer_userpass);
 
@@ -114,6 +115,10 @@ void socks_server_init(struct socks_server *s, bool allow_noauth,
  * message. A caller never needs to buffer more than 520 bytes. */
 enum socks_step socks_server_feed(struct socks_server *s, const uint8_t *in,
 				  size_t len, size_t *consumed);
+
+/* Overwrites the credentials (user, pass) with zeros: call it once they
+ * have been checked, and before the struct is freed. */
+void socks_server_wipe(struct socks_server *s);
 
 /* After SOCKS_AUTH: queues the RFC 1929 status reply (0x00 ok, 0x01 fail)
  * in s->out. Returns SOCKS_REPLY when ok, SOCKS_ERROR (with out set) when

@@ -52,17 +52,28 @@ UPSTREAM_KINDS = ("direct", "tailscaled-socks5", "tailscaled-http", "microsocks"
 _used_ports = set()
 
 
+# Ports handed out come from below the kernel's ephemeral range (32768 and
+# up by default), so a listener never collides with the client side of some
+# other test's connection (a daemon binding 0.0.0.0:P fails while any
+# socket on this host holds P).
+_PORT_RANGE = (20000, 32000)
+
+
 def free_port(host="127.0.0.1"):
-    """A TCP port on host that nobody listens on and this run has not handed
-    out before (so two fixtures never get the same one)."""
+    """A TCP port on host that nobody uses and this run has not handed out
+    before (so two fixtures never get the same one)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    for _ in range(200):
+    for _ in range(500):
+        port = random.randrange(*_PORT_RANGE)
+        if port in _used_ports:
+            continue
         with socket.socket(family, socket.SOCK_STREAM) as s:
-            s.bind((host, 0))
-            port = s.getsockname()[1]
-        if port not in _used_ports:
-            _used_ports.add(port)
-            return port
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+        _used_ports.add(port)
+        return port
     raise RuntimeError("no free port on %s" % host)
 
 

@@ -473,17 +473,24 @@ def test_report_escapes_hostile_names(tailfence, tailfence_cli, tmp_path):
     # is allowed, so names are denied before any lookup. The daemon writes
     # valid UTF-8 (bytes that are not become U+FFFD) and JSON-escapes
     # control characters; the report gets them back as characters.
+    # Logins are checked only when users exist: a second daemon has one.
     d = tailfence(allow=(), lift_guards=())
+    hashed = tailfence_cli("passwd", input="report-pw-8812\n").stdout.strip()
+    users = tmp_path / "users.json"
+    users.write_text(json.dumps({"users": {"someone": hashed}}))
+    du = tailfence("--config", users, allow=(), lift_guards=())
     for i, name in enumerate(HOSTILE):
         with socket.create_connection((d.host, d.port), timeout=10) as s:
             s.sendall(b"\x05\x01\x00")
             assert recv_exact(s, 2) == b"\x05\x00"
             s.sendall(b"\x05\x01\x00\x03" + bytes([len(name)]) + name + b"\x00\x50")
             assert socks5_read_reply(s)[0] != 0
-        assert _socks5_userpass(d, "127.0.0.%d" % (10 + i), name[:40], b"x.test", 80) != 0
-    d.wait_audit(type="close", n=2 * len(HOSTILE))
+        assert _socks5_userpass(du, "127.0.0.%d" % (10 + i), name[:40], b"x.test", 80) != 0
+    d.wait_audit(type="close", n=len(HOSTILE))
+    du.wait_audit(type="close", n=len(HOSTILE))
     d.stop()
-    recs = _records(d.audit_path)
+    du.stop()
+    recs = _records(d.audit_path) + _records(du.audit_path)
     assert len({r["host"] for r in recs if r["type"] == "decision" and r["host"]}) == len(HOSTILE)
     assert len({r["user"] for r in recs if r.get("guard") == "auth"}) == len(HOSTILE)
 
@@ -512,7 +519,7 @@ def test_report_escapes_hostile_names(tailfence, tailfence_cli, tmp_path):
         extra.append({"v": 1, "ts": "2024-05-03T16:00:00.000Z", "type": "decision",
                       "conn": 100 + i, "client": "127.0.0.1:1", "user": n, "host": n, "port": 80,
                       "addr": None, "verdict": "deny", "reason": n})
-    files = [d.audit_path] + _synthetic(tmp_path, extra)
+    files = [d.audit_path, du.audit_path] + _synthetic(tmp_path, extra)
     out = tmp_path / "hostile.html"
     p = tailfence_cli("audit", "report", "-q", *files, "-o", out)
     assert p.returncode == 0, p.stderr

@@ -2,7 +2,9 @@
  * test_auth: table-driven tests of the password hashes (hash, check,
  * verify; scrypt and PBKDF2 vectors computed with Python's hashlib, an
  * independent implementation), the user table with its verification cache,
- * and the per-client failure throttle (delays, window, reset, eviction).
+ * the credentials copy handed to the worker (wiped), and the per-client
+ * failure throttle (delays, window, reset, client prefixes, collisions,
+ * eviction order).
  * The KDF is deliberately slow (scrypt ln=15), so the verify tables are
  * kept short.
  */
@@ -310,9 +312,10 @@ static const struct step script[] = {
 	{ 1700 + W + 9, EV_FAIL, "::1", "::1", 250 },
 	{ 1700 + W + 9, EV_OK, "127.0.0.2", "::1", 250 },
 	{ 1700 + W + 9, EV_NONE, NULL, "127.0.0.1", 250 },
-	/* IPv6 clients are tracked by full address */
+	/* IPv6 clients are tracked by their /64: ::2 is ::1's client */
 	{ 1700 + W + 10, EV_FAIL, "::1", "::1", 500 },
-	{ 1700 + W + 10, EV_NONE, NULL, "::2", 0 },
+	{ 1700 + W + 10, EV_NONE, NULL, "::2", 500 },
+	{ 1700 + W + 10, EV_NONE, NULL, "::1:0:0:0:1", 0 },
 	/* the window runs from the last failure, not the first */
 	{ 1700 + W + 10 + 10 * MIN_MS, EV_FAIL, "::1", "::1", 1000 },
 	{ 1700 + W + 10 + 20 * MIN_MS, EV_NONE, NULL, "::1", 1000 },
@@ -337,8 +340,142 @@ static void test_throttle_script(void)
 	}
 }
 
-/* A full table: the oldest client is evicted first; expired slots are
- * reused before live ones. */
+/* The client key: /32 for IPv4, /64 for IPv6, IPv4-mapped is IPv4. */
+struct prefix_case {
+	const char *a, *b;
+	bool same;
+};
+
+static const struct prefix_case prefix_cases[] = {
+	{ "127.0.0.1", "127.0.0.1", true },
+	{ "127.0.0.1", "127.0.0.2", false },
+	{ "127.0.0.1", "::ffff:127.0.0.1", true },
+	{ "2001:db8:1:2::1", "2001:db8:1:2:ffff:ffff:ffff:fffe", true },
+	{ "2001:db8:1:2::1", "2001:db8:1:3::1", false },
+	{ "2001:db8:1:2::1", "2001:db8:2:2::1", false },
+	{ "fe80::1", "fe80::2", true },
+	{ "::1", "::2", true },
+	{ "::", "0.0.0.0", false },
+	{ "2001:db8::1", "32.1.13.184", false },	/* same first four bytes */
+};
+
+static void test_throttle_prefixes(void)
+{
+	for (size_t i = 0; i < sizeof prefix_cases / sizeof prefix_cases[0]; i++) {
+		const struct prefix_case *c = &prefix_cases[i];
+		struct cidr_addr a = addr(c->a), b = addr(c->b), ka, kb;
+		auth_client_prefix(&a, &ka);
+		auth_client_prefix(&b, &kb);
+		CHECK(cidr_addr_equal(&ka, &kb) == c->same, "prefix case %zu: %s and %s same=%d", i,
+		      c->a, c->b, !c->same);
+		/* and the throttle agrees: a failure of a is counted for b */
+		static struct auth_throttle t;
+		auth_throttle_init(&t);
+		auth_throttle_failure(&t, &a, 5000);
+		CHECK((auth_throttle_failures(&t, &b, 5000) == 1) == c->same,
+		      "prefix case %zu: throttle shares %s's failure with %s: %u", i, c->a, c->b,
+		      auth_throttle_failures(&t, &b, 5000));
+	}
+}
+
+/* The throttle the daemon used to run hashed the address into one of 256
+ * slots (FNV-1a); a client whose address fell into the same slot reset
+ * the other's record. Find such a pair and show that neither touches the
+ * other's record now. */
+static uint32_t old_slot(const struct cidr_addr *a)
+{
+	uint32_t h = 2166136261u;
+	for (size_t i = 0; i < sizeof a->b; i++)
+		h = (h ^ a->b[i]) * 16777619u;
+	return h % 256;
+}
+
+static void test_throttle_collision(void)
+{
+	static struct auth_throttle t;
+	auth_throttle_init(&t);
+	struct cidr_addr victim = addr("127.0.0.1"), other;
+	char buf[32];
+	bool found = false;
+	for (unsigned i = 2; i < 65536 && !found; i++) {
+		snprintf(buf, sizeof buf, "127.0.%u.%u", i / 256, i % 256);
+		other = addr(buf);
+		found = old_slot(&other) == old_slot(&victim);
+	}
+	CHECK(found, "no address shares 127.0.0.1's old slot");
+	if (!found)
+		return;
+
+	for (int i = 0; i < 3; i++)
+		auth_throttle_failure(&t, &victim, 1000 + i);
+	/* script: at t, ev by `other`; then the victim's failures */
+	static const struct {
+		uint64_t t;
+		enum ev ev;
+		unsigned victim_failures, other_failures;
+	} steps[] = {
+		{ 2000, EV_NONE, 3, 0 },
+		{ 2001, EV_FAIL, 3, 1 },	/* once reset the victim to 0 */
+		{ 2002, EV_FAIL, 3, 2 },
+		{ 2003, EV_OK, 3, 0 },		/* once cleared the shared slot */
+		{ 2004, EV_FAIL, 3, 1 },
+	};
+	for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+		if (steps[i].ev == EV_FAIL)
+			auth_throttle_failure(&t, &other, steps[i].t);
+		else if (steps[i].ev == EV_OK)
+			auth_throttle_success(&t, &other);
+		unsigned v = auth_throttle_failures(&t, &victim, steps[i].t);
+		unsigned o = auth_throttle_failures(&t, &other, steps[i].t);
+		CHECK(v == steps[i].victim_failures && o == steps[i].other_failures,
+		      "collision step %zu (%s): victim %u, other %u failures; want %u, %u", i, buf, v,
+		      o, steps[i].victim_failures, steps[i].other_failures);
+	}
+	CHECK(auth_throttle_delay_ms(&t, &victim, 2005) == 1000, "victim's delay %u",
+	      auth_throttle_delay_ms(&t, &victim, 2005));
+
+	/* Every other key of a nearly full table, each failing and
+	 * succeeding: the victim's record is exactly what it was. */
+	for (unsigned i = 0; i < AUTH_THROTTLE_SLOTS - 1; i++) {
+		snprintf(buf, sizeof buf, "127.1.%u.%u", i / 256, i % 256);
+		struct cidr_addr a = addr(buf);
+		auth_throttle_failure(&t, &a, 3000);
+		auth_throttle_failure(&t, &a, 3000);
+		if (i % 2)
+			auth_throttle_success(&t, &a);
+	}
+	CHECK(auth_throttle_failures(&t, &victim, 3000) == 3, "victim after a full table: %u",
+	      auth_throttle_failures(&t, &victim, 3000));
+}
+
+/* A full table: a newcomer takes the place of the record that expires
+ * first (every record lives the same window from its last failure), never
+ * of one that expires later. Clients c0.. fill the table, ci failing last
+ * at 1000 + i (c0 again later); each row is a newcomer's failure at t and
+ * the client that must have lost its record then. */
+struct evict_case {
+	uint64_t t;
+	const char *newcomer;
+	int evicted;		/* the client that gives way; -2: nobody */
+};
+
+#define LAST_FILL (1000 + AUTH_THROTTLE_SLOTS - 1)
+
+static const struct evict_case evict_cases[] = {
+	/* c0 failed again at LAST_FILL + 1, so c1 is the oldest now */
+	{ LAST_FILL + 2, "2001:db8:0:1::1", 1 },
+	{ LAST_FILL + 3, "2001:db8:0:2::1", 2 },
+	/* a newcomer of an existing /64 is no newcomer: nobody is evicted */
+	{ LAST_FILL + 4, "2001:db8:0:1::2", -2 },
+	{ LAST_FILL + 5, "2001:db8:0:3::1", 3 },
+	/* a window later c4's record has expired: it goes */
+	{ 1004 + W, "2001:db8:0:4::1", 4 },
+	/* nothing else has expired: the live record that expires first gives
+	 * way, never a younger one (c0, renewed; the newcomers) */
+	{ 1004 + W, "2001:db8:0:5::1", 5 },
+	{ LAST_FILL + W, "2001:db8:0:6::1", 6 },
+};
+
 static void test_throttle_eviction(void)
 {
 	static struct auth_throttle t;
@@ -346,51 +483,78 @@ static void test_throttle_eviction(void)
 	char buf[32];
 	struct cidr_addr a;
 
-	/* 256 clients 127.0.<i/256>.<i%256>, client i failing at time 1000+i */
 	for (unsigned i = 0; i < AUTH_THROTTLE_SLOTS; i++) {
 		snprintf(buf, sizeof buf, "127.1.%u.%u", i / 256, i % 256);
 		a = addr(buf);
 		auth_throttle_failure(&t, &a, 1000 + i);
 	}
-	/* client 0 fails again: it is now the newest */
+	CHECK(t.n == AUTH_THROTTLE_SLOTS, "table holds %zu", t.n);
 	a = addr("127.1.0.0");
-	auth_throttle_failure(&t, &a, 2000);
-	CHECK(auth_throttle_delay_ms(&t, &a, 2000) == 500, "client 0 after two failures");
+	auth_throttle_failure(&t, &a, LAST_FILL + 1);
+	CHECK(auth_throttle_failures(&t, &a, LAST_FILL + 1) == 2, "c0 after two failures");
 
-	/* a newcomer evicts the oldest, which is now client 1 */
-	struct cidr_addr n1 = addr("127.2.0.1");
-	auth_throttle_failure(&t, &n1, 2001);
-	CHECK(auth_throttle_delay_ms(&t, &n1, 2001) == 250, "newcomer 1 tracked");
-	a = addr("127.1.0.1");
-	CHECK(auth_throttle_delay_ms(&t, &a, 2001) == 0, "oldest client (1) not evicted");
-	a = addr("127.1.0.0");
-	CHECK(auth_throttle_delay_ms(&t, &a, 2001) == 500, "client 0 evicted instead");
-	a = addr("127.1.0.2");
-	CHECK(auth_throttle_delay_ms(&t, &a, 2001) == 250, "client 2 evicted");
-	for (unsigned i = 2; i < AUTH_THROTTLE_SLOTS; i++) {
-		snprintf(buf, sizeof buf, "127.1.%u.%u", i / 256, i % 256);
-		a = addr(buf);
-		if (auth_throttle_delay_ms(&t, &a, 2001) != 250) {
-			CHECK(false, "client %s lost after one eviction", buf);
-			break;
+	for (size_t k = 0; k < sizeof evict_cases / sizeof evict_cases[0]; k++) {
+		const struct evict_case *c = &evict_cases[k];
+		struct cidr_addr n = addr(c->newcomer);
+		unsigned before = auth_throttle_failures(&t, &n, c->t);
+		auth_throttle_failure(&t, &n, c->t);
+		CHECK(t.n == AUTH_THROTTLE_SLOTS, "row %zu: table holds %zu", k, t.n);
+		CHECK(auth_throttle_failures(&t, &n, c->t) == before + 1,
+		      "row %zu: newcomer %s has %u failures", k, c->newcomer,
+		      auth_throttle_failures(&t, &n, c->t));
+		/* exactly the expected client is gone; its neighbours are not */
+		for (int i = 0; i < 8; i++) {
+			snprintf(buf, sizeof buf, "127.1.0.%d", i);
+			a = addr(buf);
+			bool gone = true;
+			for (size_t j = 0; j < t.n; j++) {
+				struct cidr_addr key;
+				auth_client_prefix(&a, &key);
+				if (cidr_addr_equal(&t.e[j].key, &key))
+					gone = false;
+			}
+			bool want_gone = i >= 1 && i <= (c->evicted >= 0 ? c->evicted
+							    : evict_cases[k - 1].evicted);
+			CHECK(gone == want_gone, "row %zu: client c%d %s", k, i,
+			      gone ? "evicted" : "still there");
 		}
 	}
+	/* the first newcomer survived every later eviction */
+	a = addr("2001:db8:0:1::9");
+	CHECK(auth_throttle_failures(&t, &a, LAST_FILL + W) == 2, "2001:db8:0:1::/64 has %u failures",
+	      auth_throttle_failures(&t, &a, LAST_FILL + W));
+}
 
-	/* later, every old entry has expired except the newcomer's renewal:
-	 * another newcomer must not evict the live one */
-	uint64_t later = 1000 + AUTH_THROTTLE_SLOTS + W;
-	auth_throttle_failure(&t, &n1, later);
-	struct cidr_addr n2 = addr("127.2.0.2");
-	auth_throttle_failure(&t, &n2, later + 1);
-	CHECK(auth_throttle_delay_ms(&t, &n1, later + 1) == 500, "live client evicted over expired ones");
-	CHECK(auth_throttle_delay_ms(&t, &n2, later + 1) == 250, "newcomer 2 tracked");
+/* The copy of the credentials a worker gets: exact, bounded, wiped. */
+static void test_creds(void)
+{
+	struct auth_creds c;
+	memset(&c, 0x5a, sizeof c);
+	CHECK(auth_creds_set(&c, "alice", "correct horse"), "set");
+	CHECK(strcmp(c.user, "alice") == 0 && strcmp(c.pass, "correct horse") == 0, "copied");
+	auth_creds_wipe(&c);
+	static const struct auth_creds zero;
+	CHECK(memcmp(&c, &zero, sizeof c) == 0, "credentials not zero after auth_creds_wipe");
+
+	char longer[300];
+	memset(longer, 'p', sizeof longer - 1);
+	longer[sizeof longer - 1] = '\0';
+	memset(&c, 0x5a, sizeof c);
+	CHECK(!auth_creds_set(&c, "alice", longer), "a 299-byte password fits 256 bytes");
+	CHECK(memcmp(&c, &zero, sizeof c) == 0, "refused credentials left behind");
+	longer[255] = '\0';
+	CHECK(auth_creds_set(&c, longer, longer), "255 bytes each");
+	CHECK(!auth_creds_set(&c, NULL, "x") && !auth_creds_set(&c, "x", NULL), "NULL accepted");
 }
 
 int main(void)
 {
 	test_hash_check();
 	test_throttle_script();
+	test_throttle_prefixes();
+	test_throttle_collision();
 	test_throttle_eviction();
+	test_creds();
 	test_verify_vectors();
 	test_hash_password();
 	test_users();

@@ -529,6 +529,38 @@ static void long_chunk_line(void)
 	free(buf);
 }
 
+/* ---- credentials are wiped ---- */
+
+/* httpproxy_request_clear() leaves zeros where the decoded credentials
+ * were, whether the head was accepted or refused after they were read. */
+static void wipe(void)
+{
+	static const char *const heads_with_creds[] = {
+		/* alice:correct horse */
+		"CONNECT a.test:443 HTTP/1.1\r\nProxy-Authorization: Basic "
+		"YWxpY2U6Y29ycmVjdCBob3JzZQ==\r\n\r\n",
+		"GET http://a.test/ HTTP/1.1\r\nProxy-Authorization: Basic "
+		"YWxpY2U6Y29ycmVjdCBob3JzZQ==\r\nHost: a.test\r\n\r\n",
+		/* refused by a later header: the credentials were decoded first */
+		"GET http://a.test/ HTTP/1.1\r\nProxy-Authorization: Basic "
+		"YWxpY2U6Y29ycmVjdCBob3JzZQ==\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+	};
+	static const char zero[256];
+	for (size_t i = 0; i < sizeof heads_with_creds / sizeof heads_with_creds[0]; i++) {
+		struct httpproxy_request r;
+		size_t used;
+		const char *h = heads_with_creds[i];
+		httpproxy_parse_request(&r, h, strlen(h), 16384, &used);
+		CHECK(strcmp(r.pass, "correct horse") == 0 && strcmp(r.user, "alice") == 0,
+		      "wipe case %zu: credentials not decoded", i);
+		httpproxy_request_clear(&r);
+		CHECK(memcmp(r.user, zero, sizeof r.user) == 0, "wipe case %zu: user not zero", i);
+		CHECK(memcmp(r.pass, zero, sizeof r.pass) == 0, "wipe case %zu: password not zero",
+		      i);
+		CHECK(r.origin_head == NULL && r.origin_head_len == 0, "wipe case %zu: head kept", i);
+	}
+}
+
 /* ---- responses and the upstream CONNECT exchange ---- */
 
 static void responses(void)
@@ -546,6 +578,11 @@ static void responses(void)
 			      "Connection: close\r\nProxy-Authenticate: Basic realm=\"tailfence\"\r\n"
 			      "\r\nproxy authentication required\n";
 	CHECK(n == strlen(want407) && memcmp(buf, want407, n) == 0, "407 response: %s", buf);
+	n = httpproxy_format_error(buf, sizeof buf, 503, "busy");
+	const char *want503 = "HTTP/1.1 503 Service Unavailable\r\n"
+			      "Content-Type: text/plain\r\nContent-Length: 5\r\n"
+			      "Connection: close\r\nRetry-After: 1\r\n\r\nbusy\n";
+	CHECK(n == strlen(want503) && memcmp(buf, want503, n) == 0, "503 response: %s", buf);
 	n = httpproxy_format_error(buf, 20, 502, "upstream failed");
 	CHECK(n == 19 && buf[19] == '\0', "truncated response: %zu", n);
 	CHECK(httpproxy_format_error(buf, 0, 502, "x") == 0, "cap 0");
@@ -618,6 +655,7 @@ int main(void)
 	for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++)
 		check_body(&bodies[i]);
 	long_chunk_line();
+	wipe();
 	responses();
 	printf("test_httpproxy: %d passed, %d failed\n", passed, failed);
 	return failed ? 1 : 0;

@@ -232,6 +232,25 @@ static const struct s_case cases[] = {
 	  .out = B("\x05\x02" "\x01\x00"), .consumed = 4 + 5 + 16,
 	  .version = 5, .is_name = true, .host = "localhost", .port = 80,
 	  .have_credentials = true, .user = "u", .pass = "p" },
+	/* The daemon without users (allow no-auth, no preference): no-auth
+	 * whenever it is offered, so there are no credentials to check. */
+	{ .name = "v5 no users: no-auth chosen over user/pass",
+	  .in = B("\x05\x02\x00\x02" "\x05\x01\x00\x01\x7f\x00\x00\x01\x00\x50"),
+	  .allow_noauth = true, .step = SOCKS_REQUEST,
+	  .out = B("\x05\x00"), .consumed = 4 + 10,
+	  .version = 5, .host = "127.0.0.1", .port = 80 },
+	{ .name = "v5 no users: no-auth chosen, offered last",
+	  .in = B("\x05\x03\x02\x01\x00" "\x05\x01\x00\x01\x7f\x00\x00\x01\x00\x50"),
+	  .allow_noauth = true, .step = SOCKS_REQUEST,
+	  .out = B("\x05\x00"), .consumed = 5 + 10,
+	  .version = 5, .host = "127.0.0.1", .port = 80 },
+	/* The daemon with users (no-auth not allowed, prefer user/pass). */
+	{ .name = "v5 users: user/pass chosen over no-auth",
+	  .in = B("\x05\x02\x00\x02" "\x01\x01u\x01p" "\x05\x01\x00\x01\x7f\x00\x00\x01\x00\x50"),
+	  .allow_noauth = false, .prefer_userpass = true, .auth_ok = true, .step = SOCKS_REQUEST,
+	  .out = B("\x05\x02" "\x01\x00"), .consumed = 4 + 5 + 10,
+	  .version = 5, .host = "127.0.0.1", .port = 80,
+	  .have_credentials = true, .user = "u", .pass = "p" },
 	{ .name = "v5 user/pass required when no-auth not allowed",
 	  .in = B("\x05\x02\x00\x02" "\x01\x01u\x01p" "\x05\x01\x00\x01\x7f\x00\x00\x01\x00\x50"),
 	  .allow_noauth = false, .auth_ok = true, .step = SOCKS_REQUEST,
@@ -471,6 +490,27 @@ static void misuse(void)
 	      "feeding while waiting for the auth result is an error");
 }
 
+/* The credentials are zero after socks_server_wipe(), the rest intact. */
+static void wipe(void)
+{
+	static const uint8_t in[] = "\x05\x01\x02" "\x01\x05" "alice\x0d" "correct horse";
+	struct socks_server s;
+	size_t n, off = 0;
+	socks_server_init(&s, false, true);
+	CHECK(socks_server_feed(&s, in, sizeof in - 1, &n) == SOCKS_REPLY, "greeting");
+	off += n;
+	CHECK(socks_server_feed(&s, in + off, sizeof in - 1 - off, &n) == SOCKS_AUTH, "auth");
+	CHECK(strcmp(s.user, "alice") == 0 && strcmp(s.pass, "correct horse") == 0, "parsed");
+	socks_server_wipe(&s);
+	static const char zero[256];
+	CHECK(memcmp(s.user, zero, sizeof s.user) == 0, "user not zero after the wipe");
+	CHECK(memcmp(s.pass, zero, sizeof s.pass) == 0, "password not zero after the wipe");
+	CHECK(s.state == SOCKS_S_V5_AUTH_WAIT && s.method == SOCKS_METHOD_USERPASS,
+	      "the wipe touched the handshake state");
+	CHECK(socks5_server_auth_result(&s, false) == SOCKS_ERROR && s.out_len == 2,
+	      "failure reply after the wipe");
+}
+
 static void encoders(void)
 {
 	uint8_t out[64];
@@ -680,6 +720,7 @@ int main(void)
 		check_case(&cases[i]);
 	long_cases();
 	misuse();
+	wipe();
 	encoders();
 	client_parsers();
 	udp_headers();
