@@ -307,3 +307,51 @@ def test_mask_keeps_what_matters():
                          ('"end":"denied"', '"end":"client_eof"'), ("127.0.0.1:", "127.0.1.1:")):
         assert mask(a) != mask(b.replace(field, other)), field
     assert mask("listening on 127.0.0.1:1080") != mask("listening on 127.0.0.1:1081")
+
+
+# ------------------------------------------------------------------ links
+
+_LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
+
+
+def _slug(heading):
+    """GitHub's anchor for a heading."""
+    s = heading.strip().lower()
+    s = re.sub(r"[^\w\- ]", "", s)
+    return s.replace(" ", "-")
+
+
+def _anchors(path):
+    out = set()
+    with open(path, encoding="utf-8") as f:
+        in_fence = False
+        for line in f:
+            if line.lstrip().startswith("```"):
+                in_fence = not in_fence
+            elif not in_fence and line.startswith("#"):
+                out.add(_slug(line.lstrip("#")))
+    return out
+
+
+def test_docs_point_only_at_what_the_repository_has():
+    """Every relative link of README.md and docs/*.md reaches a file of the
+    repository (and a heading in it, for #anchors); nothing sends the reader
+    to a document the repository does not hold."""
+    problems = []
+    for doc in DOCS:
+        path = os.path.join(REPO, doc)
+        text = open(path, encoding="utf-8").read()
+        for m in _LINK.finditer(text):
+            target = m.group(1)
+            if re.match(r"^[a-z]+:", target):
+                continue  # http:, https:, mailto:
+            file_part, _, anchor = target.partition("#")
+            dest = os.path.normpath(os.path.join(os.path.dirname(path), file_part)) if file_part else path
+            if not dest.startswith(REPO + os.sep) or not os.path.exists(dest):
+                problems.append("%s: link to %s, which is not in the repository" % (doc, target))
+            elif anchor and dest.endswith(".md") and anchor not in _anchors(dest):
+                problems.append("%s: link to %s: no such heading" % (doc, target))
+        for word in ("../shared", "DESIGN.md", "subnet-routing-guide"):
+            if word in text:
+                problems.append("%s: names %s, which is not part of the project" % (doc, word))
+    assert not problems, "\n".join(problems)
