@@ -41,9 +41,10 @@ import os
 import re
 import signal
 import subprocess
-import time
 
 import pytest
+
+from conftest import _sanitizer_env
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DOCS = ["README.md"] + sorted(os.path.relpath(p, REPO) for p in glob.glob(os.path.join(REPO, "docs", "*.md")))
@@ -226,12 +227,10 @@ def run_bash(script, cwd, env, timeout=90):
 
 
 def _env(bindir, home):
-    env = {"PATH": bindir + ":" + DEBIAN_ROOT_PATH, "HOME": home, "LANG": "C.UTF-8",
-           "TERM": "dumb", "USER": "root", "LOGNAME": "root", "SHELL": "/bin/bash"}
-    for k in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS", "ASAN_SYMBOLIZER_PATH"):
-        if k in os.environ:
-            env[k] = os.environ[k]
-    return env
+    """A root shell's environment on a fresh Debian machine, plus the
+    sanitizers' settings (a report would show in the output and fail)."""
+    return _sanitizer_env({"PATH": bindir + ":" + DEBIAN_ROOT_PATH, "HOME": home, "LANG": "C.UTF-8",
+                           "TERM": "dumb", "USER": "root", "LOGNAME": "root", "SHELL": "/bin/bash"})
 
 
 def compare(block, got):
