@@ -159,7 +159,7 @@ def test_image_boots_as_a_node_of_the_tailnet(podman, image, tailnet, container,
         ready = time.monotonic() - t0
         out = stdout_lines(podman)
 
-        # The guide's three lines, in order, and `tailscale status` with
+        # The entrypoint's three progress lines, in order, and `tailscale status` with
         # this node and B.
         i1 = out.index("Starting Tailscale daemon...")
         i2 = out.index("Connecting to Tailscale with subnet routes: (none)")

@@ -8,7 +8,7 @@ must exist: that proxy is open), and tailscaled is the pinned version.
 import subprocess
 
 from conftest import TAILSCALED
-from helpers import connect, read_http_response, recv_exact, socks5_connect
+from helpers import connect, free_port, read_http_response, recv_exact, socks5_connect
 
 
 def test_tailscaled_is_the_pinned_version():
@@ -53,3 +53,18 @@ def test_postgres_answers_directly(postgres):
                        capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=30)
     assert p.returncode == 0, p.stderr
     assert p.stdout.split() == ["alpha", "beta", "gamma"]
+
+
+def test_refused_destination_through_tailscaled_is_general_failure(tailfence, tailscaled):
+    """README: SOCKS5 replies 3/4/5 never come back through tailscaled, whose
+    proxy answers 1 for every dial that fails; a direct dial says 5."""
+    port = free_port()  # nothing listens there: the dial is refused
+    with connect(tailscaled.port) as s:
+        rep, _, _ = socks5_connect(s, "127.0.0.1", port)
+    assert rep == 0x01, "tailscaled itself answered 0x%02x for a refused dial" % rep
+    for upstream, want in ((tailscaled.socks5_url, 0x01), ("direct", 0x05)):
+        d = tailfence(upstream=upstream)
+        with d.connect() as s:
+            rep, _, _ = socks5_connect(s, "127.0.0.1", port)
+        assert rep == want, "through %s: SOCKS5 reply 0x%02x for a refused destination, expected 0x%02x" % (
+            upstream, rep, want)

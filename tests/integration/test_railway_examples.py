@@ -1,8 +1,8 @@
-"""contrib/examples/*.json: the three scenarios of the Railway guide are
+"""contrib/examples/*.json: the three scenarios of docs/railway.md are
 valid tailfence configurations and allow what their comments say, nothing
 more.
 
-The addresses (10.0.0.100 and so on) are the guide's; they appear here only
+The addresses (10.0.0.100 and so on) are the examples'; they appear here only
 as policy questions to `tailfence check`, which decides without resolving or
 dialing anything (IP literals), inside the suite's private network
 namespace.

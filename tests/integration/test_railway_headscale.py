@@ -151,7 +151,7 @@ def test_entrypoint_joins_tailnet_fences_traffic_and_stops_cleanly(tmp_path, tai
     try:
         ep.wait_line(r"^APP READY$", timeout=120)
 
-        # The guide's three log lines, in order, then `tailscale status`
+        # The entrypoint's three progress lines, in order, then `tailscale status`
         # listing this node.
         out = ep.out
         i1 = out.index("Starting Tailscale daemon...")
