@@ -24,6 +24,7 @@
  * its closing '}' replaced by ,"mac":"<64 hex>"} and a newline.
  */
 #include "tailfence/audit.h"
+#include "tailfence/audit_read.h"
 #include "tailfence/text.h"
 #include "tailfence/log.h"
 
@@ -1704,91 +1705,6 @@ void audit_free(struct audit *a)
 	free(a);
 }
 
-/* ------------------------------------------------------------------ time */
-
-static bool digits(const char *s, size_t n, int *out)
-{
-	int v = 0;
-	for (size_t i = 0; i < n; i++) {
-		if (!isdigit((unsigned char)s[i]))
-			return false;
-		v = v * 10 + (s[i] - '0');
-	}
-	*out = v;
-	return true;
-}
-
-/* Days since 1970-01-01 of a proleptic Gregorian date. */
-static int64_t days_from_civil(int y, int m, int d)
-{
-	y -= m <= 2;
-	int64_t era = (y >= 0 ? y : y - 399) / 400;
-	int64_t yoe = y - era * 400;
-	int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-	int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-	return era * 146097 + doe - 719468;
-}
-
-bool audit_time_parse(const char *s, size_t len, int64_t *ms)
-{
-	int y, mo, d, h = 0, mi = 0, sec = 0, frac = 0;
-	if (len < 10 || !digits(s, 4, &y) || s[4] != '-' || !digits(s + 5, 2, &mo) ||
-	    s[7] != '-' || !digits(s + 8, 2, &d))
-		return false;
-	size_t i = 10;
-	int64_t offset_min = 0;
-	if (i < len) {
-		if (s[i] != 'T' && s[i] != 't' && s[i] != ' ')
-			return false;
-		i++;
-		if (len - i < 5 || !digits(s + i, 2, &h) || s[i + 2] != ':' ||
-		    !digits(s + i + 3, 2, &mi))
-			return false;
-		i += 5;
-		if (i < len && s[i] == ':') {
-			if (len - i < 3 || !digits(s + i + 1, 2, &sec))
-				return false;
-			i += 3;
-			if (i < len && s[i] == '.') {
-				i++;
-				size_t nd = 0;
-				while (i < len && isdigit((unsigned char)s[i])) {
-					if (nd < 3)
-						frac = frac * 10 + (s[i] - '0');
-					nd++;
-					i++;
-				}
-				if (nd == 0)
-					return false;
-				for (; nd < 3; nd++)
-					frac *= 10;
-			}
-		}
-		if (i < len) {
-			if ((s[i] == 'Z' || s[i] == 'z') && i + 1 == len) {
-				i++;
-			} else if ((s[i] == '+' || s[i] == '-') && len - i == 6 &&
-				   s[i + 3] == ':') {
-				int oh, om;
-				if (!digits(s + i + 1, 2, &oh) || !digits(s + i + 4, 2, &om) ||
-				    oh > 23 || om > 59)
-					return false;
-				offset_min = (s[i] == '+' ? 1 : -1) * (oh * 60 + om);
-				i = len;
-			} else {
-				return false;
-			}
-		}
-	}
-	static const int mdays[] = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
-	if (mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] || h > 23 || mi > 59 ||
-	    sec > 60)
-		return false;
-	int64_t days = days_from_civil(y, mo, d);
-	*ms = ((days * 86400 + h * 3600 + mi * 60 + sec) - offset_min * 60) * 1000 + frac;
-	return true;
-}
-
 /* -------------------------------------------------------------- verifier */
 
 struct audit_verify {
@@ -1975,7 +1891,7 @@ bool audit_verify_line(struct audit_verify *v, const char *file,
 	cJSON *jts = cJSON_GetObjectItemCaseSensitive(o, "ts");
 	int64_t ts = 0;
 	bool has_ts = cJSON_IsString(jts) &&
-		      audit_time_parse(jts->valuestring, strlen(jts->valuestring), &ts);
+		      audit_read_time_parse(jts->valuestring, strlen(jts->valuestring), &ts);
 	if (!v->have_prev) {
 		v->first_seq = seq;
 		if (seq == 0) {

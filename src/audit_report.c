@@ -853,7 +853,7 @@ static void on_recovery(struct audit_report *r, const cJSON *o, int64_t t, bool 
 			bool in_time)
 {
 	const char *last = audit_read_str(o, "last_ts");
-	r->recovery_has_last = last && audit_time_parse(last, strlen(last), &r->recovery_last);
+	r->recovery_has_last = last && audit_read_time_parse(last, strlen(last), &r->recovery_last);
 	if (!in_time)
 		return;
 	const cJSON *u = cJSON_GetObjectItemCaseSensitive(o, "unclosed");

@@ -5,6 +5,7 @@
  * Files live in a fresh temporary directory; no sockets.
  */
 #include "tailfence/audit.h"
+#include "tailfence/audit_read.h"
 #include "tailfence/cli.h"
 
 #include <cjson/cJSON.h>
@@ -182,7 +183,7 @@ static void test_format(void)
 	const char *ts = cJSON_GetObjectItem(o, "ts")->valuestring;
 	int64_t ms;
 	CHECK(strlen(ts) == 24 && ts[10] == 'T' && ts[19] == '.' && ts[23] == 'Z' &&
-	      audit_time_parse(ts, strlen(ts), &ms), "ts %s is RFC 3339 UTC with ms", ts);
+	      audit_read_time_parse(ts, strlen(ts), &ms), "ts %s is RFC 3339 UTC with ms", ts);
 	CHECK(strcmp(cJSON_GetObjectItem(o, "type")->valuestring, "decision") == 0, "type");
 	CHECK(cJSON_GetObjectItem(o, "conn")->valuedouble == 42, "conn");
 	CHECK(cJSON_IsNull(cJSON_GetObjectItem(o, "user")), "unknown user is null");
@@ -882,7 +883,7 @@ static void test_time(void)
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		int64_t ms = -1;
-		bool ok = audit_time_parse(cases[i].s, strlen(cases[i].s), &ms);
+		bool ok = audit_read_time_parse(cases[i].s, strlen(cases[i].s), &ms);
 		CHECK(ok == cases[i].ok && (!ok || ms == cases[i].ms),
 		      "time \"%s\": ok %d ms %lld", cases[i].s, ok, (long long)ms);
 	}
