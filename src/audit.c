@@ -23,7 +23,8 @@
  * mac = HMAC-SHA256(key, prev_mac || line); the written line is the line with
  * its closing '}' replaced by ,"mac":"<64 hex>"} and a newline.
  */
-#include "tailfence/audit.h"
+#include "audit_internal.h"
+
 #include "tailfence/audit_read.h"
 #include "tailfence/text.h"
 #include "tailfence/log.h"
@@ -58,23 +59,14 @@
 #endif
 
 #define AUDIT_QUEUE_MAX (64u << 20)	/* bytes queued for the writer */
-#define AUDIT_SINK_MAX (64u << 20)	/* bytes pending per failing sink */
-#define AUDIT_WAKE_BYTES (256u << 10)	/* drain early past this */
 #define AUDIT_RETRY_MS 1000
 #define AUDIT_DEFAULT_FLUSH_MS 200
-#define SYSLOG_PRI 86			/* authpriv.info: 10 * 8 + 6 */
 #define MAC_SUFFIX_LEN (8 + 2 * AUDIT_MAC_LEN + 2)	/* ,"mac":"..."} */
-#define AUDIT_ACK_SEGS 32		/* batch outcomes not yet seen by the loop */
 #define AUDIT_RECOVERY_TAIL (4u << 20)	/* bytes of a file sink read back at start */
 
 /* ---------------------------------------------------------------- buffers */
 
-struct buf {
-	char *p;
-	size_t len, cap;
-};
-
-static bool buf_reserve(struct buf *b, size_t more)
+bool audit_buf_reserve(struct audit_buf *b, size_t more)
 {
 	if (b->len + more <= b->cap)
 		return true;
@@ -89,9 +81,9 @@ static bool buf_reserve(struct buf *b, size_t more)
 	return true;
 }
 
-static bool buf_add(struct buf *b, const void *p, size_t n)
+bool audit_buf_add(struct audit_buf *b, const void *p, size_t n)
 {
-	if (!buf_reserve(b, n))
+	if (!audit_buf_reserve(b, n))
 		return false;
 	memcpy(b->p + b->len, p, n);
 	b->len += n;
@@ -131,7 +123,7 @@ static bool hex_decode(const char *in, size_t n, unsigned char *out)
 	return true;
 }
 
-static void format_ts(char *out, size_t len)
+void audit_format_ts(char *out, size_t len)
 {
 	struct timespec ts;
 	struct tm tm;
@@ -143,7 +135,7 @@ static void format_ts(char *out, size_t len)
 	snprintf(out, len, "%.24s.%03dZ", day, (int)(ts.tv_nsec / 1000000) % 1000);
 }
 
-static int64_t mono_ms(void)
+int64_t audit_mono_ms(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -217,330 +209,13 @@ bool audit_key_load(const char *path, unsigned char **key, size_t *keylen,
 	return true;
 }
 
-/* ------------------------------------------------------------------ sinks */
-
-struct sink {
-	enum audit_sink_kind kind;
-	char *name;		/* "file:/x", "stdout", "syslog:udp:..." for messages */
-	char *path;		/* FILE */
-	int fd;
-	/* SYSLOG */
-	int sock_type;		/* SOCK_DGRAM or SOCK_STREAM */
-	bool is_unix;
-	struct sockaddr_storage sa;
-	socklen_t salen;
-	size_t frame_off;	/* bytes of the current TCP frame already sent */
-	/* pending lines ("...\n"), sent from offset sent */
-	struct buf pend;
-	size_t sent;
-	uint64_t lost;		/* lines dropped because pend was full */
-	atomic_uint_fast64_t lost_total;	/* appends refused, ever (audit_get_stats) */
-	bool failing;
-	bool dirty;		/* FILE: written since the last fdatasync */
-	bool sync_failing;	/* FILE: the last fdatasync failed */
-	char last_err[160];
-};
-
-/* The outcome of the batches up to ticket hi (since the previous one). */
-struct ack_seg {
-	uint64_t hi;
-	bool proceed;
-	char why[200];
-};
-
-struct audit {
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	struct buf queue;	/* complete lines, each ending in '\n' */
-	int64_t first_enq_ms;	/* when the queue became non-empty */
-	uint64_t dropped;	/* records refused because the queue was full */
-	bool stop, reopen;
-	atomic_bool healthy;
-	/* For audit_get_stats(): queue_records under mu, the rest atomic. */
-	uint64_t queue_records;
-	atomic_uint_fast64_t stat_written, stat_dropped, stat_sink_errors;
-	bool fail_closed;
-	unsigned flush_ms;
-	enum audit_durability durability;
-	pthread_t thread;
-	bool thread_started;
-
-	/* tickets and acknowledgements (under mu) */
-	uint64_t tickets;	/* the last ticket given to a queued record */
-	int urgency;		/* the most urgent record queued: enum urgency */
-	uint64_t resolved;	/* every ticket up to this one is resolved */
-	bool resolved_ok;	/* ... and the last batch was written */
-	pthread_cond_t ack_cv;	/* resolved moved (audit_start waits on it) */
-	struct ack_seg segs[AUDIT_ACK_SEGS];
-	size_t n_segs;
-	bool wake_pending;
-	/* loop side */
-	struct event *wake;
-	TAILQ_HEAD(audit_waiters, audit_waiter) waiters;
-	uint64_t loop_resolved;	/* the last ticket the loop has seen resolved */
-
-	cJSON *recovery;	/* recovery record for audit_start(), or NULL */
-
-	struct sink *sinks;
-	size_t n_sinks;
-	char hostname[256];
-	int pid;
-
-	/* chain: touched only by the writer thread after audit_open() */
-	bool chain;
-	unsigned char *key;
-	size_t keylen;
-	char key_id[17];
-	uint64_t seq;		/* next sequence number */
-	unsigned char prev[AUDIT_MAC_LEN];
-	bool have_prev;		/* prev is a real MAC (seq > 0) */
-	bool link_next;		/* write "prev" into the next record */
-	int64_t next_retry_ms;
-	bool reopen_pending;	/* a reopen failed; retry it */
-};
-
-static void sink_close_fd(struct sink *s)
-{
-	if (s->fd >= 0 && s->kind != AUDIT_SINK_STDOUT)
-		close(s->fd);
-	s->fd = -1;
-}
-
-static bool parse_hostport(const char *hp, char *host, size_t hostlen,
-			   char *port, size_t portlen)
-{
-	const char *colon;
-	if (hp[0] == '[') {
-		const char *rb = strchr(hp, ']');
-		if (!rb || rb[1] != ':')
-			return false;
-		if ((size_t)(rb - hp - 1) >= hostlen)
-			return false;
-		memcpy(host, hp + 1, (size_t)(rb - hp - 1));
-		host[rb - hp - 1] = '\0';
-		colon = rb + 1;
-	} else {
-		colon = strrchr(hp, ':');
-		if (!colon || (size_t)(colon - hp) >= hostlen || colon == hp)
-			return false;
-		memcpy(host, hp, (size_t)(colon - hp));
-		host[colon - hp] = '\0';
-	}
-	if (!colon[1] || strlen(colon + 1) >= portlen)
-		return false;
-	for (const char *c = colon + 1; *c; c++)
-		if (!isdigit((unsigned char)*c))
-			return false;
-	strcpy(port, colon + 1);
-	return atoi(port) > 0 && atoi(port) < 65536;
-}
-
-static bool sink_syslog_setup(struct sink *s, const char *target, char *err,
-			      size_t errlen)
-{
-	if (strncmp(target, "unix:", 5) == 0 || target[0] == '/') {
-		const char *path = target[0] == '/' ? target : target + 5;
-		struct sockaddr_un *un = (struct sockaddr_un *)&s->sa;
-		if (strlen(path) >= sizeof un->sun_path || !*path) {
-			snprintf(err, errlen,
-				 "audit syslog target \"%s\": socket path too long or empty",
-				 target);
-			return false;
-		}
-		un->sun_family = AF_UNIX;
-		strcpy(un->sun_path, path);
-		s->salen = sizeof *un;
-		s->is_unix = true;
-		s->sock_type = SOCK_DGRAM;
-		return true;
-	}
-	int type;
-	if (strncmp(target, "udp:", 4) == 0)
-		type = SOCK_DGRAM;
-	else if (strncmp(target, "tcp:", 4) == 0)
-		type = SOCK_STREAM;
-	else {
-		snprintf(err, errlen,
-			 "audit syslog target \"%s\": expected unix:PATH, udp:HOST:PORT or tcp:HOST:PORT",
-			 target);
-		return false;
-	}
-	char host[256], port[8];
-	if (!parse_hostport(target + 4, host, sizeof host, port, sizeof port)) {
-		snprintf(err, errlen,
-			 "audit syslog target \"%s\": expected HOST:PORT after %.3s: (IPv6 as [addr]:port)",
-			 target, target);
-		return false;
-	}
-	struct addrinfo hints = { .ai_socktype = type }, *ai = NULL;
-	int rc = getaddrinfo(host, port, &hints, &ai);
-	if (rc != 0 || !ai) {
-		snprintf(err, errlen, "audit syslog target \"%s\": cannot resolve %s: %s",
-			 target, host, gai_strerror(rc));
-		return false;
-	}
-	memcpy(&s->sa, ai->ai_addr, ai->ai_addrlen);
-	s->salen = ai->ai_addrlen;
-	s->sock_type = type;
-	freeaddrinfo(ai);
-	return true;
-}
-
-/* Opens (or re-opens) the sink's descriptor; returns false with errno set. */
-static bool sink_connect(struct sink *s)
-{
-	if (s->fd >= 0)
-		return true;
-	switch (s->kind) {
-	case AUDIT_SINK_STDOUT:
-		s->fd = STDOUT_FILENO;
-		return true;
-	case AUDIT_SINK_FILE:
-		s->fd = open(s->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-		return s->fd >= 0;
-	case AUDIT_SINK_SYSLOG: {
-		int fd = socket(s->sa.ss_family, s->sock_type | SOCK_CLOEXEC, 0);
-		if (fd < 0)
-			return false;
-		struct timeval tv = { .tv_sec = 2 };
-		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-		/* UDP stays unconnected (sendto): no ICMP errors to chase. */
-		if ((s->sock_type == SOCK_STREAM || s->is_unix) &&
-		    connect(fd, (struct sockaddr *)&s->sa, s->salen) < 0) {
-			int e = errno;
-			close(fd);
-			errno = e;
-			return false;
-		}
-		s->fd = fd;
-		s->frame_off = 0;
-		return true;
-	}
-	}
-	return false;
-}
-
-/* Writes what it can of the sink's pending lines. Returns false on error
- * (errno-based text in s->last_err); pending bytes stay for a retry. */
-static bool sink_flush(struct audit *a, struct sink *s)
-{
-	if (s->sent == s->pend.len)
-		return true;
-	if (!sink_connect(s)) {
-		snprintf(s->last_err, sizeof s->last_err, "%s", strerror(errno));
-		return false;
-	}
-	while (s->sent < s->pend.len) {
-		const char *p = s->pend.p + s->sent;
-		size_t left = s->pend.len - s->sent;
-		if (s->kind != AUDIT_SINK_SYSLOG) {
-			ssize_t n = write(s->fd, p, left);
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n <= 0) {
-				snprintf(s->last_err, sizeof s->last_err, "%s",
-					 n < 0 ? strerror(errno) : "short write");
-				return false;
-			}
-			s->sent += (size_t)n;
-			s->dirty = true;
-			continue;
-		}
-		/* syslog: one RFC 5424 message per line */
-		const char *nl = memchr(p, '\n', left);
-		size_t linelen = nl ? (size_t)(nl - p) : left;
-		char head[512];
-		char ts[48];
-		/* The record's own "ts" would need parsing; the header carries
-		 * the send time, the record keeps the event time. */
-		format_ts(ts, sizeof ts);
-		int hl = snprintf(head, sizeof head, "<%d>1 %s %s tailfence %d audit - ",
-				  SYSLOG_PRI, ts, a->hostname, a->pid);
-		size_t msglen = (size_t)hl + linelen;
-		ssize_t n;
-		if (s->sock_type == SOCK_STREAM) {
-			char frame[600];
-			int fl = snprintf(frame, sizeof frame, "%zu %s", msglen, head);
-			struct buf out = { 0 };
-			if (!buf_add(&out, frame, (size_t)fl) ||
-			    !buf_add(&out, p, linelen)) {
-				free(out.p);
-				snprintf(s->last_err, sizeof s->last_err, "out of memory");
-				return false;
-			}
-			bool ok = true;
-			while (s->frame_off < out.len) {
-				n = send(s->fd, out.p + s->frame_off,
-					 out.len - s->frame_off, MSG_NOSIGNAL);
-				if (n < 0 && errno == EINTR)
-					continue;
-				if (n <= 0) {
-					snprintf(s->last_err, sizeof s->last_err, "%s",
-						 n < 0 ? strerror(errno) : "connection closed");
-					ok = false;
-					break;
-				}
-				s->frame_off += (size_t)n;
-			}
-			free(out.p);
-			if (!ok) {
-				/* Resend the whole frame on a new connection. */
-				sink_close_fd(s);
-				return false;
-			}
-			s->frame_off = 0;
-		} else {
-			struct iovec iov[2] = {
-				{ .iov_base = head, .iov_len = (size_t)hl },
-				{ .iov_base = (void *)p, .iov_len = linelen },
-			};
-			struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 2 };
-			if (!s->is_unix) {
-				mh.msg_name = &s->sa;
-				mh.msg_namelen = s->salen;
-			}
-			do
-				n = sendmsg(s->fd, &mh, MSG_NOSIGNAL);
-			while (n < 0 && errno == EINTR);
-			if (n < 0) {
-				snprintf(s->last_err, sizeof s->last_err, "%s",
-					 strerror(errno));
-				if (s->is_unix)
-					sink_close_fd(s);
-				return false;
-			}
-		}
-		s->sent += linelen + (nl ? 1 : 0);
-	}
-	s->sent = 0;
-	s->pend.len = 0;
-	return true;
-}
-
-/* Appends bytes (complete lines) to a sink's pending buffer; drops them
- * (counting lines) when the sink is already too far behind. */
-static void sink_append(struct sink *s, const char *p, size_t n)
-{
-	if (s->sent > 0 && s->sent >= s->pend.len / 2) {
-		memmove(s->pend.p, s->pend.p + s->sent, s->pend.len - s->sent);
-		s->pend.len -= s->sent;
-		s->sent = 0;
-	}
-	if (s->pend.len - s->sent + n > AUDIT_SINK_MAX || !buf_add(&s->pend, p, n)) {
-		for (size_t i = 0; i < n; i++)
-			if (p[i] == '\n')
-				s->lost++;
-		atomic_fetch_add(&s->lost_total, 1);
-	}
-}
-
 /* --------------------------------------------------------------- records */
 
 static cJSON *rec_new(const char *type)
 {
 	cJSON *o = cJSON_CreateObject();
 	char ts[48];
-	format_ts(ts, sizeof ts);
+	audit_format_ts(ts, sizeof ts);
 	cJSON_AddNumberToObject(o, "v", 1);
 	cJSON_AddStringToObject(o, "ts", ts);
 	cJSON_AddStringToObject(o, "type", type);
@@ -608,7 +283,7 @@ static bool enqueue(struct audit *a, cJSON *o, enum urgency urgency)
 	s[n] = '\n';	/* replaces the NUL; the line is used by length */
 	bool ok;
 	pthread_mutex_lock(&a->mu);
-	if (a->queue.len + n + 1 > AUDIT_QUEUE_MAX || !buf_add(&a->queue, s, n + 1)) {
+	if (a->queue.len + n + 1 > AUDIT_QUEUE_MAX || !audit_buf_add(&a->queue, s, n + 1)) {
 		a->dropped++;
 		atomic_fetch_add(&a->stat_dropped, 1);
 		atomic_store(&a->healthy, false);
@@ -619,7 +294,7 @@ static bool enqueue(struct audit *a, cJSON *o, enum urgency urgency)
 		bool signal = false;
 		a->queue_records++;
 		if (a->queue.len == n + 1) {
-			a->first_enq_ms = mono_ms();
+			a->first_enq_ms = audit_mono_ms();
 			signal = true;
 		} else if (a->queue.len >= AUDIT_WAKE_BYTES &&
 			   a->queue.len - (n + 1) < AUDIT_WAKE_BYTES) {
@@ -783,7 +458,7 @@ bool audit_durability_parse(const char *s, enum audit_durability *out)
 static void wake_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct audit *a = arg;
-	struct ack_seg segs[AUDIT_ACK_SEGS];
+	struct audit_ack_seg segs[AUDIT_ACK_SEGS];
 	(void)fd;
 	(void)what;
 	pthread_mutex_lock(&a->mu);
@@ -896,11 +571,11 @@ static void emit_line(struct audit *a, const char *line, size_t n)
 	atomic_fetch_add(&a->stat_written, 1);
 	if (!a->chain) {
 		for (size_t i = 0; i < a->n_sinks; i++)
-			sink_append(&a->sinks[i], line, n);
+			audit_sink_append(&a->sinks[i], line, n);
 		return;
 	}
 	static const char head[] = "{\"v\":1,";
-	struct buf b = { 0 };
+	struct audit_buf b = { 0 };
 	char pre[160];
 	int pl;
 	if (n < sizeof head || memcmp(line, head, sizeof head - 1) != 0)
@@ -915,9 +590,9 @@ static void emit_line(struct audit *a, const char *line, size_t n)
 			      (unsigned long long)a->seq);
 	}
 	/* body = pre + rest of the line without its '\n' */
-	if (!buf_add(&b, pre, (size_t)pl) ||
-	    !buf_add(&b, line + sizeof head - 1, n - (sizeof head - 1) - 1) ||
-	    !buf_reserve(&b, MAC_SUFFIX_LEN + 1)) {
+	if (!audit_buf_add(&b, pre, (size_t)pl) ||
+	    !audit_buf_add(&b, line + sizeof head - 1, n - (sizeof head - 1) - 1) ||
+	    !audit_buf_reserve(&b, MAC_SUFFIX_LEN + 1)) {
 		free(b.p);
 		return;
 	}
@@ -928,11 +603,11 @@ static void emit_line(struct audit *a, const char *line, size_t n)
 	char hx[2 * AUDIT_MAC_LEN + 1];
 	hex_encode(mac, AUDIT_MAC_LEN, hx);
 	b.len--;	/* drop the closing '}' */
-	buf_add(&b, ",\"mac\":\"", 8);
-	buf_add(&b, hx, 2 * AUDIT_MAC_LEN);
-	buf_add(&b, "\"}\n", 3);
+	audit_buf_add(&b, ",\"mac\":\"", 8);
+	audit_buf_add(&b, hx, 2 * AUDIT_MAC_LEN);
+	audit_buf_add(&b, "\"}\n", 3);
 	for (size_t i = 0; i < a->n_sinks; i++)
-		sink_append(&a->sinks[i], b.p, b.len);
+		audit_sink_append(&a->sinks[i], b.p, b.len);
 	free(b.p);
 	memcpy(a->prev, mac, AUDIT_MAC_LEN);
 	a->have_prev = true;
@@ -967,8 +642,8 @@ static void flush_all(struct audit *a, uint64_t dropped)
 {
 	bool all_ok = dropped == 0;
 	for (size_t i = 0; i < a->n_sinks; i++) {
-		struct sink *s = &a->sinks[i];
-		bool ok = sink_flush(a, s);
+		struct audit_sink *s = &a->sinks[i];
+		bool ok = audit_sink_flush(a, s);
 		if (!ok && !s->failing) {
 			s->failing = true;
 			atomic_fetch_add(&a->stat_sink_errors, 1);
@@ -989,7 +664,7 @@ static void flush_all(struct audit *a, uint64_t dropped)
 				cJSON_AddStringToObject(o, "error", "records lost while the sink could not be written");
 				s->lost = 0;
 				emit_obj(a, o);
-				sink_flush(a, s);	/* best effort; retried anyway */
+				audit_sink_flush(a, s);	/* best effort; retried anyway */
 			}
 		}
 		if (s->failing || s->lost || s->sync_failing)
@@ -1005,51 +680,9 @@ static void flush_all(struct audit *a, uint64_t dropped)
 		cJSON_AddStringToObject(o, "error", "writer queue full; records dropped");
 		emit_obj(a, o);
 		for (size_t i = 0; i < a->n_sinks; i++)
-			sink_flush(a, &a->sinks[i]);
+			audit_sink_flush(a, &a->sinks[i]);
 	}
 	atomic_store(&a->healthy, all_ok);
-}
-
-/* True when every sink has written everything it was given. */
-static bool all_written(const struct audit *a)
-{
-	for (size_t i = 0; i < a->n_sinks; i++)
-		if (a->sinks[i].sent != a->sinks[i].pend.len)
-			return false;
-	return true;
-}
-
-/* fdatasync of every file sink written since its last sync. Returns false
- * when one failed (the sink stays dirty and is synced again next time). */
-static bool sync_files(struct audit *a)
-{
-	bool ok = true;
-	for (size_t i = 0; i < a->n_sinks; i++) {
-		struct sink *s = &a->sinks[i];
-		if (s->kind != AUDIT_SINK_FILE || !s->dirty || s->fd < 0)
-			continue;
-		int rc;
-		do
-			rc = fdatasync(s->fd);
-		while (rc < 0 && errno == EINTR);
-		if (rc < 0) {
-			snprintf(s->last_err, sizeof s->last_err, "fdatasync: %s", strerror(errno));
-			if (!s->sync_failing)
-				log_error("audit sink_error: %s: %s%s", s->name, s->last_err,
-					  a->fail_closed ? "; on_failure=deny: refusing new connections" : "");
-			s->sync_failing = true;
-			ok = false;
-			continue;
-		}
-		s->dirty = false;
-		if (s->sync_failing) {
-			s->sync_failing = false;
-			log_warn("audit: %s: fdatasync works again", s->name);
-		}
-	}
-	if (!ok)
-		atomic_store(&a->healthy, false);
-	return ok;
 }
 
 /* The sentence a refused connection is answered with (and its close
@@ -1058,7 +691,7 @@ static bool sync_files(struct audit *a)
 static void failure_text(const struct audit *a, char *out, size_t len)
 {
 	for (size_t i = 0; i < a->n_sinks; i++) {
-		const struct sink *s = &a->sinks[i];
+		const struct audit_sink *s = &a->sinks[i];
 		if (s->sent != s->pend.len || s->sync_failing) {
 			snprintf(out, len, "audit trail unavailable: decision record not written (%.120s)",
 				 s->last_err[0] ? s->last_err : "write failed");
@@ -1082,7 +715,7 @@ static void ack_publish(struct audit *a, uint64_t hi, bool ok)
 		a->resolved = hi;
 		a->resolved_ok = ok;
 		if (a->durability != AUDIT_DURABILITY_QUEUED) {
-			struct ack_seg *last = a->n_segs ? &a->segs[a->n_segs - 1] : NULL;
+			struct audit_ack_seg *last = a->n_segs ? &a->segs[a->n_segs - 1] : NULL;
 			if (last && (last->proceed == proceed || a->n_segs == AUDIT_ACK_SEGS)) {
 				/* Merging a refusal refuses the lot: never the
 				 * other way round. */
@@ -1091,7 +724,7 @@ static void ack_publish(struct audit *a, uint64_t hi, bool ok)
 				last->proceed = last->proceed && proceed;
 				last->hi = hi;
 			} else {
-				struct ack_seg *g = &a->segs[a->n_segs++];
+				struct audit_ack_seg *g = &a->segs[a->n_segs++];
 				g->hi = hi;
 				g->proceed = proceed;
 				snprintf(g->why, sizeof g->why, "%s", why);
@@ -1110,33 +743,18 @@ static void ack_publish(struct audit *a, uint64_t hi, bool ok)
 
 static void reopen_files(struct audit *a)
 {
-	bool ok = true;
-	for (size_t i = 0; i < a->n_sinks; i++) {
-		struct sink *s = &a->sinks[i];
-		if (s->kind != AUDIT_SINK_FILE)
-			continue;
-		int fd = open(s->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-		if (fd < 0) {
-			log_error("audit sink_error: %s: reopen failed: %s; still writing the old file",
-				  s->name, strerror(errno));
-			ok = false;
-			continue;
-		}
-		sink_close_fd(s);
-		s->fd = fd;
-	}
-	a->reopen_pending = !ok;
+	a->reopen_pending = !audit_sinks_reopen(a);
 	a->link_next = true;
 }
 
 static void *writer_main(void *arg)
 {
 	struct audit *a = arg;
-	struct buf batch = { 0 };
+	struct audit_buf batch = { 0 };
 	pthread_mutex_lock(&a->mu);
 	for (;;) {
 		bool failing = !atomic_load(&a->healthy) || a->reopen_pending;
-		int64_t now = mono_ms();
+		int64_t now = audit_mono_ms();
 		int64_t deadline = -1;
 		if (a->queue.len)
 			deadline = a->first_enq_ms + a->flush_ms;
@@ -1163,7 +781,7 @@ static void *writer_main(void *arg)
 			continue;
 		}
 		/* take the queue */
-		struct buf q = a->queue;
+		struct audit_buf q = a->queue;
 		a->queue = batch;
 		a->queue.len = 0;
 		a->queue_records = 0;
@@ -1191,11 +809,11 @@ static void *writer_main(void *arg)
 			 * for it (a failing disk) move on to the new one. */
 			emit_checkpoint(a, "rotate");
 			for (size_t i = 0; i < a->n_sinks; i++)
-				sink_flush(a, &a->sinks[i]);
+				audit_sink_flush(a, &a->sinks[i]);
 			if (a->durability == AUDIT_DURABILITY_SYNCED)
-				synced = sync_files(a);
+				synced = audit_sinks_sync(a);
 			reopen_files(a);
-		} else if (a->reopen_pending && mono_ms() >= a->next_retry_ms) {
+		} else if (a->reopen_pending && audit_mono_ms() >= a->next_retry_ms) {
 			reopen_files(a);
 		}
 		if (stop) {
@@ -1212,24 +830,24 @@ static void *writer_main(void *arg)
 					flush_all(a, 0);
 				}
 				if (a->durability == AUDIT_DURABILITY_SYNCED)
-					sync_files(a);
+					audit_sinks_sync(a);
 				break;
 			}
 		}
 		flush_all(a, dropped);
-		bool ok = all_written(a);
+		bool ok = audit_sinks_written(a);
 		if (a->durability != AUDIT_DURABILITY_SYNCED) {
 			ack_publish(a, batch_hi, ok);
 		} else if (batch_ack || !synced || !atomic_load(&a->healthy)) {
 			/* Close records alone are not worth an fdatasync: they
 			 * are synced, and resolved, with the next decision. A
 			 * failing sync is retried with every pass. */
-			ok = sync_files(a) && synced && ok;
+			ok = audit_sinks_sync(a) && synced && ok;
 			ack_publish(a, batch_hi, ok);
 		}
 		pthread_mutex_lock(&a->mu);
 		if (!atomic_load(&a->healthy) || a->reopen_pending)
-			a->next_retry_ms = mono_ms() + AUDIT_RETRY_MS;
+			a->next_retry_ms = audit_mono_ms() + AUDIT_RETRY_MS;
 	}
 	free(batch.p);
 	return NULL;
@@ -1368,7 +986,7 @@ static bool other_daemon_alive(int pid)
  * other types, or lines that are not records, are passed over. A partial
  * last line is ended with a newline first, so the next record starts clean.
  */
-static cJSON *recovery_scan(struct sink *s)
+static cJSON *recovery_scan(struct audit_sink *s)
 {
 	int fd = open(s->path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
@@ -1524,17 +1142,6 @@ out:
 	return rec;
 }
 
-static void sinks_free(struct sink *s, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		sink_close_fd(&s[i]);
-		free(s[i].name);
-		free(s[i].path);
-		free(s[i].pend.p);
-	}
-	free(s);
-}
-
 struct audit *audit_open(const struct audit_config *cfg, char *err, size_t errlen)
 {
 	struct audit *a = calloc(1, sizeof *a);
@@ -1560,48 +1167,10 @@ struct audit *audit_open(const struct audit_config *cfg, char *err, size_t errle
 		return NULL;
 	}
 	a->n_sinks = n;
-	for (size_t i = 0; i < n; i++) {
-		struct sink *s = &a->sinks[i];
-		s->fd = -1;
-		const struct audit_sink_config *sc = cfg->n_sinks ? &cfg->sinks[i] : NULL;
-		s->kind = sc ? sc->kind : AUDIT_SINK_STDOUT;
-		char name[600];
-		switch (s->kind) {
-		case AUDIT_SINK_STDOUT:
-			snprintf(name, sizeof name, "stdout");
-			s->fd = STDOUT_FILENO;
-			break;
-		case AUDIT_SINK_FILE:
-			if (!sc->path || !*sc->path) {
-				snprintf(err, errlen, "audit.sinks[%zu]: file sink needs a \"path\"", i);
-				goto fail;
-			}
-			snprintf(name, sizeof name, "file %s", sc->path);
-			s->path = strdup(sc->path);
-			if (!sink_connect(s)) {
-				snprintf(err, errlen, "audit.sinks[%zu]: cannot open \"%s\" for appending: %s",
-					 i, sc->path, strerror(errno));
-				goto fail;
-			}
-			break;
-		case AUDIT_SINK_SYSLOG:
-			if (!sc->target || !sink_syslog_setup(s, sc->target, err, errlen)) {
-				if (!sc->target)
-					snprintf(err, errlen, "audit.sinks[%zu]: syslog sink needs a \"target\"", i);
-				goto fail;
-			}
-			snprintf(name, sizeof name, "syslog %s", sc->target);
-			/* A collector that is not up yet is retried by the writer. */
-			if (!sink_connect(s))
-				log_warn("audit: %s: not reachable yet: %s (will retry)",
-					 name, strerror(errno));
-			break;
-		default:
-			snprintf(err, errlen, "audit.sinks[%zu]: unknown sink type %d", i, (int)s->kind);
+	for (size_t i = 0; i < n; i++)
+		if (!audit_sink_open(&a->sinks[i], cfg->n_sinks ? &cfg->sinks[i] : NULL, i,
+				     err, errlen))
 			goto fail;
-		}
-		s->name = strdup(name);
-	}
 
 	if (cfg->hmac_key_file) {
 		if (!audit_key_load(cfg->hmac_key_file, &a->key, &a->keylen, err, errlen))
@@ -1656,7 +1225,7 @@ struct audit *audit_open(const struct audit_config *cfg, char *err, size_t errle
 	a->thread_started = true;
 	return a;
 fail:
-	sinks_free(a->sinks, a->n_sinks);
+	audit_sinks_free(a->sinks, a->n_sinks);
 	cJSON_Delete(a->recovery);
 	if (a->key) {
 		OPENSSL_cleanse(a->key, a->keylen);
@@ -1684,12 +1253,12 @@ void audit_free(struct audit *a)
 	pthread_mutex_unlock(&a->mu);
 	pthread_join(a->thread, NULL);
 	for (size_t i = 0; i < a->n_sinks; i++) {
-		struct sink *s = &a->sinks[i];
+		struct audit_sink *s = &a->sinks[i];
 		if (s->pend.len > s->sent)
 			log_error("audit sink_error: %s: %zu bytes could not be written before exit: %s",
 				  s->name, s->pend.len - s->sent, s->last_err);
 	}
-	sinks_free(a->sinks, a->n_sinks);
+	audit_sinks_free(a->sinks, a->n_sinks);
 	pthread_cond_destroy(&a->cv);
 	pthread_cond_destroy(&a->ack_cv);
 	pthread_mutex_destroy(&a->mu);
@@ -1792,7 +1361,7 @@ static bool vbreak(struct audit_verify *v, const char *fmt, ...)
 
 /* Splits a written line into the signed bytes and its MAC. The signed bytes
  * are the line with ,"mac":"<hex>"} replaced by }: returned in b. */
-static bool split_mac(const char *line, size_t len, struct buf *b,
+static bool split_mac(const char *line, size_t len, struct audit_buf *b,
 		      unsigned char mac[AUDIT_MAC_LEN])
 {
 	if (len < MAC_SUFFIX_LEN + 2)
@@ -1802,11 +1371,11 @@ static bool split_mac(const char *line, size_t len, struct buf *b,
 	    !hex_decode(suf + 8, AUDIT_MAC_LEN, mac))
 		return false;
 	b->len = 0;
-	return buf_add(b, line, len - MAC_SUFFIX_LEN) && buf_add(b, "}", 1);
+	return audit_buf_add(b, line, len - MAC_SUFFIX_LEN) && audit_buf_add(b, "}", 1);
 }
 
 static bool mac_ok(struct audit_verify *v, const unsigned char prev[AUDIT_MAC_LEN],
-		   const struct buf *b, const unsigned char mac[AUDIT_MAC_LEN])
+		   const struct audit_buf *b, const unsigned char mac[AUDIT_MAC_LEN])
 {
 	unsigned char calc[AUDIT_MAC_LEN];
 	if (!hmac2(v->key, v->keylen, prev, AUDIT_MAC_LEN, b->p, b->len, calc))
@@ -1826,7 +1395,7 @@ bool audit_verify_line(struct audit_verify *v, const char *file,
 		return vbreak(v, "%s: truncated tail: the last line is a partial record (no newline)%s",
 			      where, v->pend == PEND_GAP ? "; and a seq gap before it" : "");
 
-	struct buf b = { 0 };
+	struct audit_buf b = { 0 };
 	unsigned char mac[AUDIT_MAC_LEN];
 	bool has_mac = split_mac(line, len, &b, mac);
 	cJSON *o = cJSON_ParseWithLength(line, len);
