@@ -19,9 +19,7 @@
  * a decision in it is synced); the records queued while it writes or syncs
  * go together in the next batch (group commit).
  *
- * Chain (docs/audit.md): line = {"v":1,"seq":N[,"prev":"hex"],...REST} and
- * mac = HMAC-SHA256(key, prev_mac || line); the written line is the line with
- * its closing '}' replaced by ,"mac":"<64 hex>"} and a newline.
+ * The sinks are in audit_sink.c, the HMAC chain in audit_chain.c.
  */
 #include "audit_internal.h"
 
@@ -31,9 +29,7 @@
 
 #include <cjson/cJSON.h>
 #include <event2/event.h>
-#include <openssl/core_names.h>
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -61,7 +57,6 @@
 #define AUDIT_QUEUE_MAX (64u << 20)	/* bytes queued for the writer */
 #define AUDIT_RETRY_MS 1000
 #define AUDIT_DEFAULT_FLUSH_MS 200
-#define MAC_SUFFIX_LEN (8 + 2 * AUDIT_MAC_LEN + 2)	/* ,"mac":"..."} */
 #define AUDIT_RECOVERY_TAIL (4u << 20)	/* bytes of a file sink read back at start */
 
 /* ---------------------------------------------------------------- buffers */
@@ -92,37 +87,6 @@ bool audit_buf_add(struct audit_buf *b, const void *p, size_t n)
 
 /* ---------------------------------------------------------------- helpers */
 
-static void hex_encode(const unsigned char *in, size_t n, char *out)
-{
-	static const char hx[] = "0123456789abcdef";
-	for (size_t i = 0; i < n; i++) {
-		out[2 * i] = hx[in[i] >> 4];
-		out[2 * i + 1] = hx[in[i] & 15];
-	}
-	out[2 * n] = '\0';
-}
-
-static int hex_val(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
-static bool hex_decode(const char *in, size_t n, unsigned char *out)
-{
-	for (size_t i = 0; i < n; i++) {
-		int h = hex_val((unsigned char)in[2 * i]);
-		int l = hex_val((unsigned char)in[2 * i + 1]);
-		if (h < 0 || l < 0)
-			return false;
-		out[i] = (unsigned char)(h << 4 | l);
-	}
-	return true;
-}
-
 void audit_format_ts(char *out, size_t len)
 {
 	struct timespec ts;
@@ -140,73 +104,6 @@ int64_t audit_mono_ms(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* HMAC-SHA256 over a || b. */
-static bool hmac2(const unsigned char *key, size_t keylen,
-		  const void *a, size_t alen, const void *b, size_t blen,
-		  unsigned char out[AUDIT_MAC_LEN])
-{
-	EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
-	EVP_MAC_CTX *ctx = mac ? EVP_MAC_CTX_new(mac) : NULL;
-	OSSL_PARAM params[] = {
-		OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
-						 (char *)"SHA256", 0),
-		OSSL_PARAM_construct_end(),
-	};
-	size_t outl = 0;
-	bool ok = ctx && EVP_MAC_init(ctx, key, keylen, params) &&
-		  EVP_MAC_update(ctx, a, alen) &&
-		  EVP_MAC_update(ctx, b, blen) &&
-		  EVP_MAC_final(ctx, out, &outl, AUDIT_MAC_LEN) &&
-		  outl == AUDIT_MAC_LEN;
-	EVP_MAC_CTX_free(ctx);
-	EVP_MAC_free(mac);
-	return ok;
-}
-
-/* Public identifier of a key: the first 8 bytes of HMAC(key, label), hex. */
-static void key_id(const unsigned char *key, size_t keylen, char out[17])
-{
-	static const char label[] = "tailfence audit key id";
-	unsigned char m[AUDIT_MAC_LEN];
-	if (!hmac2(key, keylen, label, sizeof label - 1, "", 0, m))
-		memset(m, 0, sizeof m);
-	hex_encode(m, 8, out);
-}
-
-bool audit_key_load(const char *path, unsigned char **key, size_t *keylen,
-		    char *err, size_t errlen)
-{
-	FILE *f = fopen(path, "rb");
-	if (!f) {
-		snprintf(err, errlen, "audit.hmac_key_file: \"%s\": %s", path,
-			 strerror(errno));
-		return false;
-	}
-	unsigned char tmp[4096];
-	size_t n = fread(tmp, 1, sizeof tmp, f);
-	bool too_big = n == sizeof tmp && fgetc(f) != EOF;
-	fclose(f);
-	while (n > 0 && isspace(tmp[n - 1]))
-		n--;
-	if (too_big || n < 16) {
-		snprintf(err, errlen,
-			 "audit.hmac_key_file: \"%s\": key must be 16 to 4095 bytes "
-			 "(try: head -c 32 /dev/urandom | base64 > %s)",
-			 path, path);
-		OPENSSL_cleanse(tmp, sizeof tmp);
-		return false;
-	}
-	*key = malloc(n);
-	if (!*key) {
-		snprintf(err, errlen, "audit.hmac_key_file: out of memory");
-		return false;
-	}
-	memcpy(*key, tmp, n);
-	*keylen = n;
-	OPENSSL_cleanse(tmp, sizeof tmp);
-	return true;
 }
 
 /* --------------------------------------------------------------- records */
@@ -569,50 +466,16 @@ void audit_get_stats(struct audit *a, struct audit_stats *out)
 static void emit_line(struct audit *a, const char *line, size_t n)
 {
 	atomic_fetch_add(&a->stat_written, 1);
-	if (!a->chain) {
+	if (!a->chain.on) {
 		for (size_t i = 0; i < a->n_sinks; i++)
 			audit_sink_append(&a->sinks[i], line, n);
 		return;
 	}
-	static const char head[] = "{\"v\":1,";
 	struct audit_buf b = { 0 };
-	char pre[160];
-	int pl;
-	if (n < sizeof head || memcmp(line, head, sizeof head - 1) != 0)
-		return;	/* never happens: every record starts with "v":1 */
-	if (a->link_next && a->have_prev) {
-		char hx[2 * AUDIT_MAC_LEN + 1];
-		hex_encode(a->prev, AUDIT_MAC_LEN, hx);
-		pl = snprintf(pre, sizeof pre, "{\"v\":1,\"seq\":%llu,\"prev\":\"%s\",",
-			      (unsigned long long)a->seq, hx);
-	} else {
-		pl = snprintf(pre, sizeof pre, "{\"v\":1,\"seq\":%llu,",
-			      (unsigned long long)a->seq);
-	}
-	/* body = pre + rest of the line without its '\n' */
-	if (!audit_buf_add(&b, pre, (size_t)pl) ||
-	    !audit_buf_add(&b, line + sizeof head - 1, n - (sizeof head - 1) - 1) ||
-	    !audit_buf_reserve(&b, MAC_SUFFIX_LEN + 1)) {
-		free(b.p);
-		return;
-	}
-	unsigned char mac[AUDIT_MAC_LEN];
-	static const unsigned char zero[AUDIT_MAC_LEN];
-	hmac2(a->key, a->keylen, a->have_prev ? a->prev : zero, AUDIT_MAC_LEN,
-	      b.p, b.len, mac);
-	char hx[2 * AUDIT_MAC_LEN + 1];
-	hex_encode(mac, AUDIT_MAC_LEN, hx);
-	b.len--;	/* drop the closing '}' */
-	audit_buf_add(&b, ",\"mac\":\"", 8);
-	audit_buf_add(&b, hx, 2 * AUDIT_MAC_LEN);
-	audit_buf_add(&b, "\"}\n", 3);
-	for (size_t i = 0; i < a->n_sinks; i++)
-		audit_sink_append(&a->sinks[i], b.p, b.len);
+	if (audit_chain_sign(&a->chain, line, n, &b))
+		for (size_t i = 0; i < a->n_sinks; i++)
+			audit_sink_append(&a->sinks[i], b.p, b.len);
 	free(b.p);
-	memcpy(a->prev, mac, AUDIT_MAC_LEN);
-	a->have_prev = true;
-	a->link_next = false;
-	a->seq++;
 }
 
 static void emit_obj(struct audit *a, cJSON *o)
@@ -629,11 +492,11 @@ static void emit_obj(struct audit *a, cJSON *o)
 
 static void emit_checkpoint(struct audit *a, const char *reason)
 {
-	if (!a->chain)
+	if (!a->chain.on)
 		return;
 	cJSON *o = rec_new("checkpoint");
 	cJSON_AddStringToObject(o, "reason", reason);
-	cJSON_AddStringToObject(o, "key_id", a->key_id);
+	cJSON_AddStringToObject(o, "key_id", a->chain.key.id);
 	emit_obj(a, o);
 }
 
@@ -744,7 +607,7 @@ static void ack_publish(struct audit *a, uint64_t hi, bool ok)
 static void reopen_files(struct audit *a)
 {
 	a->reopen_pending = !audit_sinks_reopen(a);
-	a->link_next = true;
+	a->chain.link_next = true;
 }
 
 static void *writer_main(void *arg)
@@ -851,59 +714,6 @@ static void *writer_main(void *arg)
 	}
 	free(batch.p);
 	return NULL;
-}
-
-/* Reads the last complete line of a file sink to continue its chain. */
-static void chain_resume(struct audit *a, const char *path)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return;
-	struct stat st;
-	if (fstat(fd, &st) < 0 || st.st_size == 0) {
-		close(fd);
-		return;
-	}
-	size_t want = st.st_size > 65536 ? 65536 : (size_t)st.st_size;
-	char *p = malloc(want + 1);
-	ssize_t n = p ? pread(fd, p, want, st.st_size - (off_t)want) : -1;
-	close(fd);
-	if (n <= 0) {
-		free(p);
-		return;
-	}
-	size_t len = (size_t)n;
-	if (p[len - 1] != '\n') {
-		/* A partial record (crash mid-write): start the next on a new
-		 * line; the chain restarts and verify will show the damage. */
-		int wfd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
-		if (wfd >= 0) {
-			if (write(wfd, "\n", 1) < 0)
-				log_warn("audit: %s: cannot terminate partial line: %s",
-					 path, strerror(errno));
-			close(wfd);
-		}
-		free(p);
-		return;
-	}
-	len--;
-	size_t start = len;
-	while (start > 0 && p[start - 1] != '\n')
-		start--;
-	cJSON *o = cJSON_ParseWithLength(p + start, len - start);
-	free(p);
-	if (!o)
-		return;
-	cJSON *seq = cJSON_GetObjectItemCaseSensitive(o, "seq");
-	cJSON *mac = cJSON_GetObjectItemCaseSensitive(o, "mac");
-	if (cJSON_IsNumber(seq) && seq->valuedouble >= 0 && cJSON_IsString(mac) &&
-	    strlen(mac->valuestring) == 2 * AUDIT_MAC_LEN &&
-	    hex_decode(mac->valuestring, AUDIT_MAC_LEN, a->prev)) {
-		a->seq = (uint64_t)seq->valuedouble + 1;
-		a->have_prev = true;
-		a->link_next = true;
-	}
-	cJSON_Delete(o);
 }
 
 /* ---------------------------------------------------------- recovery */
@@ -1173,17 +983,11 @@ struct audit *audit_open(const struct audit_config *cfg, char *err, size_t errle
 			goto fail;
 
 	if (cfg->hmac_key_file) {
-		if (!audit_key_load(cfg->hmac_key_file, &a->key, &a->keylen, err, errlen))
+		if (!audit_chain_open(&a->chain, cfg->hmac_key_file, err, errlen))
 			goto fail;
-		struct stat st;
-		if (stat(cfg->hmac_key_file, &st) == 0 && (st.st_mode & 077))
-			log_warn("audit.hmac_key_file: \"%s\" is readable by group or others (mode %03o); chmod 600 it",
-				 cfg->hmac_key_file, (unsigned)(st.st_mode & 0777));
-		a->chain = true;
-		key_id(a->key, a->keylen, a->key_id);
 		for (size_t i = 0; i < a->n_sinks; i++)
 			if (a->sinks[i].kind == AUDIT_SINK_FILE) {
-				chain_resume(a, a->sinks[i].path);
+				audit_chain_resume(&a->chain, a->sinks[i].path);
 				break;
 			}
 	}
@@ -1227,10 +1031,7 @@ struct audit *audit_open(const struct audit_config *cfg, char *err, size_t errle
 fail:
 	audit_sinks_free(a->sinks, a->n_sinks);
 	cJSON_Delete(a->recovery);
-	if (a->key) {
-		OPENSSL_cleanse(a->key, a->keylen);
-		free(a->key);
-	}
+	audit_chain_close(&a->chain);
 	free(a);
 	return NULL;
 }
@@ -1267,19 +1068,14 @@ void audit_free(struct audit *a)
 	if (a->wake)
 		event_free(a->wake);
 	cJSON_Delete(a->recovery);
-	if (a->key) {
-		OPENSSL_cleanse(a->key, a->keylen);
-		free(a->key);
-	}
+	audit_chain_close(&a->chain);
 	free(a);
 }
 
 /* -------------------------------------------------------------- verifier */
 
 struct audit_verify {
-	unsigned char *key;
-	size_t keylen;
-	char key_id[17];
+	struct audit_mac_key key;
 	bool broken, done;
 	char msg[1024];
 	uint64_t records;
@@ -1313,14 +1109,10 @@ struct audit_verify *audit_verify_new(const unsigned char *key, size_t keylen)
 	struct audit_verify *v = calloc(1, sizeof *v);
 	if (!v)
 		return NULL;
-	v->key = malloc(keylen ? keylen : 1);
-	if (!v->key) {
+	if (!audit_mac_key_init(&v->key, key, keylen)) {
 		free(v);
 		return NULL;
 	}
-	memcpy(v->key, key, keylen);
-	v->keylen = keylen;
-	key_id(key, keylen, v->key_id);
 	return v;
 }
 
@@ -1328,8 +1120,7 @@ void audit_verify_free(struct audit_verify *v)
 {
 	if (!v)
 		return;
-	OPENSSL_cleanse(v->key, v->keylen);
-	free(v->key);
+	audit_mac_key_clear(&v->key);
 	free(v);
 }
 
@@ -1359,26 +1150,11 @@ static bool vbreak(struct audit_verify *v, const char *fmt, ...)
 	return false;
 }
 
-/* Splits a written line into the signed bytes and its MAC. The signed bytes
- * are the line with ,"mac":"<hex>"} replaced by }: returned in b. */
-static bool split_mac(const char *line, size_t len, struct audit_buf *b,
-		      unsigned char mac[AUDIT_MAC_LEN])
-{
-	if (len < MAC_SUFFIX_LEN + 2)
-		return false;
-	const char *suf = line + len - MAC_SUFFIX_LEN;
-	if (memcmp(suf, ",\"mac\":\"", 8) != 0 || memcmp(line + len - 2, "\"}", 2) != 0 ||
-	    !hex_decode(suf + 8, AUDIT_MAC_LEN, mac))
-		return false;
-	b->len = 0;
-	return audit_buf_add(b, line, len - MAC_SUFFIX_LEN) && audit_buf_add(b, "}", 1);
-}
-
 static bool mac_ok(struct audit_verify *v, const unsigned char prev[AUDIT_MAC_LEN],
 		   const struct audit_buf *b, const unsigned char mac[AUDIT_MAC_LEN])
 {
 	unsigned char calc[AUDIT_MAC_LEN];
-	if (!hmac2(v->key, v->keylen, prev, AUDIT_MAC_LEN, b->p, b->len, calc))
+	if (!audit_mac_compute(&v->key, prev, b->p, b->len, calc))
 		return false;
 	return CRYPTO_memcmp(calc, mac, AUDIT_MAC_LEN) == 0;
 }
@@ -1397,7 +1173,7 @@ bool audit_verify_line(struct audit_verify *v, const char *file,
 
 	struct audit_buf b = { 0 };
 	unsigned char mac[AUDIT_MAC_LEN];
-	bool has_mac = split_mac(line, len, &b, mac);
+	bool has_mac = audit_chain_split_mac(line, len, &b, mac);
 	cJSON *o = cJSON_ParseWithLength(line, len);
 	bool ok = false;
 	if (!o) {
@@ -1422,7 +1198,7 @@ bool audit_verify_line(struct audit_verify *v, const char *file,
 	uint64_t seq = (uint64_t)jseq->valuedouble;
 	unsigned char linkmac[AUDIT_MAC_LEN];
 	bool has_link = cJSON_IsString(jprev) && strlen(jprev->valuestring) == 2 * AUDIT_MAC_LEN &&
-			hex_decode(jprev->valuestring, AUDIT_MAC_LEN, linkmac);
+			audit_hex_decode(jprev->valuestring, AUDIT_MAC_LEN, linkmac);
 	if (jprev && !has_link) {
 		vbreak(v, "%s: record has a malformed \"prev\" (edited line)", where);
 		goto out;
@@ -1507,10 +1283,10 @@ bool audit_verify_line(struct audit_verify *v, const char *file,
 		prev = v->prev_mac;
 	}
 
-	if (cJSON_IsString(jkid) && strcmp(jkid->valuestring, v->key_id) != 0 &&
+	if (cJSON_IsString(jkid) && strcmp(jkid->valuestring, v->key.id) != 0 &&
 	    (!prev || !mac_ok(v, prev, &b, mac))) {
 		vbreak(v, "%s: signed with another key (key_id %s; this key's id is %s)",
-		       where, jkid->valuestring, v->key_id);
+		       where, jkid->valuestring, v->key.id);
 		goto out;
 	}
 	if (prev && !mac_ok(v, prev, &b, mac)) {

@@ -6,6 +6,7 @@
  *
  *   audit.c        records, the queue, acknowledgements, the public calls
  *   audit_sink.c   file, stdout and syslog sinks
+ *   audit_chain.c  the HMAC chain: keys, MACs, signing, resuming
  */
 #ifndef TAILFENCE_AUDIT_INTERNAL_H
 #define TAILFENCE_AUDIT_INTERNAL_H
@@ -105,6 +106,62 @@ bool audit_sinks_reopen(struct audit *a);
 /* Closes and frees n sinks (the array too). */
 void audit_sinks_free(struct audit_sink *s, size_t n);
 
+/* ------------------------------------------------------------ the chain */
+
+/* Lowercase hex (2n characters) into n bytes; false on anything else. */
+bool audit_hex_decode(const char *in, size_t n, unsigned char *out);
+
+/* An HMAC-SHA256 key: the writer's or the verifier's. */
+struct audit_mac_key {
+	unsigned char *key;
+	size_t keylen;
+	char id[17];		/* public id, as checkpoints carry it: 16 hex */
+};
+
+/* Copies the key and computes its id. False when out of memory. */
+bool audit_mac_key_init(struct audit_mac_key *k, const unsigned char *key, size_t keylen);
+
+/* Wipes and frees the key; a zeroed or cleared key is fine too. */
+void audit_mac_key_clear(struct audit_mac_key *k);
+
+/* out = HMAC-SHA256(key, prev || body). */
+bool audit_mac_compute(const struct audit_mac_key *k, const unsigned char prev[AUDIT_MAC_LEN],
+		       const void *body, size_t len, unsigned char out[AUDIT_MAC_LEN]);
+
+/* Splits a written line into the signed bytes and its MAC. The signed bytes
+ * are the line with ,"mac":"<hex>"} replaced by }: returned in b. False
+ * when the line does not end in a MAC. */
+bool audit_chain_split_mac(const char *line, size_t len, struct audit_buf *b,
+			   unsigned char mac[AUDIT_MAC_LEN]);
+
+/* The writer's end of the chain. */
+struct audit_chain {
+	bool on;		/* an HMAC key is configured */
+	struct audit_mac_key key;
+	uint64_t seq;		/* next sequence number */
+	unsigned char prev[AUDIT_MAC_LEN];
+	bool have_prev;		/* prev is a real MAC (seq > 0) */
+	bool link_next;		/* write "prev" into the next record */
+};
+
+/* Loads the key file (and warns when others may read it): the chain is
+ * on. On failure writes a sentence into err and returns false. */
+bool audit_chain_open(struct audit_chain *c, const char *key_file, char *err, size_t errlen);
+
+/* Reads the last complete line of a file sink to continue its chain. A
+ * partial last line (a crash mid-write) is ended with a newline instead,
+ * and the chain starts anew. */
+void audit_chain_resume(struct audit_chain *c, const char *path);
+
+/* Signs one record: line (n bytes, ending in '\n') gets "seq", "prev"
+ * after a reopen or a resume, and "mac"; the written line, with its '\n',
+ * is appended to out, which must be empty. Advances the chain. False when
+ * the line is not a record or memory ran out (the chain stays as it was). */
+bool audit_chain_sign(struct audit_chain *c, const char *line, size_t n, struct audit_buf *out);
+
+/* Wipes the key; the chain is off. */
+void audit_chain_close(struct audit_chain *c);
+
 /* ------------------------------------------------------------- the trail */
 
 /* The outcome of the batches up to ticket hi (since the previous one). */
@@ -152,15 +209,8 @@ struct audit {
 	char hostname[256];
 	int pid;
 
-	/* chain: touched only by the writer thread after audit_open() */
-	bool chain;
-	unsigned char *key;
-	size_t keylen;
-	char key_id[17];
-	uint64_t seq;		/* next sequence number */
-	unsigned char prev[AUDIT_MAC_LEN];
-	bool have_prev;		/* prev is a real MAC (seq > 0) */
-	bool link_next;		/* write "prev" into the next record */
+	/* touched only by the writer thread after audit_open() */
+	struct audit_chain chain;
 	int64_t next_retry_ms;
 	bool reopen_pending;	/* a reopen failed; retry it */
 };
