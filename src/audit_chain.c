@@ -1,7 +1,7 @@
 /*
- * audit_chain: the audit trail's HMAC-SHA256 chain (docs/audit.md, "The
- * HMAC chain"), shared by the writer, which signs every record, and by
- * `audit verify`, which checks them: key files, the key's public id, the
+ * audit_chain: the audit trail's HMAC-SHA256 chain (docs/audit.md,
+ * "Tamper evidence"), shared by the writer, which signs every record, and
+ * by `audit verify`, which checks them: key files, the key's public id, the
  * MAC over the previous MAC and the record, the "mac" suffix of a written
  * line, and resuming a file's chain where the last run left it.
  *

@@ -7,6 +7,7 @@
  *   audit.c        records, the queue, acknowledgements, the public calls
  *   audit_sink.c   file, stdout and syslog sinks
  *   audit_chain.c  the HMAC chain: keys, MACs, signing, resuming
+ *   audit_verify.c the chain verifier (`tailfence audit verify`)
  */
 #ifndef TAILFENCE_AUDIT_INTERNAL_H
 #define TAILFENCE_AUDIT_INTERNAL_H
