@@ -4,7 +4,8 @@
  * public handle, its sinks, and the small helpers they all use. The
  * public API is include/tailfence/audit.h.
  *
- *   audit.c        records, the queue, acknowledgements, the public calls
+ *   audit.c        records, the queue, acknowledgements, the loop's calls
+ *   audit_writer.c the writer thread; audit_open(), audit_free()
  *   audit_sink.c   file, stdout and syslog sinks
  *   audit_chain.c  the HMAC chain: keys, MACs, signing, resuming
  *   audit_verify.c the chain verifier (`tailfence audit verify`)
@@ -165,12 +166,20 @@ void audit_chain_close(struct audit_chain *c);
 
 /* ------------------------------------------------------------- the trail */
 
+/* How soon a queued record must be written. */
+enum audit_urgency {
+	AUDIT_URGENCY_FLUSH,		/* within flush_ms */
+	AUDIT_URGENCY_WRITE,		/* at once */
+	AUDIT_URGENCY_ACK,		/* at once, and synced with "synced": someone waits */
+};
+
 /* The outcome of the batches up to ticket hi (since the previous one). */
 struct audit_ack_seg {
 	uint64_t hi;
 	bool proceed;
 	char why[200];
 };
+
 
 struct audit {
 	pthread_mutex_t mu;
@@ -191,7 +200,7 @@ struct audit {
 
 	/* tickets and acknowledgements (under mu) */
 	uint64_t tickets;	/* the last ticket given to a queued record */
-	int urgency;		/* the most urgent record queued: enum urgency */
+	int urgency;		/* the most urgent record queued: enum audit_urgency */
 	uint64_t resolved;	/* every ticket up to this one is resolved */
 	bool resolved_ok;	/* ... and the last batch was written */
 	pthread_cond_t ack_cv;	/* resolved moved (audit_start waits on it) */
@@ -215,5 +224,20 @@ struct audit {
 	int64_t next_retry_ms;
 	bool reopen_pending;	/* a reopen failed; retry it */
 };
+
+
+/* --------------------------------------------------- records and the queue */
+
+/* A new record {"v":1,"ts":NOW,"type":type} (caller owns it). */
+cJSON *audit_record_new(const char *type);
+
+/* Adds string v as k (null for NULL). Every string goes into a record as
+ * valid UTF-8 (bytes that are not become U+FFFD), so strict JSON readers
+ * never drop a hostile record. */
+void audit_record_add_str(cJSON *o, const char *k, const char *v);
+
+/* Resolves every ticket up to hi: written (ok) or not. Wakes the loop when
+ * connections may be waiting, and audit_start(). Writer thread. */
+void audit_ack_publish(struct audit *a, uint64_t hi, bool ok);
 
 #endif
