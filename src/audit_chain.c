@@ -64,25 +64,19 @@ bool audit_hex_decode(const char *in, size_t n, unsigned char *out)
 
 /* ------------------------------------------------------------------- MACs */
 
-/* HMAC-SHA256 over a || b. */
+/* HMAC-SHA256 over a || b: a copy of the keyed context, so that neither
+ * OpenSSL's implementations (HMAC, SHA-256) are looked up nor the key is
+ * set up again for every record. */
 static bool hmac2(const struct audit_mac_key *k, const void *a, size_t alen,
 		  const void *b, size_t blen, unsigned char out[AUDIT_MAC_LEN])
 {
-	EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
-	EVP_MAC_CTX *ctx = mac ? EVP_MAC_CTX_new(mac) : NULL;
-	OSSL_PARAM params[] = {
-		OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
-						 (char *)"SHA256", 0),
-		OSSL_PARAM_construct_end(),
-	};
+	EVP_MAC_CTX *ctx = EVP_MAC_CTX_dup(k->keyed);
 	size_t outl = 0;
-	bool ok = ctx && EVP_MAC_init(ctx, k->key, k->keylen, params) &&
-		  EVP_MAC_update(ctx, a, alen) &&
+	bool ok = ctx && EVP_MAC_update(ctx, a, alen) &&
 		  EVP_MAC_update(ctx, b, blen) &&
 		  EVP_MAC_final(ctx, out, &outl, AUDIT_MAC_LEN) &&
 		  outl == AUDIT_MAC_LEN;
 	EVP_MAC_CTX_free(ctx);
-	EVP_MAC_free(mac);
 	return ok;
 }
 
@@ -98,23 +92,26 @@ static void key_id(const struct audit_mac_key *k, char out[17])
 
 bool audit_mac_key_init(struct audit_mac_key *k, const unsigned char *key, size_t keylen)
 {
-	k->key = malloc(keylen ? keylen : 1);
-	if (!k->key)
+	OSSL_PARAM params[] = {
+		OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
+						 (char *)"SHA256", 0),
+		OSSL_PARAM_construct_end(),
+	};
+	EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+	k->keyed = mac ? EVP_MAC_CTX_new(mac) : NULL;
+	EVP_MAC_free(mac);	/* the context holds its own reference */
+	if (!k->keyed || !EVP_MAC_init(k->keyed, key, keylen, params)) {
+		audit_mac_key_clear(k);
 		return false;
-	memcpy(k->key, key, keylen);
-	k->keylen = keylen;
+	}
 	key_id(k, k->id);
 	return true;
 }
 
 void audit_mac_key_clear(struct audit_mac_key *k)
 {
-	if (k->key) {
-		OPENSSL_cleanse(k->key, k->keylen);
-		free(k->key);
-	}
-	k->key = NULL;
-	k->keylen = 0;
+	EVP_MAC_CTX_free(k->keyed);	/* wipes the key it holds */
+	k->keyed = NULL;
 }
 
 bool audit_mac_compute(const struct audit_mac_key *k, const unsigned char prev[AUDIT_MAC_LEN],
@@ -188,7 +185,8 @@ bool audit_chain_open(struct audit_chain *c, const char *key_file, char *err, si
 	OPENSSL_cleanse(key, keylen);
 	free(key);
 	if (!ok) {
-		snprintf(err, errlen, "audit: out of memory");
+		snprintf(err, errlen, "audit: cannot set up HMAC-SHA256 (out of memory, or "
+			 "OpenSSL offers no HMAC)");
 		return false;
 	}
 	c->on = true;

@@ -16,6 +16,7 @@
 #include "tailfence/audit.h"
 
 #include <cjson/cJSON.h>
+#include <openssl/types.h>
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -115,15 +116,16 @@ bool audit_hex_decode(const char *in, size_t n, unsigned char *out);
 
 /* An HMAC-SHA256 key: the writer's or the verifier's. */
 struct audit_mac_key {
-	unsigned char *key;
-	size_t keylen;
+	EVP_MAC_CTX *keyed;	/* set up once with the key; copied for each MAC */
 	char id[17];		/* public id, as checkpoints carry it: 16 hex */
 };
 
-/* Copies the key and computes its id. False when out of memory. */
+/* Sets up OpenSSL's HMAC-SHA256 with a copy of the key, and computes the
+ * key's id. False when out of memory or OpenSSL offers no HMAC. */
 bool audit_mac_key_init(struct audit_mac_key *k, const unsigned char *key, size_t keylen);
 
-/* Wipes and frees the key; a zeroed or cleared key is fine too. */
+/* Frees the context, which wipes the key; a zeroed or cleared key is fine
+ * too. */
 void audit_mac_key_clear(struct audit_mac_key *k);
 
 /* out = HMAC-SHA256(key, prev || body). */

@@ -219,7 +219,8 @@ bool audit_key_load(const char *path, unsigned char **key, size_t *keylen,
  * Reports the first broken link only. */
 struct audit_verify;
 
-/* key is copied. Returns NULL on allocation failure. */
+/* key is copied. Returns NULL on allocation failure (or when OpenSSL
+ * offers no HMAC). */
 struct audit_verify *audit_verify_new(const unsigned char *key, size_t keylen);
 
 /* Feeds one line (without its '\n'). terminated is false when the input
