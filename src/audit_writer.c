@@ -501,6 +501,9 @@ struct audit *audit_open(const struct audit_config *cfg, char *err, size_t errle
 		return NULL;
 	}
 	a->n_sinks = n;
+	/* Sinks not opened yet own no descriptor (on failure all are freed). */
+	for (size_t i = 0; i < n; i++)
+		a->sinks[i].fd = -1;
 	for (size_t i = 0; i < n; i++)
 		if (!audit_sink_open(&a->sinks[i], cfg->n_sinks ? &cfg->sinks[i] : NULL, i,
 				     err, errlen))

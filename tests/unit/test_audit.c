@@ -526,6 +526,30 @@ static void test_fail_closed(void)
 	}
 }
 
+/* ----------------------------------------------------------- open errors */
+
+/* A sink that cannot be opened fails audit_open() with a sentence, and
+ * closes no descriptor that the trail did not open (the sinks after it
+ * were never opened). */
+static void test_open_error(void)
+{
+	/* Descriptor 0 is the one a zeroed sink would name. */
+	bool opened0 = fcntl(0, F_GETFD) < 0 && open("/dev/null", O_RDONLY) == 0;
+	struct audit_sink_config sinks[] = {
+		{ .kind = AUDIT_SINK_FILE, .path = (char *)path_in("no/such/dir/audit.jsonl") },
+		{ .kind = AUDIT_SINK_STDOUT },
+		{ .kind = AUDIT_SINK_STDOUT },
+	};
+	struct audit_config cfg = { .sinks = sinks, .n_sinks = 3, .flush_ms = 20 };
+	char err[512] = "";
+	struct audit *a = audit_open(&cfg, err, sizeof err);
+	CHECK(!a && strstr(err, "audit.sinks[0]: cannot open"), "unopenable sink: %s", err);
+	audit_free(a);
+	CHECK(fcntl(0, F_GETFD) >= 0, "descriptor 0 is still open after a failed audit_open");
+	if (opened0)
+		close(0);
+}
+
 /* ------------------------------------------------------------- recovery */
 
 static char *run_cli(int *rc, const char *first, ...);
@@ -906,6 +930,7 @@ int main(void)
 	test_verify();
 	test_reopen();
 	test_fail_closed();
+	test_open_error();
 	test_recovery();
 	test_review();
 
