@@ -308,25 +308,42 @@ static bool other_daemon_alive(int pid)
 	return alive;
 }
 
-/*
- * Reads back the tail of a file sink (its last AUDIT_RECOVERY_TAIL bytes,
- * never the whole file, never a rotated one). When the last "start" or
- * "shutdown" record in it is a start, the run that wrote it ended without a
- * shutdown (killed, crashed, power lost): returns a "recovery" record that
- * names the connections with a decision record and no close record since
- * that start, and the run's last sequence number. Otherwise NULL. Records of
- * other types, or lines that are not records, are passed over. A partial
- * last line is ended with a newline first, so the next record starts clean.
- */
-static cJSON *recovery_scan(struct audit_sink *s)
+/* The tail of a file sink, as read back: its bytes and where each line
+ * starts. */
+struct tail {
+	char *p;
+	size_t len;
+	struct ids starts;	/* offsets of the lines, in order */
+};
+
+/* Line i of the tail, without its '\n'. */
+static const char *tail_line(const struct tail *t, size_t i, size_t *len)
+{
+	size_t end = i + 1 < t->starts.n ? t->starts.v[i + 1] : t->len;
+	*len = end - t->starts.v[i] - (t->p[end - 1] == '\n');
+	return t->p + t->starts.v[i];
+}
+
+static void tail_free(struct tail *t)
+{
+	free(t->starts.v);
+	free(t->p);
+}
+
+/* 1. Reads the last AUDIT_RECOVERY_TAIL bytes of the sink's file (never
+ * the whole file, never a rotated one) and finds its lines; the first line
+ * of a window that cuts into the file is partial and skipped. A partial
+ * last line is ended with a newline in the file, so the next record starts
+ * clean. False when there is nothing to read. */
+static bool tail_read(struct audit_sink *s, struct tail *t)
 {
 	int fd = open(s->path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return NULL;
+		return false;
 	struct stat st;
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size == 0) {
 		close(fd);
-		return NULL;
+		return false;
 	}
 	size_t want = st.st_size > (off_t)AUDIT_RECOVERY_TAIL ? AUDIT_RECOVERY_TAIL
 							      : (size_t)st.st_size;
@@ -344,85 +361,171 @@ static cJSON *recovery_scan(struct audit_sink *s)
 	close(fd);
 	if (!p || len == 0) {
 		free(p);
-		return NULL;
+		return false;
 	}
 	if (p[len - 1] != '\n' && s->fd >= 0 && write(s->fd, "\n", 1) != 1)
 		log_warn("audit: %s: cannot end the partial last line: %s", s->path,
 			 strerror(errno));
 
-	/* Line starts; the first line of a cut window is partial: skip it. */
-	struct ids starts = { 0 };
+	*t = (struct tail){ .p = p, .len = len };
 	size_t pos = 0;
 	if (from > 0) {
 		char *nl = memchr(p, '\n', len);
 		pos = nl ? (size_t)(nl - p) + 1 : len;
 	}
 	while (pos < len) {
-		ids_add(&starts, pos);
+		ids_add(&t->starts, pos);
 		char *nl = memchr(p + pos, '\n', len - pos);
 		pos = nl ? (size_t)(nl - p) + 1 : len;
 	}
-#define LINE_LEN(i) ((((i) + 1 < starts.n ? starts.v[(i) + 1] : len) - starts.v[i]) - \
-		     (p[((i) + 1 < starts.n ? starts.v[(i) + 1] : len) - 1] == '\n'))
+	return true;
+}
 
-	/* Backwards to the last start or shutdown. */
+/* 2. Backwards to the last "start" or "shutdown" record. Returns true when
+ * it is a shutdown: the run ended cleanly. Otherwise *start gets the start
+ * record (caller deletes; NULL when none is in the tail) and *first the
+ * line after it (0 without one). */
+static bool tail_last_bound(const struct tail *t, cJSON **start, size_t *first)
+{
 	static const char *const bounds[] = { "start", "shutdown", NULL };
-	cJSON *start = NULL;
-	size_t first = 0;
-	bool complete = false, clean = false, any = false;
-	for (size_t i = starts.n; i-- > 0;) {
+	*start = NULL;
+	*first = 0;
+	for (size_t i = t->starts.n; i-- > 0;) {
 		int which;
-		cJSON *o = line_of_type(p + starts.v[i], LINE_LEN(i), bounds, &which);
+		size_t len;
+		const char *line = tail_line(t, i, &len);
+		cJSON *o = line_of_type(line, len, bounds, &which);
 		if (!o)
 			continue;
 		if (which == 1) {
-			clean = true;
 			cJSON_Delete(o);
-		} else {
-			start = o;
-			first = i + 1;
-			complete = true;
+			return true;
 		}
+		*start = o;
+		*first = i + 1;
 		break;
 	}
-	cJSON *rec = NULL;
-	if (clean)
-		goto out;
+	return false;
+}
 
-	/* Forwards: decisions, closes, the last record's seq and time. */
+/* 3. The run's connections: the ids of the decision and of the close
+ * records from line first on. */
+static void tail_conns(const struct tail *t, size_t first, struct ids *opened,
+		       struct ids *closed)
+{
 	static const char *const kinds[] = { "decision", "close", NULL };
-	struct ids opened = { 0 }, closed = { 0 };
-	double last_seq = -1;
-	char last_ts[48] = "";
-	for (size_t i = first; i < starts.n; i++) {
+	for (size_t i = first; i < t->starts.n; i++) {
 		int which;
-		cJSON *o = line_of_type(p + starts.v[i], LINE_LEN(i), kinds, &which);
+		size_t len;
+		const char *line = tail_line(t, i, &len);
+		cJSON *o = line_of_type(line, len, kinds, &which);
 		if (!o)
 			continue;
 		cJSON *id = cJSON_GetObjectItemCaseSensitive(o, "conn");
 		if (cJSON_IsNumber(id) && id->valuedouble >= 0)
-			ids_add(which == 0 ? &opened : &closed, (uint64_t)id->valuedouble);
+			ids_add(which == 0 ? opened : closed, (uint64_t)id->valuedouble);
 		cJSON_Delete(o);
 	}
-	for (size_t i = starts.n; i-- > (first ? first - 1 : 0);) {
-		cJSON *o = cJSON_ParseWithLength(p + starts.v[i], LINE_LEN(i));
+}
+
+/* 4. The run's last record, looked for back to line from: its "seq" (-1
+ * without one) and "ts" ("" without one). False when there is no record at
+ * all (a new or foreign file). */
+static bool tail_last_record(const struct tail *t, size_t from, double *last_seq,
+			     char *last_ts, size_t ts_len)
+{
+	*last_seq = -1;
+	last_ts[0] = '\0';
+	for (size_t i = t->starts.n; i-- > from;) {
+		size_t len;
+		const char *line = tail_line(t, i, &len);
+		cJSON *o = cJSON_ParseWithLength(line, len);
 		if (!cJSON_IsObject(o)) {
 			cJSON_Delete(o);
 			continue;
 		}
-		any = true;
 		cJSON *seq = cJSON_GetObjectItemCaseSensitive(o, "seq");
 		cJSON *ts = cJSON_GetObjectItemCaseSensitive(o, "ts");
 		if (cJSON_IsNumber(seq))
-			last_seq = seq->valuedouble;
+			*last_seq = seq->valuedouble;
 		if (cJSON_IsString(ts))
-			snprintf(last_ts, sizeof last_ts, "%s", ts->valuestring);
+			snprintf(last_ts, ts_len, "%s", ts->valuestring);
 		cJSON_Delete(o);
-		break;
+		return true;
 	}
-#undef LINE_LEN
-	cJSON *jpid = start ? cJSON_GetObjectItemCaseSensitive(start, "pid") : NULL;
+	return false;
+}
+
+/* 5. The "recovery" record: the run that the start record (NULL: not in
+ * the tail) began as process pid (0: not known), the connections it opened
+ * and did not close, its last record. Logs its detail. */
+static cJSON *recovery_record(const char *path, const cJSON *start, int pid,
+			      const struct ids *opened, struct ids *closed, double last_seq,
+			      const char *last_ts)
+{
 	cJSON *jstart_ts = start ? cJSON_GetObjectItemCaseSensitive(start, "ts") : NULL;
+	qsort(closed->v, closed->n, sizeof *closed->v, cmp_u64);
+	cJSON *rec = audit_record_new("recovery");
+	cJSON *list = cJSON_CreateArray();
+	size_t n_open = 0;
+	for (size_t i = 0; i < opened->n; i++) {
+		uint64_t id = opened->v[i];
+		if (closed->n && bsearch(&id, closed->v, closed->n, sizeof id, cmp_u64))
+			continue;
+		cJSON_AddItemToArray(list, cJSON_CreateNumber((double)id));
+		n_open++;
+	}
+	char detail[300], pidtext[32] = "unknown";
+	if (pid > 0)
+		snprintf(pidtext, sizeof pidtext, "%d", pid);
+	snprintf(detail, sizeof detail,
+		 "the previous run (pid %s) ended without a shutdown record (killed, "
+		 "crashed or power lost); %zu connection(s) have no close record%s",
+		 pidtext, n_open,
+		 start ? "" : " (its start record is not within the part of the file read back)");
+	audit_record_add_str(rec, "detail", detail);
+	audit_record_add_str(rec, "file", path);
+	if (pid > 0)
+		cJSON_AddNumberToObject(rec, "prev_pid", pid);
+	else
+		cJSON_AddNullToObject(rec, "prev_pid");
+	audit_record_add_str(rec, "prev_start", cJSON_IsString(jstart_ts) ? jstart_ts->valuestring : NULL);
+	audit_record_add_str(rec, "last_ts", last_ts[0] ? last_ts : NULL);
+	if (last_seq >= 0)
+		cJSON_AddNumberToObject(rec, "last_seq", last_seq);
+	else
+		cJSON_AddNullToObject(rec, "last_seq");
+	cJSON_AddItemToObject(rec, "unclosed", list);
+	cJSON_AddBoolToObject(rec, "complete", start != NULL);
+	log_warn("audit: %s: %s", path, detail);
+	return rec;
+}
+
+/*
+ * Reads back the tail of a file sink. When the last "start" or "shutdown"
+ * record in it is a start, the run that wrote it ended without a shutdown
+ * (killed, crashed, power lost): returns a "recovery" record that names the
+ * connections with a decision record and no close record since that start,
+ * and the run's last sequence number. Otherwise NULL. Records of other
+ * types, or lines that are not records, are passed over.
+ */
+static cJSON *recovery_scan(struct audit_sink *s)
+{
+	struct tail t;
+	if (!tail_read(s, &t))
+		return NULL;
+	cJSON *start, *rec = NULL;
+	size_t first;
+	if (tail_last_bound(&t, &start, &first)) {
+		tail_free(&t);
+		return NULL;
+	}
+	struct ids opened = { 0 }, closed = { 0 };
+	tail_conns(&t, first, &opened, &closed);
+	double last_seq;
+	char last_ts[48];
+	bool any = tail_last_record(&t, first ? first - 1 : 0, &last_seq, last_ts, sizeof last_ts);
+	cJSON *jpid = start ? cJSON_GetObjectItemCaseSensitive(start, "pid") : NULL;
 	int pid = cJSON_IsNumber(jpid) ? jpid->valueint : 0;
 	if (!any) {
 		/* no record at all: a new or foreign file */
@@ -430,47 +533,12 @@ static cJSON *recovery_scan(struct audit_sink *s)
 		log_warn("audit: %s: tailfence pid %d, which started the last run in it, is "
 			 "still running; give each daemon its own file", s->path, pid);
 	} else {
-		qsort(closed.v, closed.n, sizeof *closed.v, cmp_u64);
-		rec = audit_record_new("recovery");
-		cJSON *list = cJSON_CreateArray();
-		size_t n_open = 0;
-		for (size_t i = 0; i < opened.n; i++) {
-			uint64_t id = opened.v[i];
-			if (closed.n && bsearch(&id, closed.v, closed.n, sizeof id, cmp_u64))
-				continue;
-			cJSON_AddItemToArray(list, cJSON_CreateNumber((double)id));
-			n_open++;
-		}
-		char detail[300], pidtext[32] = "unknown";
-		if (pid > 0)
-			snprintf(pidtext, sizeof pidtext, "%d", pid);
-		snprintf(detail, sizeof detail,
-			 "the previous run (pid %s) ended without a shutdown record (killed, "
-			 "crashed or power lost); %zu connection(s) have no close record%s",
-			 pidtext, n_open,
-			 complete ? "" : " (its start record is not within the part of the file read back)");
-		audit_record_add_str(rec, "detail", detail);
-		audit_record_add_str(rec, "file", s->path);
-		if (pid > 0)
-			cJSON_AddNumberToObject(rec, "prev_pid", pid);
-		else
-			cJSON_AddNullToObject(rec, "prev_pid");
-		audit_record_add_str(rec, "prev_start", cJSON_IsString(jstart_ts) ? jstart_ts->valuestring : NULL);
-		audit_record_add_str(rec, "last_ts", last_ts[0] ? last_ts : NULL);
-		if (last_seq >= 0)
-			cJSON_AddNumberToObject(rec, "last_seq", last_seq);
-		else
-			cJSON_AddNullToObject(rec, "last_seq");
-		cJSON_AddItemToObject(rec, "unclosed", list);
-		cJSON_AddBoolToObject(rec, "complete", complete);
-		log_warn("audit: %s: %s", s->path, detail);
+		rec = recovery_record(s->path, start, pid, &opened, &closed, last_seq, last_ts);
 	}
 	free(opened.v);
 	free(closed.v);
-out:
 	cJSON_Delete(start);
-	free(starts.v);
-	free(p);
+	tail_free(&t);
 	return rec;
 }
 
