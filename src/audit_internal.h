@@ -182,7 +182,7 @@ struct audit_ack_seg {
 	char why[200];
 };
 
-
+/* The trail behind the public handle. */
 struct audit {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
@@ -226,7 +226,6 @@ struct audit {
 	int64_t next_retry_ms;
 	bool reopen_pending;	/* a reopen failed; retry it */
 };
-
 
 /* --------------------------------------------------- records and the queue */
 
