@@ -3,6 +3,7 @@
  * arbitrary input, split into lines as `tailfence audit verify` reads them.
  */
 #include "tailfence/audit.h"
+#include "tailfence/audit_read.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -20,7 +21,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		const char *nl = memchr(p, '\n', size);
 		size_t n = nl ? (size_t)(nl - p) : size;
 		int64_t ms;
-		audit_time_parse(p, n, &ms);
+		audit_read_time_parse(p, n, &ms);
 		audit_verify_line(v, "fuzz", ++lineno, p, n, nl != NULL);
 		p += n + (nl ? 1 : 0);
 		size -= n + (nl ? 1 : 0);

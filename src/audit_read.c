@@ -252,6 +252,91 @@ void audit_read_fmt_time(int64_t ms, char *out, size_t len)
 		 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
 }
 
+/* ----------------------------------------------------------------- times */
+
+static bool digits(const char *s, size_t n, int *out)
+{
+	int v = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (!isdigit((unsigned char)s[i]))
+			return false;
+		v = v * 10 + (s[i] - '0');
+	}
+	*out = v;
+	return true;
+}
+
+/* Days since 1970-01-01 of a proleptic Gregorian date. */
+static int64_t days_from_civil(int y, int m, int d)
+{
+	y -= m <= 2;
+	int64_t era = (y >= 0 ? y : y - 399) / 400;
+	int64_t yoe = y - era * 400;
+	int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+	int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return era * 146097 + doe - 719468;
+}
+
+bool audit_read_time_parse(const char *s, size_t len, int64_t *ms)
+{
+	int y, mo, d, h = 0, mi = 0, sec = 0, frac = 0;
+	if (len < 10 || !digits(s, 4, &y) || s[4] != '-' || !digits(s + 5, 2, &mo) ||
+	    s[7] != '-' || !digits(s + 8, 2, &d))
+		return false;
+	size_t i = 10;
+	int64_t offset_min = 0;
+	if (i < len) {
+		if (s[i] != 'T' && s[i] != 't' && s[i] != ' ')
+			return false;
+		i++;
+		if (len - i < 5 || !digits(s + i, 2, &h) || s[i + 2] != ':' ||
+		    !digits(s + i + 3, 2, &mi))
+			return false;
+		i += 5;
+		if (i < len && s[i] == ':') {
+			if (len - i < 3 || !digits(s + i + 1, 2, &sec))
+				return false;
+			i += 3;
+			if (i < len && s[i] == '.') {
+				i++;
+				size_t nd = 0;
+				while (i < len && isdigit((unsigned char)s[i])) {
+					if (nd < 3)
+						frac = frac * 10 + (s[i] - '0');
+					nd++;
+					i++;
+				}
+				if (nd == 0)
+					return false;
+				for (; nd < 3; nd++)
+					frac *= 10;
+			}
+		}
+		if (i < len) {
+			if ((s[i] == 'Z' || s[i] == 'z') && i + 1 == len) {
+				i++;
+			} else if ((s[i] == '+' || s[i] == '-') && len - i == 6 &&
+				   s[i + 3] == ':') {
+				int oh, om;
+				if (!digits(s + i + 1, 2, &oh) || !digits(s + i + 4, 2, &om) ||
+				    oh > 23 || om > 59)
+					return false;
+				offset_min = (s[i] == '+' ? 1 : -1) * (oh * 60 + om);
+				i = len;
+			} else {
+				return false;
+			}
+		}
+	}
+	static const int mdays[] = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+	if (mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] || h > 23 || mi > 59 ||
+	    sec > 60)
+		return false;
+	int64_t days = days_from_civil(y, mo, d);
+	*ms = ((days * 86400 + h * 3600 + mi * 60 + sec) - offset_min * 60) * 1000 + frac;
+	return true;
+}
+
 /* --------------------------------------------------------------- filters */
 
 static bool host_matches(const char *pattern, const char *host)
@@ -304,7 +389,7 @@ bool audit_read_in_time(const struct audit_read_filter *f, const cJSON *o, int64
 {
 	const char *ts = audit_read_str(o, "ts");
 	int64_t ms = 0;
-	bool ok = ts && audit_time_parse(ts, strlen(ts), &ms);
+	bool ok = ts && audit_read_time_parse(ts, strlen(ts), &ms);
 	if (t)
 		*t = ms;
 	if (has_t)
@@ -315,7 +400,7 @@ bool audit_read_in_time(const struct audit_read_filter *f, const cJSON *o, int64
 
 bool audit_read_parse_when(const char *s, int64_t *ms)
 {
-	if (audit_time_parse(s, strlen(s), ms))
+	if (audit_read_time_parse(s, strlen(s), ms))
 		return true;
 	char *end;
 	errno = 0;

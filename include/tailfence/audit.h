@@ -215,16 +215,12 @@ void audit_free(struct audit *a);
 bool audit_key_load(const char *path, unsigned char **key, size_t *keylen,
 		    char *err, size_t errlen);
 
-/* Parses an RFC 3339 time ("2024-05-01T12:00:00.123Z", offsets allowed,
- * fraction optional) or a date ("2024-05-01", "2024-05-01T12:00") taken as
- * UTC, into milliseconds since the epoch. Pure. */
-bool audit_time_parse(const char *s, size_t len, int64_t *ms);
-
 /* Chain verifier: feed every line of every file in order, then finish.
  * Reports the first broken link only. */
 struct audit_verify;
 
-/* key is copied. Returns NULL on allocation failure. */
+/* key is copied. Returns NULL on allocation failure (or when OpenSSL
+ * offers no HMAC). */
 struct audit_verify *audit_verify_new(const unsigned char *key, size_t keylen);
 
 /* Feeds one line (without its '\n'). terminated is false when the input

@@ -130,6 +130,12 @@ bool audit_read_decision_matches(const struct audit_read_filter *f, const cJSON 
 bool audit_read_in_time(const struct audit_read_filter *f, const cJSON *o, int64_t *t,
 			bool *has_t);
 
+/* Parses an RFC 3339 time ("2024-05-01T12:00:00.123Z", offsets allowed,
+ * fraction optional) or a date ("2024-05-01", "2024-05-01T12:00") taken as
+ * UTC, into milliseconds since the epoch. Pure. Also used by the chain
+ * verifier (audit_verify_line) to see files given out of order. */
+bool audit_read_time_parse(const char *s, size_t len, int64_t *ms);
+
 /* --since/--until values: RFC 3339, a date, or a duration ago ("90m", "2h",
  * "7d"), into ms since the epoch. */
 bool audit_read_parse_when(const char *s, int64_t *ms);

@@ -12,8 +12,9 @@
  * the table's "other" row and the report says so), the timeline has at
  * most AUDIT_REPORT_BUCKETS intervals (they widen as the period grows),
  * the busiest/longest lists keep `top` entries, the event list
- * AUDIT_REPORT_EVENTS. audit_report.c aggregates and runs the command;
- * audit_report_html.c and audit_report_json.c write the outputs.
+ * AUDIT_REPORT_EVENTS. audit_report.c aggregates, audit_report_cli.c runs
+ * the command, audit_report_html.c and audit_report_json.c write the
+ * outputs.
  */
 #ifndef TAILFENCE_AUDIT_REPORT_H
 #define TAILFENCE_AUDIT_REPORT_H

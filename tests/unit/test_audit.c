@@ -5,6 +5,7 @@
  * Files live in a fresh temporary directory; no sockets.
  */
 #include "tailfence/audit.h"
+#include "tailfence/audit_read.h"
 #include "tailfence/cli.h"
 
 #include <cjson/cJSON.h>
@@ -182,7 +183,7 @@ static void test_format(void)
 	const char *ts = cJSON_GetObjectItem(o, "ts")->valuestring;
 	int64_t ms;
 	CHECK(strlen(ts) == 24 && ts[10] == 'T' && ts[19] == '.' && ts[23] == 'Z' &&
-	      audit_time_parse(ts, strlen(ts), &ms), "ts %s is RFC 3339 UTC with ms", ts);
+	      audit_read_time_parse(ts, strlen(ts), &ms), "ts %s is RFC 3339 UTC with ms", ts);
 	CHECK(strcmp(cJSON_GetObjectItem(o, "type")->valuestring, "decision") == 0, "type");
 	CHECK(cJSON_GetObjectItem(o, "conn")->valuedouble == 42, "conn");
 	CHECK(cJSON_IsNull(cJSON_GetObjectItem(o, "user")), "unknown user is null");
@@ -523,6 +524,30 @@ static void test_fail_closed(void)
 		CHECK(admitted == !closed, "fail_closed=%d: decision returns %d", closed, admitted);
 		audit_free(a);
 	}
+}
+
+/* ----------------------------------------------------------- open errors */
+
+/* A sink that cannot be opened fails audit_open() with a sentence, and
+ * closes no descriptor that the trail did not open (the sinks after it
+ * were never opened). */
+static void test_open_error(void)
+{
+	/* Descriptor 0 is the one a zeroed sink would name. */
+	bool opened0 = fcntl(0, F_GETFD) < 0 && open("/dev/null", O_RDONLY) == 0;
+	struct audit_sink_config sinks[] = {
+		{ .kind = AUDIT_SINK_FILE, .path = (char *)path_in("no/such/dir/audit.jsonl") },
+		{ .kind = AUDIT_SINK_STDOUT },
+		{ .kind = AUDIT_SINK_STDOUT },
+	};
+	struct audit_config cfg = { .sinks = sinks, .n_sinks = 3, .flush_ms = 20 };
+	char err[512] = "";
+	struct audit *a = audit_open(&cfg, err, sizeof err);
+	CHECK(!a && strstr(err, "audit.sinks[0]: cannot open"), "unopenable sink: %s", err);
+	audit_free(a);
+	CHECK(fcntl(0, F_GETFD) >= 0, "descriptor 0 is still open after a failed audit_open");
+	if (opened0)
+		close(0);
 }
 
 /* ------------------------------------------------------------- recovery */
@@ -882,7 +907,7 @@ static void test_time(void)
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		int64_t ms = -1;
-		bool ok = audit_time_parse(cases[i].s, strlen(cases[i].s), &ms);
+		bool ok = audit_read_time_parse(cases[i].s, strlen(cases[i].s), &ms);
 		CHECK(ok == cases[i].ok && (!ok || ms == cases[i].ms),
 		      "time \"%s\": ok %d ms %lld", cases[i].s, ok, (long long)ms);
 	}
@@ -905,6 +930,7 @@ int main(void)
 	test_verify();
 	test_reopen();
 	test_fail_closed();
+	test_open_error();
 	test_recovery();
 	test_review();
 
