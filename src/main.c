@@ -24,15 +24,15 @@ int main(int argc, char **argv)
 		if (strcmp(cmd, "run") == 0)
 			return gateway_main(argc - 1, argv + 1);
 		if (strcmp(cmd, "check") == 0)
-			return policy_cli_check(argc - 1, argv + 1);
+			return check_cli_main(argc - 1, argv + 1);
 		if (strcmp(cmd, "status") == 0)
 			return status_cli_main(argc - 1, argv + 1);
 		if (strcmp(cmd, "config") == 0)
-			return policy_cli_config(argc - 1, argv + 1);
+			return config_cli_main(argc - 1, argv + 1);
 		if (strcmp(cmd, "audit") == 0)
 			return audit_cli_main(argc - 1, argv + 1);
 		if (strcmp(cmd, "passwd") == 0)
-			return policy_cli_passwd(argc - 1, argv + 1);
+			return passwd_cli_main(argc - 1, argv + 1);
 		if (strcmp(cmd, "help") == 0) {
 			fputs(usage, stdout);
 			return 0;
