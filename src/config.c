@@ -791,6 +791,12 @@ bool config_same_bound(const struct config *cur, const struct config *next, char
 		snprintf(why, whylen, "listen: %s -> %s", a, b);
 		return false;
 	}
+	const char *ca = cur->has_admin ? cur->admin.text : "off";
+	const char *na = next->has_admin ? next->admin.text : "off";
+	if (strcmp(ca, na) != 0) {
+		snprintf(why, whylen, "admin: %s -> %s", ca, na);
+		return false;
+	}
 	bool dns = cur->n_dns_servers == next->n_dns_servers &&
 		   same_str(cur->hosts_file, next->hosts_file);
 	for (size_t i = 0; dns && i < cur->n_dns_servers; i++)

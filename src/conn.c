@@ -1193,6 +1193,16 @@ void conn_abort_all(struct gateway *gw)
 		conn_close(TAILQ_FIRST(&gw->conns), "shutdown", NULL);
 }
 
+size_t conn_recheck_udp(struct gateway *gw, const struct tailnet_view *view)
+{
+	struct conn *c;
+	size_t revoked = 0;
+	TAILQ_FOREACH(c, &gw->conns, link)
+		if (c->udp)
+			revoked += udp_assoc_recheck(c->udp, view);
+	return revoked;
+}
+
 size_t conn_recheck_relays(struct gateway *gw, const struct tailnet_view *view)
 {
 	struct conn *c, *next;

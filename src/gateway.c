@@ -252,6 +252,12 @@ static void gateway_tailnet_cb(void *arg, const struct tailnet_view *old,
 			if (n)
 				log_info("tailnet: closed %zu relay(s) to what is no longer carried", n);
 		}
+		if (next->state != TAILNET_UNKNOWN && (g.n[0] || state_changed)) {
+			size_t n = conn_recheck_udp(gw, next);
+			if (n)
+				log_info("tailnet: %zu UDP destination(s) no longer carried; their "
+					 "datagrams are dropped", n);
+		}
 	}
 	free(g.v[0]);
 	free(g.v[1]);

@@ -561,6 +561,31 @@ static void udp_resolve_cb(void *arg, const struct resolve_result *res)
 	udp_pending_retry(a);
 }
 
+size_t udp_assoc_recheck(struct udp_assoc *a, const struct tailnet_view *view)
+{
+	size_t revoked = 0;
+	for (size_t i = 0; a && i < a->n_dsts; i++) {
+		struct udp_dst *d = a->dsts[i];
+		if (d->state != UDP_DST_ALLOWED)
+			continue;
+		struct policy_query q;
+		struct policy_decision dd;
+		udp_who(a, &q);
+		q.view = view;
+		q.host = d->target.is_name ? d->target.host : NULL;
+		q.dst = d->addr;
+		q.port = d->target.port;
+		policy_decide(a->p.cfg->policy, &q, &dd);
+		if (dd.action == POLICY_ACCEPT)
+			continue;
+		char why[sizeof dd.reason + 32];
+		snprintf(why, sizeof why, "no longer allowed: %s", dd.reason);
+		udp_deny(a, d, NULL, &dd, why);
+		revoked++;
+	}
+	return revoked;
+}
+
 /* A destination seen for the first time: decided now, or once its name
  * resolved. Returns its index, or SIZE_MAX when it cannot be kept. */
 static size_t udp_new_dst(struct udp_assoc *a, const struct socks_target *t)

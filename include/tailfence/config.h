@@ -173,8 +173,8 @@ struct cJSON;
 struct cJSON *config_parse_json(const char *name, const char *text, size_t len, char *err,
 				size_t errlen);
 
-/* Settings bound at start (listeners, DNS servers and hosts file, audit
- * sinks and key) that a reload cannot change: true when next keeps them
+/* Settings bound at start (listeners, the admin address, DNS servers and
+ * hosts file, audit sinks and key) that a reload cannot change: true when next keeps them
  * as cur has them; else false with "listen: 0.0.0.0:1080 -> 127.0.0.1:1080"
  * style text in why. */
 bool config_same_bound(const struct config *cur, const struct config *next, char *why,

@@ -38,6 +38,11 @@ void conn_abort_all(struct gateway *gw);
  * many were closed. */
 size_t conn_recheck_relays(struct gateway *gw, const struct tailnet_view *view);
 
+/* Decides the UDP associations' allowed destinations again against view
+ * (whatever close_revoked says: every datagram is new traffic). Returns how
+ * many destinations were revoked. */
+size_t conn_recheck_udp(struct gateway *gw, const struct tailnet_view *view);
+
 /* For the metrics endpoint: open relays, and the bytes they moved so far
  * (up: client to destination). */
 void conn_stats(struct gateway *gw, size_t *relays, uint64_t *up, uint64_t *down);

@@ -72,4 +72,12 @@ void udp_assoc_get_stats(const struct udp_assoc *a, struct udp_assoc_stats *out)
 /* Closes every socket, cancels lookups and the upstream handshake. */
 void udp_assoc_free(struct udp_assoc *a);
 
+/* The tailnet changed: every destination this association was allowed to
+ * reach is decided again against view; one no longer allowed is denied
+ * from now on (its datagrams dropped), with a decision record. Returns how
+ * many were. Destinations denied before stay denied for the association's
+ * life. */
+struct tailnet_view;
+size_t udp_assoc_recheck(struct udp_assoc *a, const struct tailnet_view *view);
+
 #endif

@@ -221,6 +221,18 @@ def test_a_reload_cannot_turn_a_public_listener_unauthenticated(tailfence_bin, t
         assert proc.stop(signal.SIGTERM, 30) == 0, proc.log()
 
 
+def test_a_reload_cannot_move_the_admin_endpoint(tailfence, tmp_path):
+    """The admin address is bound at start: a reload that would move it (or
+    open one) is refused whole, like one that would move a listener."""
+    path = write(tmp_path, {"admin": "127.0.0.1:%d" % free_port()})
+    d = tailfence("--config", path)
+    write(tmp_path, {"admin": "127.0.0.1:%d" % free_port(), "log_level": "debug"})
+    d.proc.proc.send_signal(signal.SIGHUP)
+    rec = d.wait_audit(type="reload")[0]
+    assert rec["detail"].startswith("admin: 127.0.0.1:"), rec
+    assert "needs a restart" in rec["detail"], rec
+
+
 # ------------------------------------- 5. an honest trail, an honest log
 
 def _socks5_raw_name(d, name_bytes, port=80, user=None, pw=None):

@@ -18,7 +18,7 @@ import urllib.request
 import pytest
 
 from helpers import PY, Proc, free_port, recv_exact, socks5_greet, socks5_read_reply
-from helpers import wait_closed, wait_listening
+from helpers import wait_closed, wait_listening, wait_until
 from tailnet import dnsserver
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -419,3 +419,58 @@ def test_dns_over_the_tailnet(tailfence, tailnet, associate):
     for r in d.audit():
         if r.get("proto") == "socks5-udp":
             print(json.dumps(r))
+
+
+def test_a_revoke_stops_an_open_association(tailfence, tailnet, associate):
+    """The tailnet stops carrying B's route while an association is open:
+    its destination behind B is decided again, denied with a record, and
+    its datagrams are dropped (each datagram is new traffic, whatever
+    --close-revoked says); after re-approval a new association works."""
+    tn = tailnet
+    d = tailfence("--tailscaled-socket", tn.a_socket, upstream="socks5://" + tn.a_proxy,
+                  allow=(), lift_guards=())
+    d.wait_audit(type="tailnet", state="running", timeout=30)
+    host, port = tn.dns_v4
+    a = associate(d, timeout=30)
+    msg = None
+    for attempt in range(5):  # UDP: the first datagram may race the path
+        try:
+            msg = a.query(host, port, tn.db_name, qid=200 + attempt, timeout=5)
+            break
+        except socket.timeout:
+            continue
+    assert msg is not None, "no answer from B's resolver over the tailnet\n" + d.log()
+    tn.revoke_routes()
+    rec = d.wait_audit(type="decision", proto="socks5-udp", verdict="deny", timeout=30)[0]
+    assert rec["reason"].startswith("no longer allowed: "), rec
+    assert "%s:%d" % (host, port) in rec["reason"], rec
+    assert "UDP destination(s) no longer carried" in d.log()
+    before = len([q for q in tn.dns_queries() if q["transport"] == "udp"])
+    a.send(host, port, dnsserver.build_query(tn.db_name, qid=299))
+    assert a.nothing_comes(2.0), "an answer came after the revoke"
+    assert len([q for q in tn.dns_queries() if q["transport"] == "udp"]) == before
+    tn.approve_routes()
+    d.wait_audit(type="tailnet", state="running", timeout=30)
+    wait_until(lambda: _carried(d, tn.route_v4), 30, "the route carried again")
+    b = associate(d, timeout=30)
+    msg = None
+    for attempt in range(5):
+        try:
+            msg = b.query(host, port, tn.db_name, qid=300 + attempt, timeout=5)
+            break
+        except socket.timeout:
+            continue
+    assert msg is not None and answers(msg) == ["192.0.2.10"]
+
+
+def _carried(d, prefix):
+    """Has the last tailnet record added prefix (or does it stand carried)?"""
+    recs = d.audit()
+    for r in reversed(recs):
+        if r.get("type") != "tailnet":
+            continue
+        if any(x.get("prefix") == prefix for x in r.get("added") or []):
+            return True
+        if any(x.get("prefix") == prefix for x in r.get("removed") or []):
+            return False
+    return False
