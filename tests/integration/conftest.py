@@ -85,12 +85,11 @@ import pytest
 from tailnet import HarnessError as _HarnessError
 from tailnet import Tailnet as _Tailnet
 from tailnet import missing_requirements as _tailnet_missing
-from helpers import (UPSTREAM_KINDS, EchoOrigin, HTTPOrigin, Proc, SinkOrigin, SourceOrigin, TinyDNS,
-                     clean_env, connect, free_port, read_audit, recv_exact,
-                     sanitizer_report, socks5_connect, wait_listening,
-                     read_http_response, _as_user)
+from helpers import (REPO, SANITIZER_EXIT_CODES, UPSTREAM_KINDS, EchoOrigin, HTTPOrigin, Proc,
+                     SinkOrigin, SourceOrigin, TinyDNS, clean_env, connect, free_port,
+                     read_audit, recv_exact, sanitizer_env, sanitizer_report, socks5_connect,
+                     wait_listening, read_http_response, _as_user)
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TAILSCALED = "/opt/tfgo/bin/tailscaled"
 TAILSCALE = "/opt/tfgo/bin/tailscale"
 
@@ -100,27 +99,14 @@ for _k in list(os.environ):
         del os.environ[_k]
 
 
-# Exit statuses _sanitizer_env() gives ASan, UBSan and LSan.
-SANITIZER_EXIT_CODES = (86, 87, 88)
-
-
-def _sanitizer_env(env):
-    env.setdefault("ASAN_OPTIONS", "detect_leaks=1:halt_on_error=1:abort_on_error=0:"
-                   "exitcode=86:detect_stack_use_after_return=1:strict_string_checks=1")
-    env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1:exitcode=87")
-    env.setdefault("LSAN_OPTIONS", "exitcode=88")
-    for sym in ("/usr/bin/llvm-symbolizer", "/usr/bin/llvm-symbolizer-14"):
-        if os.path.exists(sym):
-            env.setdefault("ASAN_SYMBOLIZER_PATH", sym)
-            break
-    return env
-
-
 # ----------------------------------------------------------------- the daemon
 
 @pytest.fixture(scope="session")
 def tailfence_bin():
-    path = os.environ.get("TAILFENCE_BIN") or os.path.join(REPO, "build", "tailfence")
+    """Path of the tailfence under test: $TAILFENCE_BIN (scripts/test sets
+    it to each build's binary), else <repo>/build/tailfence. Fails, saying
+    so, when that is not an executable file."""
+    path = os.environ.get("TAILFENCE_BIN") or str(REPO / "build" / "tailfence")
     if not os.access(path, os.X_OK):
         pytest.fail("tailfence binary %s does not exist or is not executable "
                     "(set TAILFENCE_BIN or build with meson into build/)" % path)
@@ -294,7 +280,7 @@ def tailfence(tailfence_bin, tmp_path):
                     break
         argv += args
         ports = _listen_ports(argv)
-        daemon_env = _sanitizer_env(clean_env())
+        daemon_env = sanitizer_env(clean_env())
         daemon_env.pop("TAILSCALE_ADVERTISE_ROUTES", None)
         for k in list(daemon_env):
             if k.startswith("TAILFENCE_"):
@@ -334,7 +320,7 @@ def tailfence_cli(tailfence_bin):
     env there is no tailnet view (TAILSCALE_SOCKET=none): the static routes
     decide."""
     def run(*args, input=None, env=None, timeout=60):
-        e = _sanitizer_env(clean_env())
+        e = sanitizer_env(clean_env())
         e["TAILSCALE_SOCKET"] = "none"
         e.update(env or {})
         p = subprocess.run([tailfence_bin] + [str(a) for a in args], input=input,

@@ -4,6 +4,9 @@ tests. Nothing here is a pytest fixture (those live in conftest.py); tests impor
 what they need with `from helpers import ...`.
 
 Contents
+  paths           REPO (the source tree), PY (Debian's python3)
+  waiting         wait_until (the one poll loop: a predicate, a timeout, what
+                  the test waits for)
   ports/sockets   free_port, wait_listening, connect, recv_exact, recv_all,
                   read_until, wait_closed, abort
   SOCKS clients   socks5_connect, socks5_greet, socks5_send_request,
@@ -12,13 +15,15 @@ Contents
   origins         EchoOrigin, SinkOrigin, SourceOrigin, HTTPOrigin (http/https);
                   every origin records each TCP connection it accepts, so a
                   test can assert that a denied origin saw nothing at all
-  processes       Proc (a logged child process stopped at teardown)
-  audit           read_audit, SANITIZER_MARKERS, sanitizer_report
+  processes       Proc (a logged child process stopped at teardown),
+                  sanitizer_env, SANITIZER_EXIT_CODES
+  audit           read_audit (a trail file), audit_records (JSON lines among
+                  other output), SANITIZER_MARKERS, sanitizer_report
   clients         curl, run_python; socks5_rep, http_connect_status,
                   http_get_status, socks4a_code (one request, its verdict)
   DNS             TinyDNS (a UDP DNS server on loopback with fixed records)
   Prometheus      Prometheus (Debian's server scraping one target every second),
-                  http_get (one plain HTTP request), wait_until
+                  http_get (one plain HTTP request)
 
 Everything talks to loopback only (127.0.0.0/8, ::1); the suite itself runs in
 a private network namespace (see scripts/test).
@@ -29,6 +34,7 @@ import hashlib
 import http.server
 import json
 import os
+import pathlib
 import random
 import select
 import signal
@@ -43,9 +49,32 @@ import urllib.parse
 import urllib.request
 
 PY = "/usr/bin/python3"
+REPO = pathlib.Path(__file__).resolve().parents[2]
 
 # --upstream kinds the upstream_url fixture knows (conftest.py).
 UPSTREAM_KINDS = ("direct", "tailscaled-socks5", "tailscaled-http", "microsocks")
+
+# ------------------------------------------------------------------ waiting
+
+def wait_until(pred, timeout, what, interval=0.1, detail=None):
+    """Polls pred() every interval seconds until it returns something true,
+    and returns that value. When timeout seconds pass first, raises
+    AssertionError "timed out after Ns waiting for WHAT (last: VALUE)",
+    followed by detail() if given (a log tail or a transcript, read when the
+    wait fails rather than when it starts). pred is asked once more at the
+    deadline; an exception from pred propagates at once."""
+    deadline = time.monotonic() + timeout
+    while True:
+        last = pred()
+        if last:
+            return last
+        if time.monotonic() >= deadline:
+            msg = "timed out after %gs waiting for %s (last: %r)" % (timeout, what, last)
+            if detail is not None:
+                msg += "\n" + detail()
+            raise AssertionError(msg)
+        time.sleep(interval)
+
 
 # ------------------------------------------------------------------ sockets
 
@@ -659,6 +688,26 @@ class Proc:
         return self.proc.returncode
 
 
+# Exit statuses sanitizer_env() gives ASan, UBSan and LSan.
+SANITIZER_EXIT_CODES = (86, 87, 88)
+
+
+def sanitizer_env(env):
+    """env (a dict, changed and returned) with the sanitizer options every
+    tailfence the suite starts gets: with the sanitizer build a report makes
+    it exit with one of SANITIZER_EXIT_CODES; other builds ignore them.
+    Values env already has are kept."""
+    env.setdefault("ASAN_OPTIONS", "detect_leaks=1:halt_on_error=1:abort_on_error=0:"
+                   "exitcode=86:detect_stack_use_after_return=1:strict_string_checks=1")
+    env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1:exitcode=87")
+    env.setdefault("LSAN_OPTIONS", "exitcode=88")
+    for sym in ("/usr/bin/llvm-symbolizer", "/usr/bin/llvm-symbolizer-14"):
+        if os.path.exists(sym):
+            env.setdefault("ASAN_SYMBOLIZER_PATH", sym)
+            break
+    return env
+
+
 # ---------------------------------------------------------------- Prometheus
 
 PROMETHEUS = "/usr/bin/prometheus"
@@ -673,18 +722,6 @@ def http_get(port, path, method="GET", timeout=10):
             return r.status, r.read().decode(), dict(r.headers)
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode(), dict(e.headers)
-
-
-def wait_until(pred, timeout, what):
-    """pred()'s first true value, polled every 0.1 s; AssertionError after timeout."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = pred()
-        if last:
-            return last
-        time.sleep(0.1)
-    raise AssertionError("timed out after %.0fs waiting for %s (last: %r)" % (timeout, what, last))
 
 
 class Prometheus:
@@ -766,6 +803,21 @@ def read_audit(path):
         assert isinstance(rec, dict), "%s line %d is not a JSON object" % (path, i + 1)
         records.append(rec)
     return records
+
+
+def audit_records(lines):
+    """The JSON objects among lines (text lines of a process's output, where
+    the audit trail's stdout sink interleaves with other lines); anything
+    else is skipped."""
+    recs = []
+    for line in lines:
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                recs.append(json.loads(line))
+            except ValueError:
+                pass
+    return recs
 
 
 # Lines that mean AddressSanitizer, LeakSanitizer or UBSan reported something.

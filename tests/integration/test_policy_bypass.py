@@ -27,7 +27,7 @@ import socket
 import pytest
 
 from helpers import (ATYP_DOMAIN, ATYP_IPV6, EchoOrigin, clean_env, free_port, http_connect_status,
-                     http_get_status, socks4a_code, socks5_connect, socks5_rep)
+                     http_get_status, sanitizer_env, socks4a_code, socks5_connect, socks5_rep)
 
 NAME = "db.internal"
 
@@ -420,7 +420,7 @@ def _free4(port):
 def start_with_etc_hosts(tailfence_bin, tmp_path, hosts, *args):
     """A daemon started in a mount namespace of its own with `hosts` bound
     over /etc/hosts (unshare and sh exec into tailfence: same pid)."""
-    from conftest import Tailfence, _sanitizer_env
+    from conftest import Tailfence
     f = tmp_path / "etc-hosts"
     f.write_text(hosts)
     port = free_port()
@@ -429,7 +429,7 @@ def start_with_etc_hosts(tailfence_bin, tmp_path, hosts, *args):
             tailfence_bin, "--listen", "127.0.0.1:%d" % port, "--upstream", "direct",
             "--audit-log", audit] + [str(a) for a in args]
     d = Tailfence(tailfence_bin, argv, [port], audit, tmp_path / "tailfence-etc-hosts.log",
-                  _sanitizer_env(clean_env()))
+                  sanitizer_env(clean_env()))
     d.wait_ready()
     return d
 
