@@ -78,7 +78,6 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 
 import pytest
 
@@ -88,7 +87,7 @@ from tailnet import missing_requirements as _tailnet_missing
 from helpers import (REPO, SANITIZER_EXIT_CODES, UPSTREAM_KINDS, EchoOrigin, HTTPOrigin, Proc,
                      SinkOrigin, SourceOrigin, TinyDNS, clean_env, connect, free_port,
                      read_audit, recv_exact, sanitizer_env, sanitizer_report, socks5_connect,
-                     wait_listening, read_http_response, _as_user)
+                     wait_listening, wait_until, read_http_response, _as_user)
 
 TAILSCALED = "/opt/tfgo/bin/tailscaled"
 TAILSCALE = "/opt/tfgo/bin/tailscale"
@@ -166,15 +165,16 @@ class Tailfence:
         """Waits until at least n records match (the trail is flushed within
         flush_ms, 200 ms by default); returns them. Fails with the whole trail
         when they do not appear."""
-        deadline = time.monotonic() + timeout
-        while True:
+        def enough():
             got = [r for r in self.audit() if _match(r, match)]
-            if len(got) >= n or time.monotonic() > deadline:
-                break
-            time.sleep(0.05)
-        assert len(got) >= n, "expected %d audit record(s) matching %r, found %d; trail:\n%s" % (
-            n, match, len(got), "\n".join(map(str, self.audit()[-30:])))
-        return got
+            return (got,) if len(got) >= n else None
+
+        def trail():
+            recs = self.audit()
+            return "found %d; trail:\n%s" % (sum(1 for r in recs if _match(r, match)),
+                                             "\n".join(map(str, recs[-30:])))
+        return wait_until(enough, timeout, "%d audit record(s) matching %r" % (n, match),
+                          interval=0.05, detail=trail)[0]
 
     def wait_close(self, conn_id, timeout=10.0):
         return self.wait_audit(type="close", conn=conn_id, timeout=timeout)[0]
@@ -563,12 +563,10 @@ def postgres():
         wait_listening(port, 60, proc.proc, "postgres")
         psql = ["psql", "-X", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres"]
         env = clean_env(PGCONNECT_TIMEOUT="10")
-        for _ in range(100):
-            ok = subprocess.run(psql + ["-d", "postgres", "-c", "select 1"], capture_output=True,
-                                env=env, stdin=subprocess.DEVNULL)
-            if ok.returncode == 0:
-                break
-            time.sleep(0.1)
+        wait_until(lambda: subprocess.run(psql + ["-d", "postgres", "-c", "select 1"],
+                                          capture_output=True, env=env,
+                                          stdin=subprocess.DEVNULL).returncode == 0,
+                   15, "psql to get an answer from PostgreSQL")
         subprocess.run(psql + ["-d", "postgres", "-c", "create database tfdb"], check=True,
                        capture_output=True, env=env, stdin=subprocess.DEVNULL)
         subprocess.run(psql + ["-d", "tfdb", "-c",

@@ -34,7 +34,7 @@ import time
 
 import pytest
 
-from helpers import Origin, read_audit, recv_exact, socks5_connect
+from helpers import Origin, read_audit, recv_exact, socks5_connect, wait_until
 
 CLIENTS = 16
 LOAD_SECONDS = 1.5
@@ -279,15 +279,6 @@ def _http_attempt(d, origin):
         return ("refused", status, rest.decode("utf-8", "replace"))
 
 
-def _until(pred, timeout=20.0, every=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(every)
-    return False
-
-
 def test_disk_full_written_deny_no_connection_without_its_record(tailfence, id_origin, tiny_fs):
     log = str(tiny_fs / "audit.jsonl")
     d = tailfence("--audit-log", log, "--audit-on-failure", "deny",
@@ -306,8 +297,8 @@ def test_disk_full_written_deny_no_connection_without_its_record(tailfence, id_o
             refusals.append(r)
         return len(refusals) >= 2
 
-    assert _until(refused_twice), \
-        "connections were still served with a full disk:\n" + d.log()[-3000:]
+    wait_until(refused_twice, 20, "two connections refused with a full disk", interval=0.05,
+               detail=lambda: d.log()[-3000:])
     # Still full: every connection the origin saw has its record on disk.
     seen, ids = id_origin.snapshot()
     recs = read_audit(log)
@@ -321,8 +312,9 @@ def test_disk_full_written_deny_no_connection_without_its_record(tailfence, id_o
     assert "No space left on device" in d.log(), d.log()[-3000:]
 
     os.unlink(filler)
-    assert _until(lambda: _http_attempt(d, id_origin)[0] == "served"), \
-        "not served again once space was freed:\n" + d.log()[-3000:]
+    wait_until(lambda: _http_attempt(d, id_origin)[0] == "served", 20,
+               "connections to be served again once space was freed", interval=0.05,
+               detail=lambda: d.log()[-3000:])
     d.stop()
 
 
@@ -396,7 +388,9 @@ def test_stuck_writer_waits_time_out_and_cancel_cleanly(tailfence, id_origin, tm
 
     os.kill(d.proc.pid, signal.SIGTERM)
     # the waiting connections are closed before the writer may go on
-    assert _until(lambda: "stopped" in d.log() or "stopping" in d.log()), d.log()[-3000:]
+    wait_until(lambda: "stopped" in d.log() or "stopping" in d.log(), 20,
+               "the daemon to log that it is stopping", interval=0.05,
+               detail=lambda: d.log()[-3000:])
     time.sleep(0.2)
     drainer = threading.Thread(target=drain)
     drainer.start()

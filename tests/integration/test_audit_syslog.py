@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from helpers import Proc, free_port, recv_exact, socks5_connect, wait_listening
+from helpers import Proc, free_port, recv_exact, socks5_connect, wait_listening, wait_until
 
 RSYSLOGD = shutil.which("rsyslogd") or "/usr/sbin/rsyslogd"
 
@@ -90,9 +90,9 @@ def test_records_reach_rsyslog(tailfence, echo_origin, rsyslog, tmp_path, transp
 
     with open(d.audit_path) as f:
         file_lines = [l.rstrip("\n") for l in f]
-    deadline = time.monotonic() + 15
-    while len(rsyslog.received()) < len(file_lines) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_until(lambda: len(rsyslog.received()) >= len(file_lines), 15,
+               "rsyslog to receive all %d records" % len(file_lines),
+               detail=lambda: "received %d" % len(rsyslog.received()))
     got = rsyslog.received()
     assert [m[4] for m in got] == file_lines, (
         "rsyslog received %d messages, the file has %d records:\n%s\n---\n%s"

@@ -9,12 +9,11 @@ with the bytes each way.
 """
 
 import socket
-import time
 
 import pytest
 
 from helpers import (EchoOrigin, connect, curl, free_port, read_http_response, recv_all,
-                     recv_exact, socks4_connect, socks5_connect, wait_listening)
+                     recv_exact, socks4_connect, socks5_connect, wait_listening, wait_until)
 
 DENIED = "127.0.1.1"
 
@@ -239,10 +238,9 @@ def test_advertised_routes_are_allowed(tailfence, origins):
 
 def test_advertised_route_with_host_bits_is_refused(tailfence):
     d = tailfence(allow=(), env={"TAILSCALE_ADVERTISE_ROUTES": "127.0.2.1/24"}, wait=False)
-    deadline = time.monotonic() + 15
-    while d.alive() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not d.alive(), "tailfence started with a route that has host bits set"
+    wait_until(lambda: not d.alive(), 15,
+               "tailfence to refuse to start with a route that has host bits set",
+               interval=0.05, detail=d.log)
     rc = d.wait_exit(expect=None)
     assert rc not in (0, None) and rc > 0, rc
     out = d.log()
