@@ -7,8 +7,8 @@ Contents
   paths           REPO (the source tree), PY (Debian's python3)
   waiting         wait_until (the one poll loop: a predicate, a timeout, what
                   the test waits for)
-  ports/sockets   free_port, wait_listening, connect, recv_exact, recv_all,
-                  read_until, wait_closed, abort
+  ports/sockets   free_port, wait_listening (TCP or UDP), accept_queue, connect,
+                  recv_exact, recv_all, read_until, wait_closed, abort
   SOCKS clients   socks5_connect, socks5_greet, socks5_send_request,
                   socks5_read_reply, socks4_connect  (raw, byte-exact)
   HTTP client     http_exchange, read_http_response
@@ -23,7 +23,8 @@ Contents
                   http_get_status, socks4a_code (one request, its verdict)
   DNS             TinyDNS (a UDP DNS server on loopback with fixed records)
   Prometheus      Prometheus (Debian's server scraping one target every second),
-                  http_get (one plain HTTP request)
+                  http_get (one plain HTTP request), parse_metrics, metrics
+                  (tailfence's /metrics as a dict)
 
 Everything talks to loopback only (127.0.0.0/8, ::1); the suite itself runs in
 a private network namespace (see scripts/test).
@@ -95,28 +96,38 @@ def free_port(host="127.0.0.1"):
     raise RuntimeError("no free port on %s" % host)
 
 
-def _listening_ports():
-    ports = set()
-    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+def _proc_net(udp=False):
+    """Rows of /proc/net/tcp and tcp6 (udp=True: udp and udp6), split."""
+    rows = []
+    for name in ("/proc/net/udp", "/proc/net/udp6") if udp else ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             with open(name, encoding="ascii") as f:
                 next(f, None)
-                for line in f:
-                    fields = line.split()
-                    if len(fields) > 3 and fields[3] == "0A":
-                        ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+                rows += [line.split() for line in f]
         except OSError:
             pass
-    return ports
+    return [r for r in rows if len(r) > 4]
 
 
-def wait_listening(port, timeout=15.0, proc=None, what="process"):
-    """Waits until something listens on TCP port (read from /proc/net/tcp*, so
-    no probe connection shows up in anyone's logs). Raises if proc exits
-    first or the timeout passes."""
+def _listening_ports(udp=False):
+    """TCP ports something listens on (udp=True: UDP ports bound)."""
+    state = "07" if udp else "0A"  # TCP_CLOSE is how a bound UDP socket shows
+    return {int(r[1].rsplit(":", 1)[1], 16) for r in _proc_net(udp) if r[3] == state}
+
+
+def accept_queue(port):
+    """Connections waiting in the accept queue of TCP listeners on port."""
+    return sum(int(r[4].split(":")[1], 16) for r in _proc_net()
+               if r[3] == "0A" and int(r[1].rsplit(":", 1)[1], 16) == port)
+
+
+def wait_listening(port, timeout=15.0, proc=None, what="process", udp=False):
+    """Waits until something listens on TCP port, or with udp=True has UDP
+    port bound (read from /proc/net/*, so no probe shows up in anyone's
+    logs). Raises if proc exits first or the timeout passes."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if port in _listening_ports():
+        if port in _listening_ports(udp):
             return
         if proc is not None and proc.poll() is not None:
             raise RuntimeError("%s exited with %s before listening on port %d"
@@ -381,6 +392,22 @@ class Origin:
         with self._cond:
             self._cond.wait_for(lambda: len(self.peers) >= n, timeout)
             return len(self.peers)
+
+    def wait_settled(self, timeout=10.0):
+        """Once whoever connected has gone (a killed proxy, say): waits until
+        no connection waits in the listen queue and every accepted one has
+        been handled to its end, so .count and what handle() recorded are
+        final. Returns .count."""
+        def settled():
+            with self._cond:
+                before, busy = len(self.peers), len(self._conns)
+            queued = accept_queue(self.port)
+            with self._cond:  # nothing accepted while the queue was read
+                after = len(self.peers)
+            return busy == 0 and queued == 0 and before == after
+        wait_until(settled, timeout, "%s origin on port %d to finish its connections"
+                   % (self.name, self.port), interval=0.02)
+        return self.count
 
     def _accept_loop(self):
         while True:
@@ -711,6 +738,24 @@ def sanitizer_env(env):
 # ---------------------------------------------------------------- Prometheus
 
 PROMETHEUS = "/usr/bin/prometheus"
+
+
+def parse_metrics(text):
+    """{"name{labels}": value} of a Prometheus exposition (labels as written)."""
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        key, _, value = line.rpartition(" ")
+        out[key] = float(value)
+    return out
+
+
+def metrics(port):
+    """parse_metrics() of GET /metrics on 127.0.0.1:port (tailfence --admin)."""
+    status, text, _ = http_get(port, "/metrics")
+    assert status == 200, "GET /metrics answered %d: %s" % (status, text[:500])
+    return parse_metrics(text)
 
 
 def http_get(port, path, method="GET", timeout=10):

@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import socket
-import time
 
 import pytest
 
@@ -49,7 +48,7 @@ if $app-name == "tailfence" then {
     proc = Proc([RSYSLOGD, "-n", "-f", str(conf), "-i", str(work / "rsyslogd.pid")],
                 work / "rsyslogd.log")
     wait_listening(tcp, 30, proc.proc, "rsyslogd")
-    time.sleep(0.2)  # imudp binds alongside imtcp; give it a moment
+    wait_listening(udp, 30, proc.proc, "rsyslogd", udp=True)
 
     class R:
         pass

@@ -12,12 +12,11 @@ import os
 import socket
 import struct
 import subprocess
-import urllib.request
 
 import pytest
 
 from helpers import PY, Proc, free_port, recv_exact, socks5_greet, socks5_read_reply
-from helpers import wait_closed, wait_listening, wait_until
+from helpers import metrics, wait_closed, wait_listening, wait_until
 from tailnet import dnsserver
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -155,18 +154,6 @@ def associate():
     yield open_
     for a in made:
         a.close()
-
-
-def metrics(port):
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    with opener.open("http://127.0.0.1:%d/metrics" % port, timeout=10) as r:
-        text = r.read().decode()
-    out = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            k, _, v = line.rpartition(" ")
-            out[k] = float(v)
-    return out
 
 
 def dropped(m, reason):

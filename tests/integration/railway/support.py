@@ -12,7 +12,6 @@ import re
 import signal
 import subprocess
 import threading
-import time
 
 from helpers import REPO, wait_until
 
@@ -67,7 +66,11 @@ class Entrypoint:
                 if rx.search(line):
                     return line
             if self.proc.poll() is not None:
-                time.sleep(0.2)  # let the pumps drain
+                # Let the pumps read what is left: they end at EOF, or
+                # not at all while a child of the entrypoint still holds
+                # the pipes, hence the bound.
+                for t in self._threads:
+                    t.join(2)
                 for line in list(self.out):
                     if rx.search(line):
                         return line
