@@ -27,7 +27,7 @@ Fixtures (function scope unless noted)
   tailfence_cli(*args, input=None, env=None) -> CompletedProcess
       Runs a subcommand to completion (`tailfence check ...`, `audit verify`).
   origins            factory for origins, all closed at teardown:
-                     origins.echo(host), .sink(host, framed=False), .source(size, host),
+                     origins.echo(host, port=0), .sink(host, framed=False), .source(size, host),
                      .http(host, label=None), .https(host, label=None)
   echo_origin, http_origin, https_origin
                      one of each on 127.0.0.1
@@ -345,8 +345,8 @@ class Origins:
         self._all.append(o)
         return o
 
-    def echo(self, host="127.0.0.1"):
-        return self._keep(EchoOrigin(host))
+    def echo(self, host="127.0.0.1", port=0):
+        return self._keep(EchoOrigin(host, port))
 
     def sink(self, host="127.0.0.1", framed=False):
         return self._keep(SinkOrigin(host, framed=framed))

@@ -82,18 +82,30 @@ def wait_until(pred, timeout, what, interval=0.1, detail=None):
 _used_ports = set()
 
 
-def free_port(host="127.0.0.1"):
+def _bindable(host, port):
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.bind((host, port))
+        return True
+    except OSError:
+        return False
+
+
+def free_port(host="127.0.0.1", also=()):
     """A TCP port on host that nobody listens on and this run has not handed
-    out before (so two fixtures never get the same one)."""
+    out before (so two fixtures never get the same one). With also (more
+    addresses), a port that is free on each of them too, for origins that
+    listen on one port at several addresses."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     for _ in range(200):
         with socket.socket(family, socket.SOCK_STREAM) as s:
             s.bind((host, 0))
             port = s.getsockname()[1]
-        if port not in _used_ports:
+        if port not in _used_ports and all(_bindable(h, port) for h in also):
             _used_ports.add(port)
             return port
-    raise RuntimeError("no free port on %s" % host)
+    raise RuntimeError("no free port on %s" % ", ".join((host,) + tuple(also)))
 
 
 def _proc_net(udp=False):
