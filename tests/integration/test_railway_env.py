@@ -143,8 +143,9 @@ def test_tailfence_config_check_stops_the_container(tmp_path, tailfence_bin):
     assert "Starting Tailscale daemon..." not in r.stdout
 
 
-def test_unreadable_hmac_key_stops_the_container_before_tailscaled(tmp_path):
-    r = run(base_env(tmp_path, TAILFENCE_AUDIT_HMAC_KEY=str(tmp_path / "missing.key")))
+def test_unreadable_hmac_key_stops_the_container_before_tailscaled(tmp_path, tailfence_bin):
+    r = run(base_env(tmp_path, tailfence_bin,
+                     TAILFENCE_AUDIT_HMAC_KEY=str(tmp_path / "missing.key")))
     assert r.returncode == EX_CONFIG, r.stderr
     assert "configuration rejected" in r.stderr
     assert 'audit.hmac_key_file: "%s": No such file or directory' % (tmp_path / "missing.key") \
