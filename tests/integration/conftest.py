@@ -27,7 +27,7 @@ Fixtures (function scope unless noted)
   tailfence_cli(*args, input=None, env=None) -> CompletedProcess
       Runs a subcommand to completion (`tailfence check ...`, `audit verify`).
   origins            factory for origins, all closed at teardown:
-                     origins.echo(host), .sink(host, framed=False), .source(size, host),
+                     origins.echo(host, port=0), .sink(host, framed=False), .source(size, host),
                      .http(host, label=None), .https(host, label=None)
   echo_origin, http_origin, https_origin
                      one of each on 127.0.0.1
@@ -78,19 +78,17 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 
 import pytest
 
 from tailnet import HarnessError as _HarnessError
 from tailnet import Tailnet as _Tailnet
 from tailnet import missing_requirements as _tailnet_missing
-from helpers import (UPSTREAM_KINDS, EchoOrigin, HTTPOrigin, Proc, SinkOrigin, SourceOrigin, TinyDNS,
-                     clean_env, connect, free_port, read_audit, recv_exact,
-                     sanitizer_report, socks5_connect, wait_listening,
-                     read_http_response, _as_user)
+from helpers import (REPO, SANITIZER_EXIT_CODES, UPSTREAM_KINDS, EchoOrigin, HTTPOrigin, Proc,
+                     SinkOrigin, SourceOrigin, TinyDNS, clean_env, connect, free_port,
+                     read_audit, recv_exact, sanitizer_env, sanitizer_report, socks5_connect,
+                     wait_listening, wait_until, read_http_response, _as_user)
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TAILSCALED = "/opt/tfgo/bin/tailscaled"
 TAILSCALE = "/opt/tfgo/bin/tailscale"
 
@@ -100,27 +98,14 @@ for _k in list(os.environ):
         del os.environ[_k]
 
 
-# Exit statuses _sanitizer_env() gives ASan, UBSan and LSan.
-SANITIZER_EXIT_CODES = (86, 87, 88)
-
-
-def _sanitizer_env(env):
-    env.setdefault("ASAN_OPTIONS", "detect_leaks=1:halt_on_error=1:abort_on_error=0:"
-                   "exitcode=86:detect_stack_use_after_return=1:strict_string_checks=1")
-    env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1:exitcode=87")
-    env.setdefault("LSAN_OPTIONS", "exitcode=88")
-    for sym in ("/usr/bin/llvm-symbolizer", "/usr/bin/llvm-symbolizer-14"):
-        if os.path.exists(sym):
-            env.setdefault("ASAN_SYMBOLIZER_PATH", sym)
-            break
-    return env
-
-
 # ----------------------------------------------------------------- the daemon
 
 @pytest.fixture(scope="session")
 def tailfence_bin():
-    path = os.environ.get("TAILFENCE_BIN") or os.path.join(REPO, "build", "tailfence")
+    """Path of the tailfence under test: $TAILFENCE_BIN (scripts/test sets
+    it to each build's binary), else <repo>/build/tailfence. Fails, saying
+    so, when that is not an executable file."""
+    path = os.environ.get("TAILFENCE_BIN") or str(REPO / "build" / "tailfence")
     if not os.access(path, os.X_OK):
         pytest.fail("tailfence binary %s does not exist or is not executable "
                     "(set TAILFENCE_BIN or build with meson into build/)" % path)
@@ -180,15 +165,16 @@ class Tailfence:
         """Waits until at least n records match (the trail is flushed within
         flush_ms, 200 ms by default); returns them. Fails with the whole trail
         when they do not appear."""
-        deadline = time.monotonic() + timeout
-        while True:
+        def enough():
             got = [r for r in self.audit() if _match(r, match)]
-            if len(got) >= n or time.monotonic() > deadline:
-                break
-            time.sleep(0.05)
-        assert len(got) >= n, "expected %d audit record(s) matching %r, found %d; trail:\n%s" % (
-            n, match, len(got), "\n".join(map(str, self.audit()[-30:])))
-        return got
+            return (got,) if len(got) >= n else None
+
+        def trail():
+            recs = self.audit()
+            return "found %d; trail:\n%s" % (sum(1 for r in recs if _match(r, match)),
+                                             "\n".join(map(str, recs[-30:])))
+        return wait_until(enough, timeout, "%d audit record(s) matching %r" % (n, match),
+                          interval=0.05, detail=trail)[0]
 
     def wait_close(self, conn_id, timeout=10.0):
         return self.wait_audit(type="close", conn=conn_id, timeout=timeout)[0]
@@ -294,7 +280,7 @@ def tailfence(tailfence_bin, tmp_path):
                     break
         argv += args
         ports = _listen_ports(argv)
-        daemon_env = _sanitizer_env(clean_env())
+        daemon_env = sanitizer_env(clean_env())
         daemon_env.pop("TAILSCALE_ADVERTISE_ROUTES", None)
         for k in list(daemon_env):
             if k.startswith("TAILFENCE_"):
@@ -334,7 +320,7 @@ def tailfence_cli(tailfence_bin):
     env there is no tailnet view (TAILSCALE_SOCKET=none): the static routes
     decide."""
     def run(*args, input=None, env=None, timeout=60):
-        e = _sanitizer_env(clean_env())
+        e = sanitizer_env(clean_env())
         e["TAILSCALE_SOCKET"] = "none"
         e.update(env or {})
         p = subprocess.run([tailfence_bin] + [str(a) for a in args], input=input,
@@ -359,8 +345,8 @@ class Origins:
         self._all.append(o)
         return o
 
-    def echo(self, host="127.0.0.1"):
-        return self._keep(EchoOrigin(host))
+    def echo(self, host="127.0.0.1", port=0):
+        return self._keep(EchoOrigin(host, port))
 
     def sink(self, host="127.0.0.1", framed=False):
         return self._keep(SinkOrigin(host, framed=framed))
@@ -577,12 +563,10 @@ def postgres():
         wait_listening(port, 60, proc.proc, "postgres")
         psql = ["psql", "-X", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres"]
         env = clean_env(PGCONNECT_TIMEOUT="10")
-        for _ in range(100):
-            ok = subprocess.run(psql + ["-d", "postgres", "-c", "select 1"], capture_output=True,
-                                env=env, stdin=subprocess.DEVNULL)
-            if ok.returncode == 0:
-                break
-            time.sleep(0.1)
+        wait_until(lambda: subprocess.run(psql + ["-d", "postgres", "-c", "select 1"],
+                                          capture_output=True, env=env,
+                                          stdin=subprocess.DEVNULL).returncode == 0,
+                   15, "psql to get an answer from PostgreSQL")
         subprocess.run(psql + ["-d", "postgres", "-c", "create database tfdb"], check=True,
                        capture_output=True, env=env, stdin=subprocess.DEVNULL)
         subprocess.run(psql + ["-d", "tfdb", "-c",

@@ -4,21 +4,27 @@ tests. Nothing here is a pytest fixture (those live in conftest.py); tests impor
 what they need with `from helpers import ...`.
 
 Contents
-  ports/sockets   free_port, wait_listening, connect, recv_exact, recv_all,
-                  read_until, wait_closed, abort
+  paths           REPO (the source tree), PY (Debian's python3)
+  waiting         wait_until (the one poll loop: a predicate, a timeout, what
+                  the test waits for)
+  ports/sockets   free_port, wait_listening (TCP or UDP), accept_queue, connect,
+                  recv_exact, recv_all, read_until, wait_closed, abort
   SOCKS clients   socks5_connect, socks5_greet, socks5_send_request,
                   socks5_read_reply, socks4_connect  (raw, byte-exact)
   HTTP client     http_exchange, read_http_response
   origins         EchoOrigin, SinkOrigin, SourceOrigin, HTTPOrigin (http/https);
                   every origin records each TCP connection it accepts, so a
                   test can assert that a denied origin saw nothing at all
-  processes       Proc (a logged child process stopped at teardown)
-  audit           read_audit, SANITIZER_MARKERS, sanitizer_report
+  processes       Proc (a logged child process stopped at teardown),
+                  sanitizer_env, SANITIZER_EXIT_CODES
+  audit           read_audit (a trail file), audit_records (JSON lines among
+                  other output), SANITIZER_MARKERS, sanitizer_report
   clients         curl, run_python; socks5_rep, http_connect_status,
                   http_get_status, socks4a_code (one request, its verdict)
   DNS             TinyDNS (a UDP DNS server on loopback with fixed records)
   Prometheus      Prometheus (Debian's server scraping one target every second),
-                  http_get (one plain HTTP request), wait_until
+                  http_get (one plain HTTP request), parse_metrics, metrics
+                  (tailfence's /metrics as a dict)
 
 Everything talks to loopback only (127.0.0.0/8, ::1); the suite itself runs in
 a private network namespace (see scripts/test).
@@ -29,6 +35,7 @@ import hashlib
 import http.server
 import json
 import os
+import pathlib
 import random
 import select
 import signal
@@ -43,9 +50,32 @@ import urllib.parse
 import urllib.request
 
 PY = "/usr/bin/python3"
+REPO = pathlib.Path(__file__).resolve().parents[2]
 
 # --upstream kinds the upstream_url fixture knows (conftest.py).
 UPSTREAM_KINDS = ("direct", "tailscaled-socks5", "tailscaled-http", "microsocks")
+
+# ------------------------------------------------------------------ waiting
+
+def wait_until(pred, timeout, what, interval=0.1, detail=None):
+    """Polls pred() every interval seconds until it returns something true,
+    and returns that value. When timeout seconds pass first, raises
+    AssertionError "timed out after Ns waiting for WHAT (last: VALUE)",
+    followed by detail() if given (a log tail or a transcript, read when the
+    wait fails rather than when it starts). pred is asked once more at the
+    deadline; an exception from pred propagates at once."""
+    deadline = time.monotonic() + timeout
+    while True:
+        last = pred()
+        if last:
+            return last
+        if time.monotonic() >= deadline:
+            msg = "timed out after %gs waiting for %s (last: %r)" % (timeout, what, last)
+            if detail is not None:
+                msg += "\n" + detail()
+            raise AssertionError(msg)
+        time.sleep(interval)
+
 
 # ------------------------------------------------------------------ sockets
 
@@ -59,9 +89,21 @@ _used_ports = set()
 _PORT_RANGE = (20000, 32000)
 
 
-def free_port(host="127.0.0.1"):
+def _bindable(host, port):
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.bind((host, port))
+        return True
+    except OSError:
+        return False
+
+
+def free_port(host="127.0.0.1", also=()):
     """A TCP port on host that nobody uses and this run has not handed out
-    before (so two fixtures never get the same one)."""
+    before (so two fixtures never get the same one). With also (more
+    addresses), a port that is free on each of them too, for origins that
+    listen on one port at several addresses."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     for _ in range(500):
         port = random.randrange(*_PORT_RANGE)
@@ -72,33 +114,44 @@ def free_port(host="127.0.0.1"):
                 s.bind((host, port))
             except OSError:
                 continue
-        _used_ports.add(port)
-        return port
-    raise RuntimeError("no free port on %s" % host)
+        if all(_bindable(h, port) for h in also):
+            _used_ports.add(port)
+            return port
+    raise RuntimeError("no free port on %s" % ", ".join((host,) + tuple(also)))
 
 
-def _listening_ports():
-    ports = set()
-    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+def _proc_net(udp=False):
+    """Rows of /proc/net/tcp and tcp6 (udp=True: udp and udp6), split."""
+    rows = []
+    for name in ("/proc/net/udp", "/proc/net/udp6") if udp else ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             with open(name, encoding="ascii") as f:
                 next(f, None)
-                for line in f:
-                    fields = line.split()
-                    if len(fields) > 3 and fields[3] == "0A":
-                        ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+                rows += [line.split() for line in f]
         except OSError:
             pass
-    return ports
+    return [r for r in rows if len(r) > 4]
 
 
-def wait_listening(port, timeout=15.0, proc=None, what="process"):
-    """Waits until something listens on TCP port (read from /proc/net/tcp*, so
-    no probe connection shows up in anyone's logs). Raises if proc exits
-    first or the timeout passes."""
+def _listening_ports(udp=False):
+    """TCP ports something listens on (udp=True: UDP ports bound)."""
+    state = "07" if udp else "0A"  # TCP_CLOSE is how a bound UDP socket shows
+    return {int(r[1].rsplit(":", 1)[1], 16) for r in _proc_net(udp) if r[3] == state}
+
+
+def accept_queue(port):
+    """Connections waiting in the accept queue of TCP listeners on port."""
+    return sum(int(r[4].split(":")[1], 16) for r in _proc_net()
+               if r[3] == "0A" and int(r[1].rsplit(":", 1)[1], 16) == port)
+
+
+def wait_listening(port, timeout=15.0, proc=None, what="process", udp=False):
+    """Waits until something listens on TCP port, or with udp=True has UDP
+    port bound (read from /proc/net/*, so no probe shows up in anyone's
+    logs). Raises if proc exits first or the timeout passes."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if port in _listening_ports():
+        if port in _listening_ports(udp):
             return
         if proc is not None and proc.poll() is not None:
             raise RuntimeError("%s exited with %s before listening on port %d"
@@ -363,6 +416,22 @@ class Origin:
         with self._cond:
             self._cond.wait_for(lambda: len(self.peers) >= n, timeout)
             return len(self.peers)
+
+    def wait_settled(self, timeout=10.0):
+        """Once whoever connected has gone (a killed proxy, say): waits until
+        no connection waits in the listen queue and every accepted one has
+        been handled to its end, so .count and what handle() recorded are
+        final. Returns .count."""
+        def settled():
+            with self._cond:
+                before, busy = len(self.peers), len(self._conns)
+            queued = accept_queue(self.port)
+            with self._cond:  # nothing accepted while the queue was read
+                after = len(self.peers)
+            return busy == 0 and queued == 0 and before == after
+        wait_until(settled, timeout, "%s origin on port %d to finish its connections"
+                   % (self.name, self.port), interval=0.02)
+        return self.count
 
     def _accept_loop(self):
         while True:
@@ -670,9 +739,47 @@ class Proc:
         return self.proc.returncode
 
 
+# Exit statuses sanitizer_env() gives ASan, UBSan and LSan.
+SANITIZER_EXIT_CODES = (86, 87, 88)
+
+
+def sanitizer_env(env):
+    """env (a dict, changed and returned) with the sanitizer options every
+    tailfence the suite starts gets: with the sanitizer build a report makes
+    it exit with one of SANITIZER_EXIT_CODES; other builds ignore them.
+    Values env already has are kept."""
+    env.setdefault("ASAN_OPTIONS", "detect_leaks=1:halt_on_error=1:abort_on_error=0:"
+                   "exitcode=86:detect_stack_use_after_return=1:strict_string_checks=1")
+    env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1:exitcode=87")
+    env.setdefault("LSAN_OPTIONS", "exitcode=88")
+    for sym in ("/usr/bin/llvm-symbolizer", "/usr/bin/llvm-symbolizer-14"):
+        if os.path.exists(sym):
+            env.setdefault("ASAN_SYMBOLIZER_PATH", sym)
+            break
+    return env
+
+
 # ---------------------------------------------------------------- Prometheus
 
 PROMETHEUS = "/usr/bin/prometheus"
+
+
+def parse_metrics(text):
+    """{"name{labels}": value} of a Prometheus exposition (labels as written)."""
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        key, _, value = line.rpartition(" ")
+        out[key] = float(value)
+    return out
+
+
+def metrics(port):
+    """parse_metrics() of GET /metrics on 127.0.0.1:port (tailfence --admin)."""
+    status, text, _ = http_get(port, "/metrics")
+    assert status == 200, "GET /metrics answered %d: %s" % (status, text[:500])
+    return parse_metrics(text)
 
 
 def http_get(port, path, method="GET", timeout=10):
@@ -684,18 +791,6 @@ def http_get(port, path, method="GET", timeout=10):
             return r.status, r.read().decode(), dict(r.headers)
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode(), dict(e.headers)
-
-
-def wait_until(pred, timeout, what):
-    """pred()'s first true value, polled every 0.1 s; AssertionError after timeout."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = pred()
-        if last:
-            return last
-        time.sleep(0.1)
-    raise AssertionError("timed out after %.0fs waiting for %s (last: %r)" % (timeout, what, last))
 
 
 class Prometheus:
@@ -777,6 +872,21 @@ def read_audit(path):
         assert isinstance(rec, dict), "%s line %d is not a JSON object" % (path, i + 1)
         records.append(rec)
     return records
+
+
+def audit_records(lines):
+    """The JSON objects among lines (text lines of a process's output, where
+    the audit trail's stdout sink interleaves with other lines); anything
+    else is skipped."""
+    recs = []
+    for line in lines:
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                recs.append(json.loads(line))
+            except ValueError:
+                pass
+    return recs
 
 
 # Lines that mean AddressSanitizer, LeakSanitizer or UBSan reported something.

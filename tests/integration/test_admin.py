@@ -16,20 +16,9 @@ import subprocess
 import pytest
 
 from helpers import PROMETHEUS, Prometheus, Proc, connect, free_port, http_get, recv_exact
-from helpers import socks5_connect, wait_listening, wait_until
+from helpers import parse_metrics, socks5_connect, wait_listening, wait_until
 
 PROMTOOL = "/usr/bin/promtool"
-
-
-def parse_metrics(text):
-    """{"name{labels}": value} of an exposition (labels as written)."""
-    out = {}
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        key, _, value = line.rpartition(" ")
-        out[key] = float(value)
-    return out
 
 
 def admin_daemon(tailfence, *args, **kw):

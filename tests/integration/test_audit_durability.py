@@ -34,7 +34,8 @@ import time
 
 import pytest
 
-from helpers import Origin, read_audit, recv_exact, socks5_connect
+from helpers import (Origin, free_port, metrics, read_audit, recv_exact, socks5_connect,
+                     wait_listening, wait_until)
 
 CLIENTS = 16
 LOAD_SECONDS = 1.5
@@ -131,7 +132,7 @@ def _kill_under_load(tailfence, origin, path, key, durability):
     threads = [threading.Thread(target=client) for _ in range(CLIENTS)]
     for t in threads:
         t.start()
-    time.sleep(LOAD_SECONDS)
+    time.sleep(LOAD_SECONDS)  # the load runs this long: the kill lands in the middle of it
     killed.set()
     os.kill(d.proc.pid, signal.SIGKILL)
     for t in threads:
@@ -139,8 +140,8 @@ def _kill_under_load(tailfence, origin, path, key, durability):
     d.wait_exit(expect=-signal.SIGKILL)
     for s, _ in held:
         s.close()
-    # Whatever the daemon dialed has reached the origin by now (it is dead).
-    time.sleep(0.3)
+    # Whatever the daemon dialed (it is dead) is accepted and read to its end.
+    origin.wait_settled()
     seen, ids = origin.snapshot()
     assert not errors, "connections failed before the kill: %s" % errors[:5]
 
@@ -279,15 +280,6 @@ def _http_attempt(d, origin):
         return ("refused", status, rest.decode("utf-8", "replace"))
 
 
-def _until(pred, timeout=20.0, every=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(every)
-    return False
-
-
 def test_disk_full_written_deny_no_connection_without_its_record(tailfence, id_origin, tiny_fs):
     log = str(tiny_fs / "audit.jsonl")
     d = tailfence("--audit-log", log, "--audit-on-failure", "deny",
@@ -306,8 +298,8 @@ def test_disk_full_written_deny_no_connection_without_its_record(tailfence, id_o
             refusals.append(r)
         return len(refusals) >= 2
 
-    assert _until(refused_twice), \
-        "connections were still served with a full disk:\n" + d.log()[-3000:]
+    wait_until(refused_twice, 20, "two connections refused with a full disk", interval=0.05,
+               detail=lambda: d.log()[-3000:])
     # Still full: every connection the origin saw has its record on disk.
     seen, ids = id_origin.snapshot()
     recs = read_audit(log)
@@ -321,8 +313,9 @@ def test_disk_full_written_deny_no_connection_without_its_record(tailfence, id_o
     assert "No space left on device" in d.log(), d.log()[-3000:]
 
     os.unlink(filler)
-    assert _until(lambda: _http_attempt(d, id_origin)[0] == "served"), \
-        "not served again once space was freed:\n" + d.log()[-3000:]
+    wait_until(lambda: _http_attempt(d, id_origin)[0] == "served", 20,
+               "connections to be served again once space was freed", interval=0.05,
+               detail=lambda: d.log()[-3000:])
     d.stop()
 
 
@@ -354,7 +347,15 @@ def test_stuck_writer_waits_time_out_and_cancel_cleanly(tailfence, id_origin, tm
     fifo = str(tmp_path / "audit.fifo")
     os.mkfifo(fifo)
     rfd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
-    d = tailfence("--audit-log", log, "--audit-log", fifo, "--connect-timeout", "1s")
+    admin = free_port()
+    d = tailfence("--audit-log", log, "--audit-log", fifo, "--connect-timeout", "1s",
+                  "--admin", "127.0.0.1:%d" % admin)
+    wait_listening(admin, 15, d.proc.proc, "tailfence admin")
+
+    def decided():
+        """Decisions made so far (counted when the record is queued)."""
+        return sum(v for k, v in metrics(admin).items()
+                   if k.startswith("tailfence_decisions_total{"))
     wfd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
     try:
         while True:
@@ -387,7 +388,10 @@ def test_stuck_writer_waits_time_out_and_cancel_cleanly(tailfence, id_origin, tm
                for _ in range(3)]
     for t in threads:
         t.start()
-    time.sleep(0.3)
+    # all three decided and waiting for their records (well within the 1 s
+    # connect timeout, or they would be refused as the first three were)
+    wait_until(lambda: decided() == 7, 10, "1 + 3 + 3 decisions", interval=0.02,
+               detail=lambda: "decisions: %s" % decided())
 
     def drain():
         os.set_blocking(rfd, True)
@@ -396,8 +400,12 @@ def test_stuck_writer_waits_time_out_and_cancel_cleanly(tailfence, id_origin, tm
 
     os.kill(d.proc.pid, signal.SIGTERM)
     # the waiting connections are closed before the writer may go on
-    assert _until(lambda: "stopped" in d.log() or "stopping" in d.log()), d.log()[-3000:]
-    time.sleep(0.2)
+    wait_until(lambda: "stopped" in d.log() or "stopping" in d.log(), 20,
+               "the daemon to log that it is stopping", interval=0.05,
+               detail=lambda: d.log()[-3000:])
+    wait_until(lambda: len(at_stop) == 3, 20,
+               "the three waiting clients to be answered or closed before the writer goes on",
+               interval=0.02, detail=lambda: "%r\n%s" % (at_stop, d.log()[-3000:]))
     drainer = threading.Thread(target=drain)
     drainer.start()
     d.wait_exit(expect=0)

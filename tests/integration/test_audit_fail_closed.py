@@ -13,11 +13,10 @@ are refused at once with a decision record of their own (guard "audit").
 
 import os
 import subprocess
-import time
 
 import pytest
 
-from helpers import socks5_connect, recv_exact
+from helpers import recv_exact, socks5_connect, wait_until
 
 
 @pytest.fixture
@@ -58,15 +57,6 @@ def _try(d, origin):
         return recv_exact(s, 4) == b"ping"
 
 
-def _until(pred, timeout=20.0, every=0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(every)
-    return False
-
-
 def test_deny_refuses_connections_while_disk_is_full(tailfence, echo_origin, tiny_fs):
     log = str(tiny_fs / "audit.jsonl")
     d = tailfence("--audit-log", log, "--audit-on-failure", "deny")
@@ -75,16 +65,18 @@ def test_deny_refuses_connections_while_disk_is_full(tailfence, echo_origin, tin
     _fill(filler)
     # Records still fit in the file's last page for a while; then the writer
     # fails and new connections are refused.
-    assert _until(lambda: not _try(d, echo_origin)), \
-        "connections were still served with a full disk and on_failure=deny:\n" + d.log()[-3000:]
+    wait_until(lambda: not _try(d, echo_origin), 20,
+               "connections to be refused with a full disk and on_failure=deny",
+               detail=lambda: d.log()[-3000:])
     # the trail is now known to be unhealthy: refused before any write
     assert not _try(d, echo_origin), "served again with the disk still full"
     out = d.log()
     assert "No space left on device" in out and "refusing new connections" in out, out[-3000:]
 
     os.unlink(filler)
-    assert _until(lambda: _try(d, echo_origin)), \
-        "connections not served again after space was freed:\n" + d.log()[-3000:]
+    wait_until(lambda: _try(d, echo_origin), 20,
+               "connections to be served again after space was freed",
+               detail=lambda: d.log()[-3000:])
     assert "writable again" in d.log()
     d.stop()
     recs = d.audit()
@@ -101,6 +93,7 @@ def test_continue_keeps_serving_with_a_full_disk(tailfence, echo_origin, tiny_fs
     _fill(str(tiny_fs / "filler"))
     for _ in range(30):
         assert _try(d, echo_origin), "on_failure=continue refused a connection"
-    assert _until(lambda: "No space left on device" in d.log()), d.log()[-3000:]
+    wait_until(lambda: "No space left on device" in d.log(), 20,
+               "the operator log to say the disk is full", detail=lambda: d.log()[-3000:])
     os.unlink(str(tiny_fs / "filler"))
     d.stop()

@@ -35,7 +35,8 @@ import time
 
 import pytest
 
-from helpers import clean_env, recv_exact, sanitizer_report, socks5_connect, socks5_read_reply
+from helpers import (clean_env, recv_exact, sanitizer_report, socks5_connect, socks5_read_reply,
+                     wait_until)
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -90,13 +91,13 @@ def _rows(table, *keys):
     return {tuple(r[k] for k in keys): r for r in table["rows"]}
 
 
-def _wait_lines(path, pred, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while True:
+def _wait_closes(path, n, timeout=10.0):
+    """Waits until path holds at least n close records."""
+    def closes():
         recs = _records(path) if os.path.exists(path) else []
-        if pred(recs) or time.monotonic() > deadline:
-            return recs
-        time.sleep(0.05)
+        return [r["type"] for r in recs].count("close")
+    wait_until(lambda: closes() >= n, timeout, "%d close records in %s" % (n, path),
+               interval=0.05, detail=lambda: "found %d" % closes())
 
 
 def record_session(tailfence, echo_origin, tmp_path):
@@ -117,9 +118,8 @@ def record_session(tailfence, echo_origin, tmp_path):
     d.wait_audit(type="close", n=3)
     os.rename(log, log + ".1")
     os.kill(d.proc.proc.pid, signal.SIGUSR1)
-    deadline = time.monotonic() + 10
-    while not os.path.exists(log) and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_until(lambda: os.path.exists(log), 10, "the daemon to reopen %s after SIGUSR1" % log,
+               interval=0.02)
     for _ in range(2):
         assert _conn(d, "127.0.0.2", echo_origin.host, echo_origin.port, b"b" * 10) == 0
     assert _conn(d, "127.0.0.2", "127.0.1.1", 22) != 0
@@ -129,13 +129,12 @@ def record_session(tailfence, echo_origin, tmp_path):
 
     d = tailfence(*args)
     assert _conn(d, "127.0.0.1", echo_origin.host, echo_origin.port, b"c" * 50) == 0
-    _wait_lines(log, lambda rs: [r["type"] for r in rs].count("close") >= 5)
-    time.sleep(0.5)  # past flush_ms: the close is on disk, nothing is queued
+    _wait_closes(log, 5)  # on disk; nothing else is queued until a rotation or shutdown
     d.stop(sig=signal.SIGKILL, expect=-signal.SIGKILL)
 
     d = tailfence(*args)
     assert _conn(d, "127.0.0.3", "127.0.1.3", 80) != 0
-    _wait_lines(log, lambda rs: [r["type"] for r in rs].count("close") >= 6)
+    _wait_closes(log, 6)
     d.stop()
     return key, log + ".1", log
 

@@ -11,9 +11,8 @@ import os
 import signal
 import socket
 import subprocess
-import time
 
-from helpers import recv_exact, socks5_connect
+from helpers import recv_exact, socks5_connect, wait_until
 
 
 def _conn(d, src, host, port, payload=b""):
@@ -111,23 +110,19 @@ def test_tail_follows_across_rotation(tailfence, tailfence_bin, echo_origin, tmp
             with open(tmp_path / "tail.out") as f:
                 return [json.loads(l) for l in f if l.strip()]
 
-        def wait_for(n_closes):
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline:
-                if [r["type"] for r in seen()].count("close") >= n_closes:
-                    return True
-                time.sleep(0.1)
-            return False
+        def wait_closes(n):
+            wait_until(lambda: [r["type"] for r in seen()].count("close") >= n, 20,
+                       "audit tail to print %d close record(s)" % n,
+                       detail=lambda: "\n".join(map(str, seen())))
 
-        assert wait_for(1), seen()
+        wait_closes(1)
         os.rename(log, log + ".1")
         os.kill(d.proc.proc.pid, signal.SIGUSR1)
-        deadline = time.monotonic() + 10
-        while not os.path.exists(log) and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_until(lambda: os.path.exists(log), 10, "the daemon to reopen %s after SIGUSR1" % log,
+                   interval=0.02)
         assert _conn(d, "127.0.0.1", echo_origin.host, echo_origin.port, b"y") == 0
         d.wait_audit(type="close", n=1)  # in the new file
-        assert wait_for(2), seen()
+        wait_closes(2)
         conns = sorted({r["conn"] for r in seen() if r["type"] == "close"})
         assert len(conns) == 2
     finally:

@@ -10,7 +10,7 @@ import signal
 import threading
 import time
 
-from helpers import read_audit, recv_exact, socks5_connect
+from helpers import read_audit, recv_exact, socks5_connect, wait_until
 
 CONNECTIONS = 3000
 WORKERS = 8
@@ -63,6 +63,8 @@ def test_rotation_under_load_loses_no_record(tailfence, tailfence_cli, echo_orig
     done = threading.Event()
 
     def rotator():
+        # One rotation every 50 ms or so while the workers run, each once
+        # the daemon has reopened the file after the one before.
         n = 0
         while not done.is_set():
             time.sleep(0.05)
@@ -73,9 +75,6 @@ def test_rotation_under_load_loses_no_record(tailfence, tailfence_cli, echo_orig
             rotated.append(name)
             os.kill(d.proc.proc.pid, signal.SIGUSR1)
             n += 1
-            deadline = time.monotonic() + 10
-            while not os.path.exists(live) and time.monotonic() < deadline:
-                time.sleep(0.005)
 
     threads = [threading.Thread(target=worker) for _ in range(WORKERS)]
     rot = threading.Thread(target=rotator)
@@ -128,9 +127,8 @@ def test_sighup_also_reopens_and_restart_continues_chain(tailfence, tailfence_cl
     d.wait_audit(type="close")
     os.rename(live, live + ".1")
     os.kill(d.proc.proc.pid, signal.SIGHUP)
-    deadline = time.monotonic() + 10
-    while not os.path.exists(live) and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: os.path.exists(live), 10, "the daemon to reopen %s after SIGHUP" % live,
+               interval=0.01)
     _one_connection(d, echo_origin, 2)
     d.stop()
     # a second run appends to the same file and continues its chain

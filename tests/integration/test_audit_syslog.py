@@ -10,11 +10,10 @@ import json
 import os
 import shutil
 import socket
-import time
 
 import pytest
 
-from helpers import Proc, free_port, recv_exact, socks5_connect, wait_listening
+from helpers import Proc, free_port, recv_exact, socks5_connect, wait_listening, wait_until
 
 RSYSLOGD = shutil.which("rsyslogd") or "/usr/sbin/rsyslogd"
 
@@ -49,7 +48,7 @@ if $app-name == "tailfence" then {
     proc = Proc([RSYSLOGD, "-n", "-f", str(conf), "-i", str(work / "rsyslogd.pid")],
                 work / "rsyslogd.log")
     wait_listening(tcp, 30, proc.proc, "rsyslogd")
-    time.sleep(0.2)  # imudp binds alongside imtcp; give it a moment
+    wait_listening(udp, 30, proc.proc, "rsyslogd", udp=True)
 
     class R:
         pass
@@ -90,9 +89,9 @@ def test_records_reach_rsyslog(tailfence, echo_origin, rsyslog, tmp_path, transp
 
     with open(d.audit_path) as f:
         file_lines = [l.rstrip("\n") for l in f]
-    deadline = time.monotonic() + 15
-    while len(rsyslog.received()) < len(file_lines) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_until(lambda: len(rsyslog.received()) >= len(file_lines), 15,
+               "rsyslog to receive all %d records" % len(file_lines),
+               detail=lambda: "received %d" % len(rsyslog.received()))
     got = rsyslog.received()
     assert [m[4] for m in got] == file_lines, (
         "rsyslog received %d messages, the file has %d records:\n%s\n---\n%s"

@@ -18,8 +18,7 @@ import subprocess
 
 import pytest
 
-from conftest import _sanitizer_env
-from helpers import clean_env, free_port
+from helpers import clean_env, free_port, sanitizer_env
 
 DOCS = pathlib.Path(__file__).resolve().parents[2] / "docs" / "config.md"
 
@@ -268,7 +267,7 @@ def test_config_check_opens_files_as_the_calling_user(tmp_path, tailfence_bin):
     key = tmp_path / "root-only.key"
     key.write_text("k" * 32)
     key.chmod(0o600)
-    env = _sanitizer_env(clean_env())
+    env = sanitizer_env(clean_env())
     env["TAILSCALE_SOCKET"] = "none"
     nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
     p = subprocess.run(nobody + [tailfence_bin, "config", "check", "--audit-hmac-key", str(key)],

@@ -46,7 +46,7 @@ import time
 
 import pytest
 
-from conftest import REPO, _sanitizer_env
+from helpers import REPO, sanitizer_env as _sanitizer_env
 from helpers import EchoOrigin, Proc, clean_env, connect, free_port, read_audit, recv_exact, \
     sanitizer_report, socks5_connect, wait_listening
 

@@ -48,7 +48,7 @@ import subprocess
 
 import pytest
 
-from conftest import _sanitizer_env
+from helpers import sanitizer_env as _sanitizer_env
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DOCS = ["README.md"] + sorted(os.path.relpath(p, REPO) for p in glob.glob(os.path.join(REPO, "docs", "*.md")))

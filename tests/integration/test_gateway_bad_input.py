@@ -72,6 +72,7 @@ def test_byte_by_byte_handshake_works(gw, echo_origin):
     with gw.connect() as s:
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         msg = b"\x05\x01\x00"
+        # A pause after each byte, so each one arrives in a read of its own.
         for b in msg:
             s.send(bytes([b]))
             time.sleep(0.01)

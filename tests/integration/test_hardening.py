@@ -24,7 +24,6 @@ import pytest
 from helpers import (EchoOrigin, Proc, clean_env, connect, free_port, http_connect_status,
                      http_get_status, read_audit, recv_exact, socks4_connect, socks4a_code,
                      socks5_connect, socks5_greet, socks5_rep, wait_listening, wait_until)
-from tailnet import wait_for
 
 
 def write(tmp_path, cfg, name="policy.json"):
@@ -135,8 +134,8 @@ def test_a_flood_of_unanswered_names_does_not_starve_a_good_one(holes):
         for i in range(300):
             pending.append(_socks5_name_pending(d, "n%d.hole.test" % i, origin.port,
                                                 "127.0.0.%d" % (20 + i % 10)))
-        wait_for(lambda: len({n for n, _ in server.queries if n.endswith("hole.test")}) >= 300,
-                 30, "every unanswered name to reach the nameserver")
+        wait_until(lambda: len({n for n, _ in server.queries if n.endswith("hole.test")}) >= 300,
+                   30, "every unanswered name to reach the nameserver")
         assert socks5_rep(d, "good.test", origin.port) == 0
         assert origin.count == 1
     finally:
@@ -164,8 +163,8 @@ def test_lookups_in_flight_are_bounded_per_client_and_released_on_close(holes):
     finally:
         for s in first:
             s.close()
-    wait_for(lambda: len(d.closes(end="client_eof")) >= 33, 10,
-             "the waiting connections to close as client_eof")
+    wait_until(lambda: len(d.closes(end="client_eof")) >= 33, 10,
+               "the waiting connections to close as client_eof")
     again = [_socks5_name_pending(d, "c%d.hole.test" % i, origin.port, "127.0.0.30")
              for i in range(32)]
     for s in again:
@@ -208,8 +207,8 @@ def test_a_reload_cannot_turn_a_public_listener_unauthenticated(tailfence_bin, t
         write(tmp_path, {"listen": ["127.0.0.1:%d" % port], "lift_guards": ["loopback"],
                          "rules": rules})
         proc.proc.send_signal(signal.SIGHUP)
-        wait_for(lambda: [r for r in read_audit(str(audit)) if r["type"] == "reload"], 10,
-                 "a reload record")
+        wait_until(lambda: [r for r in read_audit(str(audit)) if r["type"] == "reload"], 10,
+                   "a reload record")
         rec = [r for r in read_audit(str(audit)) if r["type"] == "reload"][0]
         assert rec["detail"].startswith("listen: 0.0.0.0:%d -> 127.0.0.1:%d" % (port, port)), rec
         assert "needs a restart" in rec["detail"]

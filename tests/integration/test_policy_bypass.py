@@ -22,12 +22,11 @@ unsupported address type.
 """
 
 import json
-import socket
 
 import pytest
 
 from helpers import (ATYP_DOMAIN, ATYP_IPV6, EchoOrigin, clean_env, free_port, http_connect_status,
-                     http_get_status, socks4a_code, socks5_connect, socks5_rep)
+                     http_get_status, sanitizer_env, socks4a_code, socks5_connect, socks5_rep)
 
 NAME = "db.internal"
 
@@ -127,25 +126,17 @@ def test_name_resolving_to_loopback_via_dns(lift, tailfence, origins, dns, tmp_p
 
 
 def test_dns_answer_with_loopback_in_both_families(tailfence, origins, dns, tmp_path):
-    o4 = origins.echo("127.0.0.1")
-    o6 = origins._keep(EchoOrigin("::1", o4.port)) if _free6(o4.port) else None
+    port = free_port("127.0.0.1", also=("::1",))
+    o4 = origins.echo("127.0.0.1", port)
+    o6 = origins.echo("::1", port)
     server = dns({NAME: ["127.0.0.1", "::1"]})
     empty = tmp_path / "empty-hosts"
     empty.write_text("")
     d = daemon(tailfence, tmp_path, [name_rule(), LO_PREFIXES], False, "--dns-server", server.addr,
                "--hosts-file", empty)
     assert socks5_rep(d, NAME, o4.port) == 0x02
-    assert o4.count == 0 and (o6 is None or o6.count == 0)
+    assert o4.count == 0 and o6.count == 0
     assert_guard_denied(d, o4.port)
-
-
-def _free6(port):
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
-            s.bind(("::1", port))
-        return True
-    except OSError:
-        return False
 
 
 # --------------------------------------------------------- ::ffff:127.0.0.1
@@ -389,10 +380,9 @@ def test_name_with_only_denied_addresses_is_denied_by_the_rule(tailfence, origin
 
 def test_name_with_a_denied_address_via_dns_across_families(tailfence, origins, dns, tmp_path):
     # A -> 127.0.1.1 (denied by the rule), AAAA -> ::1 (allowed): only ::1.
-    v6 = origins.echo("::1")
-    if not _free4(v6.port):
-        pytest.skip("port %d taken on 127.0.1.1" % v6.port)
-    denied = origins._keep(EchoOrigin("127.0.1.1", v6.port))
+    port = free_port("::1", also=("127.0.1.1",))
+    v6 = origins.echo("::1", port)
+    denied = origins.echo("127.0.1.1", port)
     server = dns({MULTI: ["127.0.1.1", "::1"]})
     empty = tmp_path / "empty-hosts"
     empty.write_text("")
@@ -406,21 +396,12 @@ def test_name_with_a_denied_address_via_dns_across_families(tailfence, origins, 
     assert all(x["addr"] == "::1" for x in decs), decs
 
 
-def _free4(port):
-    try:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind(("127.0.1.1", port))
-        return True
-    except OSError:
-        return False
-
-
 # ----------------------------------------------- the system's hosts file
 
 def start_with_etc_hosts(tailfence_bin, tmp_path, hosts, *args):
     """A daemon started in a mount namespace of its own with `hosts` bound
     over /etc/hosts (unshare and sh exec into tailfence: same pid)."""
-    from conftest import Tailfence, _sanitizer_env
+    from conftest import Tailfence
     f = tmp_path / "etc-hosts"
     f.write_text(hosts)
     port = free_port()
@@ -429,7 +410,7 @@ def start_with_etc_hosts(tailfence_bin, tmp_path, hosts, *args):
             tailfence_bin, "--listen", "127.0.0.1:%d" % port, "--upstream", "direct",
             "--audit-log", audit] + [str(a) for a in args]
     d = Tailfence(tailfence_bin, argv, [port], audit, tmp_path / "tailfence-etc-hosts.log",
-                  _sanitizer_env(clean_env()))
+                  sanitizer_env(clean_env()))
     d.wait_ready()
     return d
 

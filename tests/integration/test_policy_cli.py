@@ -19,8 +19,7 @@ import subprocess
 
 import pytest
 
-from conftest import _sanitizer_env
-from helpers import clean_env, free_port, sanitizer_report
+from helpers import clean_env, free_port, sanitizer_env, sanitizer_report
 
 PW = {"alice": "cli-alice-pw-41d2", "bob": "cli-bob-pw-8e07"}
 
@@ -65,7 +64,7 @@ def run_with_hosts(tailfence_bin, tmp_path, hosts, *args):
     argv = ["unshare", "--mount", "--", "sh", "-c", 'mount --bind "$0" /etc/hosts && exec "$@"',
             str(f), tailfence_bin] + [str(a) for a in args]
     p = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL,
-                       env=_sanitizer_env(clean_env()), timeout=CHECK_TIMEOUT)
+                       env=sanitizer_env(clean_env()), timeout=CHECK_TIMEOUT)
     report = sanitizer_report(p.stdout + p.stderr)
     assert report is None, report
     return p

@@ -9,11 +9,10 @@ to start and says which listener and how to fix it; --force-public-listen
 
 import json
 import subprocess
-import time
 
 import pytest
 
-from helpers import clean_env, free_port
+from helpers import clean_env, free_port, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -33,10 +32,9 @@ def wildcard(kind):
 def refused(d, *names):
     """The daemon exits non-zero without listening; its message names each
     of names."""
-    deadline = time.monotonic() + 15
-    while d.alive() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not d.alive(), "tailfence started with a public listener and no users:\n" + d.log()
+    wait_until(lambda: not d.alive(), 15,
+               "tailfence to refuse to start with a public listener and no users",
+               interval=0.05, detail=d.log)
     rc = d.wait_exit(expect=None)
     assert rc is not None and rc > 0, rc
     out = d.log()

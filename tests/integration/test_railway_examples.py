@@ -11,11 +11,9 @@ import subprocess
 
 import pytest
 
-from railway.support import REPO, tailfence_bin
+from helpers import REPO
 
 EXAMPLES = REPO / "contrib" / "examples"
-
-pytestmark = pytest.mark.skipif(tailfence_bin() is None, reason="tailfence is not built")
 
 # (example, destination, allowed?)
 CASES = [
@@ -35,17 +33,17 @@ def env(routes=""):
 
 
 @pytest.mark.parametrize("name", ["onprem-database", "railway-network", "multicloud-vpc"])
-def test_example_is_valid(name):
-    r = subprocess.run([tailfence_bin(), "config", "check", str(EXAMPLES / (name + ".json"))],
+def test_example_is_valid(tailfence_bin, name):
+    r = subprocess.run([tailfence_bin, "config", "check", str(EXAMPLES / (name + ".json"))],
                        env=env(), capture_output=True, text=True, timeout=30)
     assert r.returncode == 0, r.stdout + r.stderr
 
 
 @pytest.mark.parametrize("name,dst,allowed", CASES)
-def test_example_decides(name, dst, allowed):
+def test_example_decides(tailfence_bin, name, dst, allowed):
     # railway-network advertises a subnet; the others accept routes and
     # advertise none.
     routes = "10.0.0.0/24" if name == "railway-network" else ""
-    r = subprocess.run([tailfence_bin(), "check", "--config", str(EXAMPLES / (name + ".json")), dst],
+    r = subprocess.run([tailfence_bin, "check", "--config", str(EXAMPLES / (name + ".json")), dst],
                        env=env(routes), capture_output=True, text=True, timeout=30)
     assert r.returncode == (0 if allowed else 1), r.stdout + r.stderr

@@ -18,26 +18,20 @@ import uuid
 
 import pytest
 
-from helpers import sanitizer_report
-from railway.support import (APP_STANDIN, PYTHON, REPO, Entrypoint, Origin, audit_records,
-                             free_port, sanitizer_env, tailfence_bin, tool, wait_until)
+from helpers import (PY, REPO, audit_records, free_port, sanitizer_env, sanitizer_report,
+                     wait_until)
+from railway.support import APP_STANDIN, Entrypoint, tool
 
 HEALTHCHECK = REPO / "contrib" / "railway" / "healthcheck"
 
 OWN_ROUTE = "203.0.113.0/24"      # this container's own range: advertised, never carried for it
 OWN_HOST = "203.0.113.5"
 
-pytestmark = [
-    pytest.mark.skipif(tailfence_bin() is None, reason="tailfence is not built"),
-]
-
 
 @pytest.fixture
-def app_health():
+def app_health(origins):
     """What the health check probes as the app (LiteLLM's liveness URL)."""
-    o = Origin("127.0.0.1", free_port(), "app-health")
-    yield o
-    o.close()
+    return origins.http(label="app-health")
 
 
 @pytest.fixture
@@ -58,7 +52,7 @@ def b_url(tn, tag):
     return "http://%s/railway/%s/%s" % (tn.web_v4[0], tag, uuid.uuid4().hex[:10])
 
 
-def container_env(tmp_path, tn, nodes, hostname, **extra):
+def container_env(tmp_path, tailfence_bin, tn, nodes, hostname, **extra):
     """The environment a Railway service would have, plus what a node of
     the harness's tailnet needs, and the test's program paths, ports and
     directories."""
@@ -78,7 +72,7 @@ def container_env(tmp_path, tn, nodes, hostname, **extra):
         "TAILSCALED_PROXY": "127.0.0.1:%d" % free_port(),
         "TAILSCALED_BIN": tool("tailscaled"),
         "TAILSCALE_BIN": tool("tailscale"),
-        "TAILFENCE_BIN": tailfence_bin(),
+        "TAILFENCE_BIN": tailfence_bin,
         "TAILFENCE_LISTEN": "127.0.0.1:%d" % free_port(),
         "TAILFENCE_ADMIN": "127.0.0.1:%d" % free_port(),
         "TAILFENCE_AUDIT_FILE": str(tmp_path / "audit" / "audit.jsonl"),
@@ -141,13 +135,14 @@ def app_lines(ep, kind, url):
     return [line[len(prefix):] for line in ep.out if line.startswith(prefix)]
 
 
-def test_entrypoint_joins_tailnet_fences_traffic_and_stops_cleanly(tmp_path, tailnet, nodes,
-                                                                  app_health):
+def test_entrypoint_joins_tailnet_fences_traffic_and_stops_cleanly(tmp_path, tailfence_bin, tailnet,
+                                                                  nodes, app_health):
     tn = tailnet
     allowed = b_url(tn, "allowed")
     denied = "http://%s/" % OWN_HOST
-    env = container_env(tmp_path, tn, nodes, "railway-e2e", APP_URLS="%s %s" % (allowed, denied))
-    ep = Entrypoint(env, [PYTHON, str(APP_STANDIN)])
+    env = container_env(tmp_path, tailfence_bin, tn, nodes, "railway-e2e",
+                        APP_URLS="%s %s" % (allowed, denied))
+    ep = Entrypoint(env, [PY, str(APP_STANDIN)])
     try:
         ep.wait_line(r"^APP READY$", timeout=120)
 
@@ -227,7 +222,7 @@ def test_entrypoint_joins_tailnet_fences_traffic_and_stops_cleanly(tmp_path, tai
         # no process behind.
         kids = descendants(ep.proc.pid)
         exes = {os.path.basename(exe_of(p)) for p in kids}
-        assert {"tailscaled", os.path.basename(tailfence_bin())} <= exes, exes
+        assert {"tailscaled", os.path.basename(tailfence_bin)} <= exes, exes
         ep.signal(signal.SIGTERM)
         assert ep.wait(60) == 0, ep.transcript()
         assert "APP TERM" in ep.out
@@ -240,12 +235,12 @@ def test_entrypoint_joins_tailnet_fences_traffic_and_stops_cleanly(tmp_path, tai
 
 
 @pytest.mark.parametrize("victim", ["tailfence", "tailscaled"])
-def test_dead_daemon_stops_the_container(tmp_path, tailnet, nodes, victim):
-    env = container_env(tmp_path, tailnet, nodes, "railway-" + victim, APP_URLS="")
-    ep = Entrypoint(env, [PYTHON, str(APP_STANDIN)])
+def test_dead_daemon_stops_the_container(tmp_path, tailfence_bin, tailnet, nodes, victim):
+    env = container_env(tmp_path, tailfence_bin, tailnet, nodes, "railway-" + victim, APP_URLS="")
+    ep = Entrypoint(env, [PY, str(APP_STANDIN)])
     try:
         ep.wait_line(r"^APP READY$", timeout=120)
-        name = os.path.basename(tailfence_bin()) if victim == "tailfence" else "tailscaled"
+        name = os.path.basename(tailfence_bin) if victim == "tailfence" else "tailscaled"
         kids = descendants(ep.proc.pid)
         pids = [p for p in kids if os.path.basename(exe_of(p)) == name]
         assert len(pids) == 1, (name, kids)
@@ -259,14 +254,14 @@ def test_dead_daemon_stops_the_container(tmp_path, tailnet, nodes, victim):
         ep.kill_all()
 
 
-def test_app_exit_status_is_the_container_status(tmp_path, tailnet, nodes):
+def test_app_exit_status_is_the_container_status(tmp_path, tailfence_bin, tailnet, nodes):
     allowed = b_url(tailnet, "exit")
     # Also: ALL_PROXY switched off for apps whose client cannot use
     # socks5h:// (httpx without socksio); the HTTP proxy still works.
-    env = container_env(tmp_path, tailnet, nodes, "railway-exit",
+    env = container_env(tmp_path, tailfence_bin, tailnet, nodes, "railway-exit",
                         APP_URLS=allowed, APP_EXIT_NOW="3",
                         TAILFENCE_EXPORT_ALL_PROXY="false")
-    ep = Entrypoint(env, [PYTHON, str(APP_STANDIN)])
+    ep = Entrypoint(env, [PY, str(APP_STANDIN)])
     try:
         assert ep.wait(120) == 3, ep.transcript()
         appenv = json.loads(ep.wait_line(r"^APPENV ").split(" ", 1)[1])

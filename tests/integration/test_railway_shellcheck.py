@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from railway.support import REPO
+from helpers import REPO
 
 SHEBANG = re.compile(rb"^#!\s*(/usr)?/bin/(env\s+)?(sh|bash|dash)\b")
 SKIP_DIRS = {".git", "subprojects", "node_modules", "__pycache__", "build-results"}

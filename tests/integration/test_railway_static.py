@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from railway.support import REPO
+from helpers import REPO
 
 pytestmark = [
     pytest.mark.skipif(os.environ.get("TAILFENCE_SANITIZED") == "1",

@@ -13,8 +13,9 @@ import uuid
 
 import pytest
 
-from helpers import clean_env, connect, curl, free_port, read_http_response, socks5_connect
-from tailnet import Tailnet, missing_requirements, wait_for, write_proxychains_conf
+from helpers import (clean_env, connect, curl, free_port, read_http_response, socks5_connect,
+                     wait_until)
+from tailnet import Tailnet, missing_requirements, write_proxychains_conf
 
 FORWARD_LINE = "netstack: forwarding incoming connection to %s"
 
@@ -84,8 +85,8 @@ def test_socks5_through_a_reaches_b_web(tailnet, family):
     assert body["path"] == path
     hits = hits_for(tailnet, path)
     assert len(hits) == 1 and hits[0]["local"] == host, tailnet.web_hits()
-    wait_for(lambda: tailnet.b_log().count(line) > forwarded_before, 30,
-             "B's tailscaled to log %r" % line)
+    wait_until(lambda: tailnet.b_log().count(line) > forwarded_before, 30,
+               "B's tailscaled to log %r" % line)
 
 
 def test_http_proxy_through_a_reaches_b_web(tailnet):
@@ -116,7 +117,7 @@ def test_split_dns_goes_over_the_tailnet_to_b(tailnet):
         got = [(q["name"], q["type"]) for q in tailnet.dns_queries()[before:]]
         return {(tailnet.db_name, "A"), (tailnet.db_name, "AAAA"),
                 (missing.rstrip("."), "A")} <= set(got)
-    wait_for(seen, 30, "B's DNS server to record the three questions")
+    wait_until(seen, 30, "B's DNS server to record the three questions")
     new = tailnet.dns_queries()[before:]
     assert {q["transport"] for q in new} == {"tcp"}, new
     assert {q["client"] for q in new} <= {tailnet.web_v4[0], tailnet.dns_v4[0]}, new
@@ -152,8 +153,8 @@ def test_psql_through_proxychains_reaches_b_postgres(tailnet, tmp_path, family):
     assert r.returncode == 0, "psql exited %d\nstdout: %s\nstderr: %s" % (
         r.returncode, r.stdout, r.stderr)
     assert r.stdout.split() == ["1", "alpha,beta,gamma", host], r.stdout
-    wait_for(lambda: tailnet.b_log().count(line) > forwarded_before, 30,
-             "B's tailscaled to log %r" % line)
+    wait_until(lambda: tailnet.b_log().count(line) > forwarded_before, 30,
+               "B's tailscaled to log %r" % line)
 
 
 def test_revoked_routes_stop_carrying_and_reapproval_restores(tailnet):

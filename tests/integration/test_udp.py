@@ -12,13 +12,11 @@ import os
 import socket
 import struct
 import subprocess
-import time
-import urllib.request
 
 import pytest
 
 from helpers import PY, Proc, free_port, recv_exact, socks5_greet, socks5_read_reply
-from helpers import wait_closed, wait_listening, wait_until
+from helpers import metrics, wait_closed, wait_listening, wait_until
 from tailnet import dnsserver
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -43,11 +41,14 @@ class DNSServer:
             argv += ["--record"] + list(r)
         argv.append("%s:%d" % (host, self.port))
         self.proc = Proc(argv, tmp_path / ("dns-%s-%d.log" % (host, self.port)))
-        deadline = time.monotonic() + 20
-        while "ready" not in self.proc.log():
-            assert self.proc.poll() is None, "DNS server died:\n" + self.proc.log()
-            assert time.monotonic() < deadline, "DNS server did not start:\n" + self.proc.log()
-            time.sleep(0.05)
+
+        def ready():
+            log = self.proc.log()
+            if "ready" in log:
+                return True
+            assert self.proc.poll() is None, "DNS server died:\n" + log
+            return False
+        wait_until(ready, 20, "the DNS server to start", interval=0.05, detail=self.proc.log)
 
     def queries(self):
         try:
@@ -153,18 +154,6 @@ def associate():
     yield open_
     for a in made:
         a.close()
-
-
-def metrics(port):
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    with opener.open("http://127.0.0.1:%d/metrics" % port, timeout=10) as r:
-        text = r.read().decode()
-    out = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            k, _, v = line.rpartition(" ")
-            out[k] = float(v)
-    return out
 
 
 def dropped(m, reason):
@@ -279,9 +268,8 @@ def test_spoofed_sources_are_dropped(tailfence, dns_server, associate):
     for s in (other_port, other_addr):
         a.send("127.0.0.1", dns.port, dnsserver.build_query("name.test", qid=99), sock=s)
         s.close()
-    deadline = time.monotonic() + 10
-    while dropped(metrics(port), "spoofed") < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: dropped(metrics(port), "spoofed") >= 2, 10,
+               "both spoofed datagrams to be counted as dropped", interval=0.05)
     assert dropped(metrics(port), "spoofed") == 2
     assert len(dns.queries()) == 1, "a spoofed datagram reached the destination"
 
@@ -312,10 +300,8 @@ def test_association_ends_with_its_tcp_connection(tailfence, dns_server, associa
     def bound():
         with open("/proc/net/udp") as f:
             return any(line.split()[1].endswith(":%04X" % relay[1]) for line in f.readlines()[1:])
-    deadline = time.monotonic() + 10
-    while bound() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not bound(), "the relay socket outlived its control connection"
+    wait_until(lambda: not bound(), 10, "the relay socket to close with its control connection",
+               interval=0.05)
     n = len(dns.queries())
     try:
         a.send("127.0.0.1", dns.port, dnsserver.build_query("name.test"))
@@ -353,9 +339,8 @@ def test_limits_and_fragments(tailfence, dns_server, associate):
     def accounted():
         m = metrics(port)
         return sum(dropped(m, r) for r in reasons) + m['tailfence_udp_datagrams_total{direction="up"}']
-    deadline = time.monotonic() + 10
-    while accounted() < 24 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: accounted() >= 24, 10, "all 24 datagrams to be relayed or dropped",
+               interval=0.05, detail=lambda: str(metrics(port)))
     m = metrics(port)
     assert accounted() == 24, m
     assert dropped(m, "rate_limit") >= 1
