@@ -12,13 +12,13 @@
 #include "audit_internal.h"
 
 #include "tailfence/log.h"
+#include "tailfence/text.h"
 
 #include <cjson/cJSON.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
-#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -148,7 +148,7 @@ bool audit_key_load(const char *path, unsigned char **key, size_t *keylen,
 	size_t n = fread(tmp, 1, sizeof tmp, f);
 	bool too_big = n == sizeof tmp && fgetc(f) != EOF;
 	fclose(f);
-	while (n > 0 && isspace(tmp[n - 1]))
+	while (n > 0 && text_is_space((char)tmp[n - 1]))
 		n--;
 	if (too_big || n < 16) {
 		snprintf(err, errlen,

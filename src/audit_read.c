@@ -5,11 +5,11 @@
  * and `tailfence audit report` (audit_report.c).
  */
 #include "tailfence/audit_read.h"
+#include "tailfence/text.h"
 
 #include "tailfence/audit.h"
 
 #include <arpa/inet.h>
-#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -132,7 +132,7 @@ static bool pfx_parse(const char *s, struct audit_read_pfx *p)
 		return true;
 	}
 	char *end;
-	if (!isdigit((unsigned char)slash[1]))
+	if (!text_is_digit(slash[1]))
 		return false;
 	long bits = strtol(slash + 1, &end, 10);
 	if (*end || bits < 0 || bits > max)
@@ -258,7 +258,7 @@ static bool digits(const char *s, size_t n, int *out)
 {
 	int v = 0;
 	for (size_t i = 0; i < n; i++) {
-		if (!isdigit((unsigned char)s[i]))
+		if (!text_is_digit(s[i]))
 			return false;
 		v = v * 10 + (s[i] - '0');
 	}
@@ -300,7 +300,7 @@ bool audit_read_time_parse(const char *s, size_t len, int64_t *ms)
 			if (i < len && s[i] == '.') {
 				i++;
 				size_t nd = 0;
-				while (i < len && isdigit((unsigned char)s[i])) {
+				while (i < len && text_is_digit(s[i])) {
 					if (nd < 3)
 						frac = frac * 10 + (s[i] - '0');
 					nd++;

@@ -7,9 +7,10 @@
  */
 #include "audit_internal.h"
 
+#include "tailfence/text.h"
+
 #include "tailfence/log.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -32,33 +33,28 @@ void audit_sink_close_fd(struct audit_sink *s)
 	s->fd = -1;
 }
 
-static bool parse_hostport(const char *hp, char *host, size_t hostlen,
-			   char *port, size_t portlen)
+/* udp:HOST:PORT / tcp:HOST:PORT: the host (NUL-terminated, without
+ * brackets) and the port as text, for getaddrinfo. */
+static bool split_host_port(const char *hp, char *host, size_t hostlen, char *port,
+			    size_t portlen)
 {
-	const char *colon;
-	if (hp[0] == '[') {
-		const char *rb = strchr(hp, ']');
-		if (!rb || rb[1] != ':')
-			return false;
-		if ((size_t)(rb - hp - 1) >= hostlen)
-			return false;
-		memcpy(host, hp + 1, (size_t)(rb - hp - 1));
-		host[rb - hp - 1] = '\0';
-		colon = rb + 1;
-	} else {
-		colon = strrchr(hp, ':');
-		if (!colon || (size_t)(colon - hp) >= hostlen || colon == hp)
-			return false;
-		memcpy(host, hp, (size_t)(colon - hp));
-		host[colon - hp] = '\0';
-	}
-	if (!colon[1] || strlen(colon + 1) >= portlen)
+	struct text_hostport p;
+	if (text_hostport_split(hp, strlen(hp), false, &p) != TEXT_HP_OK || p.host_len >= hostlen)
 		return false;
-	for (const char *c = colon + 1; *c; c++)
-		if (!isdigit((unsigned char)*c))
-			return false;
-	strcpy(port, colon + 1);
-	return atoi(port) > 0 && atoi(port) < 65536;
+	memcpy(host, p.host, p.host_len);
+	host[p.host_len] = '\0';
+	snprintf(port, portlen, "%u", (unsigned)p.port);
+	return true;
+}
+
+bool audit_syslog_target_check(const char *t)
+{
+	char host[256], port[8];
+	if (strncmp(t, "unix:", 5) == 0)
+		return t[5] == '/' && strlen(t + 5) < sizeof ((struct sockaddr_un *)0)->sun_path;
+	if (strncmp(t, "udp:", 4) == 0 || strncmp(t, "tcp:", 4) == 0)
+		return split_host_port(t + 4, host, sizeof host, port, sizeof port);
+	return false;
 }
 
 static bool sink_syslog_setup(struct audit_sink *s, const char *target, char *err,
@@ -92,7 +88,7 @@ static bool sink_syslog_setup(struct audit_sink *s, const char *target, char *er
 		return false;
 	}
 	char host[256], port[8];
-	if (!parse_hostport(target + 4, host, sizeof host, port, sizeof port)) {
+	if (!split_host_port(target + 4, host, sizeof host, port, sizeof port)) {
 		snprintf(err, errlen,
 			 "audit syslog target \"%s\": expected HOST:PORT after %.3s: (IPv6 as [addr]:port)",
 			 target, target);

@@ -4,6 +4,7 @@
  * per-client failure throttle.
  */
 #include "tailfence/auth.h"
+#include "tailfence/text.h"
 
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
@@ -39,7 +40,13 @@ struct parsed_hash {
 	size_t key_len;
 };
 
-/* ---- base64 without padding ---- */
+/* ---- base64 without padding (decoding: text.h) ---- */
+
+/* The hash format's base64 has no padding: '=' is refused. */
+static bool b64_decode(const char *in, size_t n, uint8_t *out, size_t cap, size_t *outlen)
+{
+	return n > 0 && !memchr(in, '=', n) && text_base64_decode(in, n, out, cap, outlen);
+}
 
 static size_t b64_encode(const uint8_t *in, size_t n, char *out, size_t outlen)
 {
@@ -51,32 +58,6 @@ static size_t b64_encode(const uint8_t *in, size_t n, char *out, size_t outlen)
 	return (size_t)len;
 }
 
-static bool b64_decode(const char *in, size_t n, uint8_t *out, size_t outcap, size_t *outlen)
-{
-	char buf[256];
-	uint8_t tmp[200];
-	if (n == 0 || n % 4 == 1 || n + 3 >= sizeof buf)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		char c = in[i];
-		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-		      c == '+' || c == '/'))
-			return false;
-	}
-	memcpy(buf, in, n);
-	size_t pad = (4 - n % 4) % 4;
-	for (size_t i = 0; i < pad; i++)
-		buf[n + i] = '=';
-	int len = EVP_DecodeBlock(tmp, (const unsigned char *)buf, (int)(n + pad));
-	if (len < 0)
-		return false;
-	len -= (int)pad;
-	if (len <= 0 || (size_t)len > outcap)
-		return false;
-	memcpy(out, tmp, (size_t)len);
-	*outlen = (size_t)len;
-	return true;
-}
 
 /* ---- hash strings ---- */
 

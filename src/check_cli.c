@@ -24,6 +24,7 @@
 #include "tailfence/resolve.h"
 #include "tailfence/tailnet_watch.h"
 #include "tailfence/target.h"
+#include "tailfence/text.h"
 
 struct check_lookup {
 	struct resolve_result res;
@@ -72,45 +73,20 @@ static bool check_resolve(const struct config *c, const struct tailnet_view *vie
 	return true;
 }
 
-/* Splits HOST:PORT / [v6]:PORT. host gets the name or literal without
- * brackets. */
-static bool split_target(const char *s, char *host, size_t hlen, uint16_t *port)
+/* HOST:PORT or [IPv6]:PORT into host (NUL-terminated) and port; NULL, or
+ * what is wrong. */
+static const char *split_target(const char *s, char *host, size_t hlen, uint16_t *port)
 {
-	const char *colon;
-	size_t n;
-	if (s[0] == '[') {
-		const char *rb = strchr(s, ']');
-		if (!rb || rb[1] != ':')
-			return false;
-		n = (size_t)(rb - s - 1);
-		if (n == 0 || n >= hlen)
-			return false;
-		memcpy(host, s + 1, n);
-		host[n] = '\0';
-		colon = rb + 1;
-	} else {
-		colon = strrchr(s, ':');
-		if (!colon || strchr(s, ':') != colon)
-			return false;
-		n = (size_t)(colon - s);
-		if (n == 0 || n >= hlen)
-			return false;
-		memcpy(host, s, n);
-		host[n] = '\0';
-	}
-	const char *p = colon + 1;
-	if (!*p || *p == '0' || strlen(p) > 5)
-		return false;
-	unsigned v = 0;
-	for (; *p; p++) {
-		if (*p < '0' || *p > '9')
-			return false;
-		v = v * 10 + (unsigned)(*p - '0');
-	}
-	if (v < 1 || v > 65535)
-		return false;
-	*port = (uint16_t)v;
-	return true;
+	struct text_hostport hp;
+	enum text_hostport_error e = text_hostport_split(s, strlen(s), false, &hp);
+	if (e != TEXT_HP_OK)
+		return text_hostport_why(e);
+	if (hp.host_len >= hlen)
+		return "has a host longer than a name may be";
+	memcpy(host, hp.host, hp.host_len);
+	host[hp.host_len] = '\0';
+	*port = hp.port;
+	return NULL;
 }
 
 static const char *via_text(const struct config *c, enum policy_via via)
@@ -245,7 +221,7 @@ int check_cli_main(int argc, char **argv)
 {
 	struct config_args *args;
 	char err[1024], host[300];
-	uint16_t port;
+	uint16_t port = 0;
 
 	int rc = config_args_parse_cmd(argc, argv, &check_command, &args);
 	if (rc == 1)
@@ -258,9 +234,9 @@ int check_cli_main(int argc, char **argv)
 		return 2;
 	}
 	const char *target = config_args_positional(args, 0);
-	if (!split_target(target, host, sizeof host, &port)) {
-		fprintf(stderr, "tailfence check: \"%s\" is not HOST:PORT (IPv6 as [::1]:443, port 1 to 65535)\n",
-			target);
+	const char *bad = split_target(target, host, sizeof host, &port);
+	if (bad) {
+		fprintf(stderr, "tailfence check: \"%s\" %s\n", target, bad);
 		config_args_free(args);
 		return 2;
 	}

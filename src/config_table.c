@@ -11,6 +11,7 @@
 #include "config_internal.h"
 
 #include "tailfence/log.h"
+#include "tailfence/text.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -80,74 +81,29 @@ static bool parse_count(const char *s, unsigned long long *out)
 	return true;
 }
 
-static bool parse_port(const char *s, uint16_t *out)
-{
-	size_t n = strlen(s);
-	if (n == 0 || n > 5 || s[0] == '0')
-		return false;
-	unsigned v = 0;
-	for (size_t i = 0; i < n; i++) {
-		if (s[i] < '0' || s[i] > '9')
-			return false;
-		v = v * 10 + (unsigned)(s[i] - '0');
-	}
-	if (v > 65535)
-		return false;
-	*out = (uint16_t)v;
-	return true;
-}
-
 bool config_parse_hostport(const char *s, struct cidr_addr *a, uint16_t *port,
 			   bool port_optional, uint16_t default_port, const char **why)
 {
-	const char *host = s, *ps = NULL;
-	size_t hlen;
-	if (s[0] == '[') {
-		const char *rb = strchr(s, ']');
-		if (!rb) {
-			*why = "has \"[\" without \"]\"";
-			return false;
-		}
-		host = s + 1;
-		hlen = (size_t)(rb - host);
-		if (rb[1] == ':')
-			ps = rb + 2;
-		else if (rb[1] != '\0') {
-			*why = "has unexpected characters after \"]\"";
-			return false;
-		}
-	} else {
-		const char *c = strchr(s, ':');
-		if (c && strchr(c + 1, ':')) {
-			if (port_optional && cidr_addr_parse(s, a)) {
-				*port = default_port;
-				return true;
-			}
-			*why = "is not ADDRESS:PORT; put IPv6 addresses in brackets ([::1]:1080)";
-			return false;
-		}
-		hlen = c ? (size_t)(c - s) : strlen(s);
-		if (c)
-			ps = c + 1;
-	}
-	if (hlen == 9 && strncmp(host, "localhost", 9) == 0) {
-		cidr_addr_parse("127.0.0.1", a);
-	} else if (!cidr_addr_parsen(host, hlen, a)) {
-		*why = "needs an IP address (names are not resolved here)";
-		return false;
-	}
-	if (!ps) {
-		if (!port_optional) {
-			*why = "needs a port (ADDRESS:PORT)";
-			return false;
-		}
+	struct text_hostport hp;
+	/* a nameserver may be a bare IPv6 address: "::1" */
+	if (port_optional && strchr(s, ':') != strrchr(s, ':') && s[0] != '[' &&
+	    cidr_addr_parse(s, a)) {
 		*port = default_port;
 		return true;
 	}
-	if (!parse_port(ps, port)) {
-		*why = "has a bad port; expected 1 to 65535";
+	enum text_hostport_error e = text_hostport_split(s, strlen(s), port_optional, &hp);
+	if (e != TEXT_HP_OK) {
+		*why = text_hostport_why(e);
 		return false;
 	}
+	if (hp.host_len == 9 && !hp.bracketed && strncmp(hp.host, "localhost", 9) == 0) {
+		cidr_addr_parse("127.0.0.1", a);
+	} else if (!cidr_addr_parsen(hp.host, hp.host_len, a) ||
+		   (hp.bracketed && a->family != AF_INET6)) {
+		*why = "needs an IP address (names are not resolved here)";
+		return false;
+	}
+	*port = hp.has_port ? hp.port : default_port;
 	return true;
 }
 
@@ -158,18 +114,6 @@ static bool is_loopback(const struct cidr_addr *a)
 		memcmp(a->b, "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", 15) == 0);
 }
 
-static bool syslog_target_ok(const char *t)
-{
-	if (strncmp(t, "unix:", 5) == 0)
-		return t[5] == '/';
-	if (strncmp(t, "udp:", 4) == 0 || strncmp(t, "tcp:", 4) == 0) {
-		struct cidr_addr a;
-		uint16_t port;
-		const char *why;
-		return config_parse_hostport(t + 4, &a, &port, false, 0, &why);
-	}
-	return false;
-}
 
 /* ------------------------------------------------------------------ */
 /* the generic kinds */
@@ -699,9 +643,9 @@ static bool set_sinks_json(struct config_build *b, const struct setting *s,
 			ok = build_add_sink(b, AUDIT_SINK_STDOUT, NULL, NULL);
 		} else if (strcmp(t->valuestring, "syslog") == 0) {
 			const char *tg = g && cJSON_IsString(g) ? g->valuestring : "unix:/dev/log";
-			if (!syslog_target_ok(tg))
+			if (!audit_syslog_target_check(tg))
 				return config_fail(b->err, "%s.target: \"%s\" is not a syslog target; "
-						   "expected unix:/PATH, udp:IP:PORT or tcp:IP:PORT",
+						   "expected unix:/PATH, udp:HOST:PORT or tcp:HOST:PORT",
 						   path, config_quote(tg, q, sizeof q));
 			ok = build_add_sink(b, AUDIT_SINK_SYSLOG, NULL, tg);
 		} else {
@@ -742,9 +686,9 @@ static bool set_syslog(struct config_build *b, const struct setting *s, const st
 	(void)s;
 	if (n == 0)
 		return true;
-	if (!syslog_target_ok(v[n - 1]))
+	if (!audit_syslog_target_check(v[n - 1]))
 		return config_fail(b->err, "%s: \"%s\" is not a syslog target; expected unix:/PATH, "
-				   "udp:IP:PORT or tcp:IP:PORT", o->text,
+				   "udp:HOST:PORT or tcp:HOST:PORT", o->text,
 				   config_quote(v[n - 1], q, sizeof q));
 	free(b->syslog_extra);
 	b->syslog_extra = strdup(v[n - 1]);
@@ -950,7 +894,7 @@ const struct setting config_settings[] = {
 	  .set = set_sinks_text, .set_json = set_sinks_json, .show = show_sinks },
 	{ .flag = "audit-syslog", .env = "TAILFENCE_AUDIT_SYSLOG", .arg = "TARGET",
 	  .kind = SK_OTHER, .def_text = "off",
-	  .help = "also send the audit trail to syslog: unix:/dev/log, udp:IP:PORT or tcp:IP:PORT",
+	  .help = "also send the audit trail to syslog: unix:/dev/log, udp:HOST:PORT or tcp:HOST:PORT",
 	  .set = set_syslog },
 	{ .key = "audit.on_failure", .flag = "audit-on-failure", .env = "TAILFENCE_AUDIT_ON_FAILURE",
 	  .arg = "deny|continue", .kind = SK_CHOICE, FIELD(audit.fail_closed),

@@ -35,6 +35,7 @@
  * input would not report first.
  */
 #include "tailfence/httpproxy.h"
+#include "tailfence/text.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,31 +48,17 @@
 #define CHUNK_LINE_MAX 4096
 #define CRED_B64_MAX 1024
 
-/* ---- character classes (locale-independent) ---- */
+/* ---- character classes (HTTP's own; the rest are text.h's) ---- */
 
-static bool is_digit(unsigned char c) { return c >= '0' && c <= '9'; }
-static bool is_alpha(unsigned char c) { return (c | 0x20) >= 'a' && (c | 0x20) <= 'z'; }
-static bool is_hex(unsigned char c)
-{
-	return is_digit(c) || ((c | 0x20) >= 'a' && (c | 0x20) <= 'f');
-}
 static bool is_tchar(unsigned char c)
 {
-	return is_alpha(c) || is_digit(c) || (c && strchr("!#$%&'*+-.^_`|~", c));
+	return text_is_alpha(c) || text_is_digit(c) || (c && strchr("!#$%&'*+-.^_`|~", c));
 }
 static bool is_ows(unsigned char c) { return c == ' ' || c == '\t'; }
-static bool is_ctl(unsigned char c) { return c < 0x20 || c == 0x7f; }
-static unsigned char lower(unsigned char c) { return (c >= 'A' && c <= 'Z') ? c | 0x20 : c; }
 
 static bool ieq(const char *a, size_t n, const char *lit)
 {
-	size_t m = strlen(lit);
-	if (n != m)
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (lower((unsigned char)a[i]) != lower((unsigned char)lit[i]))
-			return false;
-	return true;
+	return n == strlen(lit) && text_ieq(a, lit, n);
 }
 
 static void trim_ows(const char **s, size_t *n)
@@ -111,74 +98,45 @@ static enum httpproxy_step err(struct httpproxy_request *r, int status, const ch
 	return HTTPPROXY_ERROR;
 }
 
-/* Parses host[:port] or [v6][:port] in s[0..n). Fills r->host/addr/port. */
+/* Parses host[:port] or [v6][:port] in s[0..n) with the one host:port
+ * splitter (text.h), in this parser's words. Fills r->host/addr/port. */
 static const char *parse_authority(struct httpproxy_request *r, const char *s, size_t n,
 				   bool require_port, bool *explicit_port)
 {
-	const char *h;
-	size_t hn, i;
-	if (n == 0)
-		return "empty host in request-target";
-	if (s[0] == '[') {
-		const char *rb = memchr(s, ']', n);
-		if (!rb)
-			return "IPv6 literal in request-target has no closing ']'";
-		h = s + 1;
-		hn = (size_t)(rb - h);
-		if (hn == 0 || !memchr(h, ':', hn) || !cidr_addr_parsen(h, hn, &r->addr))
+	struct text_hostport hp;
+	switch (text_hostport_split(s, n, !require_port, &hp)) {
+	case TEXT_HP_OK: break;
+	case TEXT_HP_EMPTY_HOST: return "empty host in request-target";
+	case TEXT_HP_NO_CLOSE_BRACKET: return "IPv6 literal in request-target has no closing ']'";
+	case TEXT_HP_AFTER_BRACKET: return "unexpected characters after ']' in request-target";
+	case TEXT_HP_UNBRACKETED_V6: return "IPv6 literal in request-target must be in brackets";
+	case TEXT_HP_NO_PORT: return "CONNECT target has no port (expected host:port)";
+	case TEXT_HP_EMPTY_PORT: return "CONNECT target has an empty port (expected host:port)";
+	case TEXT_HP_PORT_NOT_DECIMAL: return "port in request-target is not a decimal number";
+	case TEXT_HP_PORT_TOO_LARGE: return "port in request-target is larger than 65535";
+	case TEXT_HP_PORT_ZERO: return "port in request-target is 0";
+	}
+	if (hp.bracketed) {
+		if (!memchr(hp.host, ':', hp.host_len) ||
+		    !cidr_addr_parsen(hp.host, hp.host_len, &r->addr))
 			return "bracketed host in request-target is not an IPv6 address";
 		r->host_is_addr = true;
-		i = (size_t)(rb - s) + 1;
-		if (i < n && s[i] != ':')
-			return "unexpected characters after ']' in request-target";
 	} else {
-		const char *colon = memchr(s, ':', n);
-		h = s;
-		hn = colon ? (size_t)(colon - s) : n;
-		if (colon && memchr(colon + 1, ':', n - hn - 1))
-			return "IPv6 literal in request-target must be in brackets";
-		if (hn == 0)
-			return "empty host in request-target";
-		for (size_t k = 0; k < hn; k++) {
-			unsigned char c = (unsigned char)h[k];
-			if (!is_alpha(c) && !is_digit(c) && c != '-' && c != '.' && c != '_')
+		for (size_t k = 0; k < hp.host_len; k++) {
+			char c = hp.host[k];
+			if (!text_is_alnum(c) && c != '-' && c != '.' && c != '_')
 				return "invalid character in host (letters, digits, '-', '.', '_' only)";
 		}
-		r->host_is_addr = cidr_addr_parsen(h, hn, &r->addr);
-		i = hn;
+		r->host_is_addr = cidr_addr_parsen(hp.host, hp.host_len, &r->addr);
 	}
-	if (hn > 255)
+	if (hp.host_len > 255)
 		return "host in request-target is longer than 255 bytes";
-	memcpy(r->host, h, hn);
-	r->host[hn] = '\0';
+	memcpy(r->host, hp.host, hp.host_len);
+	r->host[hp.host_len] = '\0';
 	if (!r->host_is_addr)
 		memset(&r->addr, 0, sizeof r->addr);
-	*explicit_port = false;
-	if (i == n) {
-		if (require_port)
-			return "CONNECT target has no port (expected host:port)";
-		r->port = 80;
-		return NULL;
-	}
-	i++; /* ':' */
-	if (i == n) {
-		if (require_port)
-			return "CONNECT target has an empty port (expected host:port)";
-		r->port = 80;
-		return NULL;
-	}
-	uint32_t port = 0;
-	for (; i < n; i++) {
-		if (!is_digit((unsigned char)s[i]))
-			return "port in request-target is not a decimal number";
-		port = port * 10 + (uint32_t)(s[i] - '0');
-		if (port > 65535)
-			return "port in request-target is larger than 65535";
-	}
-	if (port == 0)
-		return "port in request-target is 0";
-	r->port = (uint16_t)port;
-	*explicit_port = true;
+	*explicit_port = hp.has_port;
+	r->port = hp.has_port ? hp.port : 80;
 	return NULL;
 }
 
@@ -206,8 +164,8 @@ static enum httpproxy_step parse_request_line(struct httpproxy_request *r,
 	size_t vlen = n - (size_t)(v - l);
 	if (tlen == 0 || memchr(v, ' ', vlen))
 		return err(r, 400, "request line has extra spaces");
-	if (vlen != 8 || memcmp(v, "HTTP/", 5) != 0 || !is_digit((unsigned char)v[5]) ||
-	    v[6] != '.' || !is_digit((unsigned char)v[7]))
+	if (vlen != 8 || memcmp(v, "HTTP/", 5) != 0 || !text_is_digit(v[5]) ||
+	    v[6] != '.' || !text_is_digit(v[7]))
 		return err(r, 400, "request line does not end in HTTP/<digit>.<digit>");
 	if (v[5] != '1')
 		return err(r, 505, "only HTTP/1.x is supported");
@@ -230,8 +188,8 @@ static enum httpproxy_step parse_request_line(struct httpproxy_request *r,
 	if (t[0] == '/' || (tlen == 1 && t[0] == '*'))
 		return err(r, 405, "not a proxy request: the request-target is not an absolute http:// URL");
 	size_t k = 0;
-	while (k < tlen && (is_alpha((unsigned char)t[k]) ||
-			    (k > 0 && (is_digit((unsigned char)t[k]) || t[k] == '+' ||
+	while (k < tlen && (text_is_alpha(t[k]) ||
+			    (k > 0 && (text_is_digit(t[k]) || t[k] == '+' ||
 				       t[k] == '-' || t[k] == '.'))))
 		k++;
 	if (k == 0 || k + 3 > tlen || memcmp(t + k, "://", 3) != 0)
@@ -261,7 +219,7 @@ static bool in_conn(const struct head_state *st, const char *name, size_t n)
 		if (st->conn[i].len == n) {
 			const char *tok = st->buf + st->conn[i].off;
 			size_t j = 0;
-			while (j < n && lower((unsigned char)tok[j]) == lower((unsigned char)name[j]))
+			while (j < n && text_lower(tok[j]) == text_lower(name[j]))
 				j++;
 			if (j == n)
 				return true;
@@ -371,24 +329,10 @@ static bool te_elem(void *ctx, const char *e, size_t n, bool last)
 	return true;
 }
 
-static int b64val(unsigned char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (is_digit(c))
-		return c - '0' + 52;
-	if (c == '+' || c == '/')
-		return 62;
-	return -1;
-}
-
-/* Decodes Basic credentials into r->user and r->pass, using in and out
- * (CRED_B64_MAX + 4 and CRED_B64_MAX bytes) as scratch; proxy_auth wipes
- * them. */
+/* Decodes Basic credentials into r->user and r->pass, using out
+ * (CRED_B64_MAX bytes) as scratch; proxy_auth wipes it. */
 static enum httpproxy_step proxy_auth_decode(struct httpproxy_request *r, const char *v,
-					     size_t n, unsigned char *in, unsigned char *out)
+					     size_t n, unsigned char *out)
 {
 	size_t s = 0;
 	while (s < n && is_tchar((unsigned char)v[s]))
@@ -402,25 +346,10 @@ static enum httpproxy_step proxy_auth_decode(struct httpproxy_request *r, const 
 	while (s < n && v[s] == ' ')
 		s++;
 	const char *b = v + s;
-	size_t bn = n - s;
-	size_t pad = 0;
-	while (pad < bn && pad < 2 && b[bn - 1 - pad] == '=')
-		pad++;
-	size_t data = bn - pad;
-	if (bn == 0 || bn > CRED_B64_MAX || (pad && bn % 4) || data % 4 == 1)
+	size_t bn = n - s, outlen;
+	if (bn == 0 || bn > CRED_B64_MAX ||
+	    !text_base64_decode(b, bn, out, CRED_B64_MAX, &outlen))
 		return err(r, 400, "Proxy-Authorization: Basic credentials are not valid base64");
-	for (size_t i = 0; i < data; i++)
-		if (b64val((unsigned char)b[i]) < 0)
-			return err(r, 400, "Proxy-Authorization: Basic credentials are not valid base64");
-	/* EVP_DecodeBlock wants whole 4-character groups and counts '=' as
-	 * zero bytes in its result; pad unpadded input ourselves and subtract. */
-	memcpy(in, b, data);
-	size_t padded = (data + 3) / 4 * 4;
-	memset(in + data, '=', padded - data);
-	int dl = EVP_DecodeBlock(out, in, (int)padded);
-	if (dl < 0)
-		return err(r, 400, "Proxy-Authorization: Basic credentials are not valid base64");
-	size_t outlen = (size_t)dl - (padded - data);
 	const unsigned char *colon = memchr(out, ':', outlen);
 	if (!colon)
 		return err(r, 400, "Proxy-Authorization: Basic credentials are not user:password");
@@ -440,9 +369,8 @@ static enum httpproxy_step proxy_auth_decode(struct httpproxy_request *r, const 
 
 static enum httpproxy_step proxy_auth(struct httpproxy_request *r, const char *v, size_t n)
 {
-	unsigned char in[CRED_B64_MAX + 4], out[CRED_B64_MAX];
-	enum httpproxy_step st = proxy_auth_decode(r, v, n, in, out);
-	OPENSSL_cleanse(in, sizeof in);
+	unsigned char out[CRED_B64_MAX];
+	enum httpproxy_step st = proxy_auth_decode(r, v, n, out);
 	OPENSSL_cleanse(out, sizeof out);
 	return st;
 }
@@ -610,7 +538,7 @@ static const char *check_line_bytes(const char *buf, size_t s, size_t e, bool ha
 		}
 		if (c == 0)
 			return "NUL byte in request head";
-		if (is_ctl(c) && c != '\t')
+		if (text_is_ctl(c) && c != '\t')
 			return "control character in request head";
 	}
 	(void)has_lf;
@@ -728,8 +656,9 @@ static enum httpproxy_step chunked_feed(struct httpproxy_body *b, const char *bu
 		}
 		case CH_SIZE_FIRST:
 		case CH_SIZE:
-			if (is_hex(c)) {
-				unsigned d = is_digit(c) ? (unsigned)(c - '0') : (unsigned)(lower(c) - 'a' + 10);
+			if (text_is_hex(c)) {
+				unsigned d = text_is_digit(c) ? (unsigned)(c - '0')
+							 : (unsigned)(text_lower((char)c) - 'a' + 10);
 				if (b->remaining > (UINT64_MAX >> 4)) {
 					b->state = CH_ERROR;
 					break;
@@ -757,7 +686,7 @@ static enum httpproxy_step chunked_feed(struct httpproxy_body *b, const char *bu
 		case CH_EXT:
 			if (c == '\r')
 				b->state = CH_SIZE_LF;
-			else if (is_ctl(c) && c != '\t')
+			else if (text_is_ctl(c) && c != '\t')
 				b->state = CH_ERROR;
 			break;
 		case CH_SIZE_LF:
@@ -781,7 +710,7 @@ static enum httpproxy_step chunked_feed(struct httpproxy_body *b, const char *bu
 		case CH_TRAILER_START:
 			if (c == '\r')
 				b->state = CH_FINAL_LF;
-			else if (is_ows(c) || is_ctl(c))
+			else if (is_ows(c) || text_is_ctl(c))
 				b->state = CH_ERROR;
 			else
 				b->state = CH_TRAILER;
@@ -789,7 +718,7 @@ static enum httpproxy_step chunked_feed(struct httpproxy_body *b, const char *bu
 		case CH_TRAILER:
 			if (c == '\r')
 				b->state = CH_TRAILER_LF;
-			else if (is_ctl(c) && c != '\t')
+			else if (text_is_ctl(c) && c != '\t')
 				b->state = CH_ERROR;
 			break;
 		case CH_TRAILER_LF:
@@ -924,9 +853,9 @@ enum httpproxy_step httpproxy_parse_connect_response(const char *buf, size_t len
 			/* HTTP/1.x SP 3DIGIT [SP reason] */
 			const char *l = buf + pos;
 			size_t n = ce - pos;
-			if (n < 12 || memcmp(l, "HTTP/1.", 7) != 0 || !is_digit((unsigned char)l[7]) ||
-			    l[8] != ' ' || !is_digit((unsigned char)l[9]) ||
-			    !is_digit((unsigned char)l[10]) || !is_digit((unsigned char)l[11]) ||
+			if (n < 12 || memcmp(l, "HTTP/1.", 7) != 0 || !text_is_digit(l[7]) ||
+			    l[8] != ' ' || !text_is_digit(l[9]) ||
+			    !text_is_digit(l[10]) || !text_is_digit(l[11]) ||
 			    (n > 12 && l[12] != ' '))
 				return HTTPPROXY_ERROR;
 			*status = (l[9] - '0') * 100 + (l[10] - '0') * 10 + (l[11] - '0');

@@ -164,3 +164,91 @@ size_t text_http_head_end(const char *buf, size_t len, size_t from)
 	}
 	return 0;
 }
+
+bool text_port_parse(const char *s, size_t n, uint16_t *port)
+{
+	unsigned v = 0;
+	if (n == 0)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		if (!text_is_digit(s[i]))
+			return false;
+		v = v * 10 + (unsigned)(s[i] - '0');
+		if (v > 65535)
+			return false;
+	}
+	if (v == 0)
+		return false;
+	*port = (uint16_t)v;
+	return true;
+}
+
+static enum text_hostport_error port_of(const char *s, size_t n, uint16_t *port)
+{
+	unsigned v = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (!text_is_digit(s[i]))
+			return TEXT_HP_PORT_NOT_DECIMAL;
+		v = v * 10 + (unsigned)(s[i] - '0');
+		if (v > 65535)
+			return TEXT_HP_PORT_TOO_LARGE;
+	}
+	if (v == 0)
+		return TEXT_HP_PORT_ZERO;
+	*port = (uint16_t)v;
+	return TEXT_HP_OK;
+}
+
+enum text_hostport_error text_hostport_split(const char *s, size_t n, bool port_optional,
+					     struct text_hostport *out)
+{
+	const char *rest;	/* after the host: "" or ":PORT" */
+	memset(out, 0, sizeof *out);
+	if (n > 0 && s[0] == '[') {
+		const char *rb = memchr(s, ']', n);
+		if (!rb)
+			return TEXT_HP_NO_CLOSE_BRACKET;
+		out->host = s + 1;
+		out->host_len = (size_t)(rb - s) - 1;
+		out->bracketed = true;
+		rest = rb + 1;
+		if (rest < s + n && *rest != ':')
+			return TEXT_HP_AFTER_BRACKET;
+	} else {
+		const char *colon = memchr(s, ':', n);
+		if (colon && memchr(colon + 1, ':', (size_t)(s + n - colon - 1)))
+			return TEXT_HP_UNBRACKETED_V6;
+		out->host = s;
+		out->host_len = colon ? (size_t)(colon - s) : n;
+		rest = s + out->host_len;
+	}
+	if (out->host_len == 0)
+		return TEXT_HP_EMPTY_HOST;
+	size_t left = (size_t)(s + n - rest);
+	if (left == 0)
+		return port_optional ? TEXT_HP_OK : TEXT_HP_NO_PORT;
+	if (left == 1)	/* ":" alone */
+		return port_optional ? TEXT_HP_OK : TEXT_HP_EMPTY_PORT;
+	enum text_hostport_error e = port_of(rest + 1, left - 1, &out->port);
+	out->has_port = e == TEXT_HP_OK;
+	return e;
+}
+
+const char *text_hostport_why(enum text_hostport_error e)
+{
+	switch (e) {
+	case TEXT_HP_OK: return "is fine";
+	case TEXT_HP_EMPTY_HOST: return "has an empty host";
+	case TEXT_HP_NO_CLOSE_BRACKET: return "has \"[\" without \"]\"";
+	case TEXT_HP_AFTER_BRACKET: return "has unexpected characters after \"]\"";
+	case TEXT_HP_UNBRACKETED_V6:
+		return "is not HOST:PORT; put IPv6 addresses in brackets ([::1]:1080)";
+	case TEXT_HP_NO_PORT: return "needs a port (HOST:PORT)";
+	case TEXT_HP_EMPTY_PORT: return "has an empty port (HOST:PORT)";
+	case TEXT_HP_PORT_NOT_DECIMAL:
+	case TEXT_HP_PORT_TOO_LARGE:
+	case TEXT_HP_PORT_ZERO:
+		return "has a bad port; expected HOST:PORT with a port from 1 to 65535";
+	}
+	return "is not HOST:PORT";
+}

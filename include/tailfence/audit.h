@@ -55,6 +55,11 @@ struct audit_config {
 	enum audit_durability durability;
 };
 
+/* A syslog target as the sinks take it: unix:/PATH, udp:HOST:PORT or
+ * tcp:HOST:PORT (HOST a name or an address, IPv6 in brackets). Checks the
+ * syntax only; a name is resolved when the sink opens. */
+bool audit_syslog_target_check(const char *target);
+
 /* "queued", "written", "synced"; NULL for an unknown value. */
 const char *audit_durability_name(enum audit_durability d);
 /* Parses one of those names; false for anything else. */

@@ -10,6 +10,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 static inline bool text_is_digit(char c)
 {
@@ -29,6 +30,12 @@ static inline bool text_is_alnum(char c)
 static inline bool text_is_hex(char c)
 {
 	return text_is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+/* Space, tab, newline, vertical tab, form feed, carriage return. */
+static inline bool text_is_space(char c)
+{
+	return c == ' ' || (c >= '\t' && c <= '\r');
 }
 
 /* C0 controls and DEL. */
@@ -72,6 +79,43 @@ size_t text_utf8_sanitize(const char *s, size_t len, char *out, size_t outlen);
  * (escape sequences, carriage returns and newlines cannot act);
  * printable UTF-8 stays. NUL-terminates; returns the length written. */
 size_t text_escape_controls(const char *s, size_t len, char *out, size_t outlen);
+
+/* A port: decimal digits only (leading zeros allowed), 1 to 65535. */
+bool text_port_parse(const char *s, size_t n, uint16_t *port);
+
+/* What text_hostport_split found wrong, if anything. */
+enum text_hostport_error {
+	TEXT_HP_OK,
+	TEXT_HP_EMPTY_HOST,		/* "", ":80", "[]:80" */
+	TEXT_HP_NO_CLOSE_BRACKET,	/* "[::1:80" */
+	TEXT_HP_AFTER_BRACKET,		/* "[::1]x" */
+	TEXT_HP_UNBRACKETED_V6,		/* "::1:80": two colons without brackets */
+	TEXT_HP_NO_PORT,		/* "host", port required */
+	TEXT_HP_EMPTY_PORT,		/* "host:", port required */
+	TEXT_HP_PORT_NOT_DECIMAL,
+	TEXT_HP_PORT_TOO_LARGE,
+	TEXT_HP_PORT_ZERO,
+};
+
+struct text_hostport {
+	const char *host;		/* into the input, without brackets */
+	size_t host_len;
+	bool bracketed;			/* the host was in [ ] */
+	bool has_port;			/* a port was given; else port is 0 */
+	uint16_t port;
+};
+
+/* The one host:port splitter: "HOST:PORT" or "[HOST]:PORT" in s[0..n) (a
+ * host holding a colon must be in brackets). With port_optional, "HOST",
+ * "HOST:" and "[HOST]" are accepted without a port. The host is not
+ * checked: callers decide whether it must be an address or may be a name.
+ * Pure. */
+enum text_hostport_error text_hostport_split(const char *s, size_t n, bool port_optional,
+					     struct text_hostport *out);
+
+/* "has an empty host", "needs a port (HOST:PORT)", ...: to follow the value
+ * in an error message. */
+const char *text_hostport_why(enum text_hostport_error e);
 
 /* Decodes standard base64 (RFC 4648 alphabet, '=' padding optional but
  * only at the end, no whitespace) from in[0..len) into out (at most cap

@@ -19,6 +19,7 @@ static void test_classes(void)
 		CHECK(text_is_alnum(ch) == (digit || alpha), "alnum %d", c);
 		CHECK(text_is_ctl(ch) == ((c >= 0 && c < 32) || c == 127), "ctl %d", c);
 		CHECK(text_lower(ch) == (c >= 'A' && c <= 'Z' ? c + 32 : c), "lower %d", c);
+		CHECK(text_is_space(ch) == (c == ' ' || (c >= 9 && c <= 13)), "space %d", c);
 	}
 	CHECK(text_ieq("Local-TailscaleD.Sock", "local-tailscaled.sock", 21), "ieq");
 	CHECK(!text_ieq("abc", "abd", 3), "ieq differs");
@@ -170,9 +171,74 @@ static void test_utf8(void)
 	CHECK(strcmp(tiny, "\xc3\xb6") == 0, "cut at a boundary");
 }
 
+/* The one host:port splitter, as a table: input, port optional, error,
+ * host, bracketed, port (0: none). */
+static void test_hostport(void)
+{
+	static const struct {
+		const char *in;
+		bool optional;
+		enum text_hostport_error e;
+		const char *host;
+		bool bracketed;
+		unsigned port;
+	} t[] = {
+		{ "127.0.0.1:1080", false, TEXT_HP_OK, "127.0.0.1", false, 1080 },
+		{ "db.internal:5432", false, TEXT_HP_OK, "db.internal", false, 5432 },
+		{ "[::1]:443", false, TEXT_HP_OK, "::1", true, 443 },
+		{ "[fe80::1%lo]:1", false, TEXT_HP_OK, "fe80::1%lo", true, 1 },
+		{ "host:0080", false, TEXT_HP_OK, "host", false, 80 },
+		{ "host:65535", false, TEXT_HP_OK, "host", false, 65535 },
+		{ "host", true, TEXT_HP_OK, "host", false, 0 },
+		{ "host:", true, TEXT_HP_OK, "host", false, 0 },
+		{ "[::1]", true, TEXT_HP_OK, "::1", true, 0 },
+		{ "host", false, TEXT_HP_NO_PORT, NULL, false, 0 },
+		{ "host:", false, TEXT_HP_EMPTY_PORT, NULL, false, 0 },
+		{ "[::1]", false, TEXT_HP_NO_PORT, NULL, false, 0 },
+		{ "", true, TEXT_HP_EMPTY_HOST, NULL, false, 0 },
+		{ ":80", false, TEXT_HP_EMPTY_HOST, NULL, false, 0 },
+		{ "[]:80", false, TEXT_HP_EMPTY_HOST, NULL, false, 0 },
+		{ "[::1:80", false, TEXT_HP_NO_CLOSE_BRACKET, NULL, false, 0 },
+		{ "[::1]x:80", false, TEXT_HP_AFTER_BRACKET, NULL, false, 0 },
+		{ "::1:80", false, TEXT_HP_UNBRACKETED_V6, NULL, false, 0 },
+		{ "::1", true, TEXT_HP_UNBRACKETED_V6, NULL, false, 0 },
+		{ "host:8o", false, TEXT_HP_PORT_NOT_DECIMAL, NULL, false, 0 },
+		{ "host:-1", false, TEXT_HP_PORT_NOT_DECIMAL, NULL, false, 0 },
+		{ "host: 80", false, TEXT_HP_PORT_NOT_DECIMAL, NULL, false, 0 },
+		{ "host:65536", false, TEXT_HP_PORT_TOO_LARGE, NULL, false, 0 },
+		{ "host:99999999999999999999", false, TEXT_HP_PORT_TOO_LARGE, NULL, false, 0 },
+		{ "host:0", false, TEXT_HP_PORT_ZERO, NULL, false, 0 },
+		{ "host:000", false, TEXT_HP_PORT_ZERO, NULL, false, 0 },
+	};
+	for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+		struct text_hostport hp;
+		enum text_hostport_error e = text_hostport_split(t[i].in, strlen(t[i].in),
+								 t[i].optional, &hp);
+		CHECK(e == t[i].e, "%s: error %d, want %d", t[i].in, e, t[i].e);
+		if (e != TEXT_HP_OK || t[i].e != TEXT_HP_OK)
+			continue;
+		CHECK(hp.host_len == strlen(t[i].host) &&
+			      memcmp(hp.host, t[i].host, hp.host_len) == 0 &&
+			      hp.bracketed == t[i].bracketed && hp.port == t[i].port &&
+			      hp.has_port == (t[i].port != 0),
+		      "%s: host %.*s port %u", t[i].in, (int)hp.host_len, hp.host, hp.port);
+	}
+	/* the length bounds the input: nothing past it is read */
+	struct text_hostport hp;
+	CHECK(text_hostport_split("host:80junk", 7, false, &hp) == TEXT_HP_OK && hp.port == 80,
+	      "bounded by n");
+	uint16_t port;
+	CHECK(text_port_parse("443", 3, &port) && port == 443, "port 443");
+	CHECK(!text_port_parse("", 0, &port) && !text_port_parse("0", 1, &port) &&
+		      !text_port_parse("70000", 5, &port) && !text_port_parse("4a", 2, &port),
+	      "bad ports");
+	CHECK(strcmp(text_hostport_why(TEXT_HP_NO_PORT), "needs a port (HOST:PORT)") == 0, "why");
+}
+
 int main(void)
 {
 	test_classes();
+	test_hostport();
 	test_utf8();
 	test_base64();
 	test_dnsmsg();
