@@ -13,6 +13,7 @@
 #include "tailfence/config.h"
 
 #include "tailfence/auth.h"
+#include "tailfence/inbound_config.h"
 #include "tailfence/log.h"
 #include "tailfence/policy.h"
 
@@ -76,6 +77,7 @@ enum opt_id {
 	OPT_BUFFER_BYTES, OPT_RELAY, OPT_DNS_SERVER, OPT_HOSTS_FILE, OPT_FORCE_PUBLIC_LISTEN,
 	OPT_VERSION, OPT_HELP, OPT_USER, OPT_SRC, OPT_TAILSCALED_SOCKET, OPT_CLOSE_REVOKED,
 	OPT_ADMIN, OPT_NO_UDP, OPT_UDP_DESTINATIONS, OPT_UDP_RATE, OPT_UDP_IDLE_TIMEOUT,
+	OPT_INBOUND, OPT_INBOUND_POLICY, OPT_INBOUND_LISTEN,
 };
 
 /* Single-valued settings given as text, in the order of this table. */
@@ -85,12 +87,12 @@ enum scalar {
 	SC_HANDSHAKE_TIMEOUT, SC_CONNECT_TIMEOUT, SC_DNS_TIMEOUT, SC_IDLE_TIMEOUT,
 	SC_SHUTDOWN_GRACE, SC_MAX_HEAD_BYTES, SC_MAX_CONNECTIONS, SC_BUFFER_BYTES, SC_RELAY,
 	SC_HOSTS_FILE, SC_TAILSCALED_SOCKET, SC_ADMIN, SC_UDP_DESTINATIONS, SC_UDP_RATE,
-	SC_UDP_IDLE_TIMEOUT, SC_COUNT
+	SC_UDP_IDLE_TIMEOUT, SC_INBOUND_POLICY, SC_INBOUND_LISTEN, SC_COUNT
 };
 
 struct config_args {
 	char *config_file;
-	struct strv listen, allow, lift, audit_log, dns_server, positional;
+	struct strv listen, allow, lift, audit_log, dns_server, positional, inbound;
 	char *scalar[SC_COUNT];
 	bool allow_default_route, force_public_listen, close_revoked, no_udp;
 	char *user, *src;
@@ -132,6 +134,9 @@ static const struct option long_opts[] = {
 	{ "udp-destinations", required_argument, NULL, OPT_UDP_DESTINATIONS },
 	{ "udp-rate", required_argument, NULL, OPT_UDP_RATE },
 	{ "udp-idle-timeout", required_argument, NULL, OPT_UDP_IDLE_TIMEOUT },
+	{ "inbound", required_argument, NULL, OPT_INBOUND },
+	{ "inbound-policy", required_argument, NULL, OPT_INBOUND_POLICY },
+	{ "inbound-listen", required_argument, NULL, OPT_INBOUND_LISTEN },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -195,6 +200,13 @@ static const char help_text[] =
 	"  --udp-rate N              datagrams per second a client may send on one UDP\n"
 	"                            association (default 1000)\n"
 	"  --udp-idle-timeout DUR    UDP association without a datagram (default 2m)\n"
+	"  --inbound PORT=HOST:PORT  serve HOST:PORT to tailnet port PORT through tailscale\n"
+	"                            serve --proxy-protocol 2, by identity; repeatable, or\n"
+	"                            comma-separated (default: none)\n"
+	"  --inbound-policy FILE     identity rules for --inbound services, per port\n"
+	"  --inbound-listen ADDR:PORT\n"
+	"                            where --inbound services listen, counting up the port\n"
+	"                            (default " INBOUND_DEFAULT_LISTEN ")\n"
 	"  --version                 print the version and exit\n"
 	"  --help                    print this help and exit\n"
 	"\n"
@@ -202,7 +214,8 @@ static const char help_text[] =
 	"Environment: TAILSCALE_SOCKET, TAILSCALE_ADVERTISE_ROUTES, TAILFENCE_CONFIG,\n"
 	"TAILFENCE_LISTEN, TAILFENCE_UPSTREAM, TAILFENCE_AUDIT_LOG, TAILFENCE_AUDIT_SYSLOG,\n"
 	"TAILFENCE_AUDIT_HMAC_KEY, TAILFENCE_AUDIT_DURABILITY, TAILFENCE_LOG_LEVEL,\n"
-	"TAILFENCE_LIFT_GUARDS, TAILFENCE_CLOSE_REVOKED, TAILFENCE_ADMIN, TAILFENCE_UDP.\n"
+	"TAILFENCE_LIFT_GUARDS, TAILFENCE_CLOSE_REVOKED, TAILFENCE_ADMIN, TAILFENCE_UDP,\n"
+	"TAILFENCE_INBOUND, TAILFENCE_INBOUND_POLICY, TAILFENCE_INBOUND_LISTEN.\n"
 	"Subcommands: check, config check, config show, audit, passwd (tailfence help).\n";
 
 void config_args_free(struct config_args *a)
@@ -216,6 +229,7 @@ void config_args_free(struct config_args *a)
 	strv_free(&a->audit_log);
 	strv_free(&a->dns_server);
 	strv_free(&a->positional);
+	strv_free(&a->inbound);
 	for (int i = 0; i < SC_COUNT; i++)
 		free(a->scalar[i]);
 	free(a->user);
@@ -277,6 +291,9 @@ int config_args_parse_sub(int argc, char **argv, bool check_opts, size_t max_pos
 		case OPT_UDP_DESTINATIONS: set_str(&a->scalar[SC_UDP_DESTINATIONS], v); break;
 		case OPT_UDP_RATE: set_str(&a->scalar[SC_UDP_RATE], v); break;
 		case OPT_UDP_IDLE_TIMEOUT: set_str(&a->scalar[SC_UDP_IDLE_TIMEOUT], v); break;
+		case OPT_INBOUND: strv_add(&a->inbound, v); break;
+		case OPT_INBOUND_POLICY: set_str(&a->scalar[SC_INBOUND_POLICY], v); break;
+		case OPT_INBOUND_LISTEN: set_str(&a->scalar[SC_INBOUND_LISTEN], v); break;
 		case OPT_USER:
 		case OPT_SRC:
 			if (!check_opts) {
@@ -539,6 +556,7 @@ struct settings {
 	bool force_public_listen;
 	cJSON *file_rules;	/* borrowed from the parsed file */
 	cJSON *file_users;
+	cJSON *file_inbound;	/* borrowed: the file's "inbound" list (inbound_config.c) */
 	const char *file_name;
 	cJSON *eff;		/* effective config being assembled */
 	struct {
@@ -1191,7 +1209,7 @@ static bool apply_file(struct settings *st, struct ctx *x, const char *name, cJS
 		"listen", "upstream", "tailscaled_socket", "close_revoked", "routes",
 		"allow_default_route",
 		"lift_guards", "force_public_listen", "users", "rules", "limits", "dns", "audit",
-		"log_level", "admin", "udp", NULL,
+		"log_level", "admin", "udp", "inbound", NULL,
 	};
 	char path[256], buf[128];
 	if (!check_keys(x, name, root, top))
@@ -1280,6 +1298,8 @@ static bool apply_file(struct settings *st, struct ctx *x, const char *name, cJS
 				    type_name(v));
 		st->file_rules = v;
 	}
+	if ((v = cJSON_GetObjectItemCaseSensitive(root, "inbound")))
+		st->file_inbound = v;
 	if ((v = cJSON_GetObjectItemCaseSensitive(root, "limits"))) {
 		static const char *const keys[] = {
 			"handshake_timeout", "connect_timeout", "dns_timeout", "idle_timeout",
@@ -1617,6 +1637,7 @@ static void config_free(struct config *c)
 		return;
 	free(c->listeners);
 	policy_free(c->policy);
+	inbound_config_free(c->inbound);
 	for (size_t i = 0; i < c->audit.n_sinks; i++) {
 		free(c->audit.sinks[i].path);
 		free(c->audit.sinks[i].target);
@@ -1744,6 +1765,7 @@ static void build_effective(struct settings *st, const struct config_args *args)
 	cJSON_AddStringToObject(au, "durability", audit_durability_name(c->audit.durability));
 	static const char *const lv[] = { "error", "warn", "info", "debug" };
 	cJSON_AddStringToObject(e, "log_level", lv[c->log_level & 3]);
+	inbound_config_effective(c->inbound, e);
 }
 
 struct config *config_build(const struct config_args *args, char *err, size_t errlen)
@@ -2094,6 +2116,27 @@ struct config *config_build(const struct config_args *args, char *err, size_t er
 		     c->admin.text);
 		goto bad;
 	}
+	/* The inbound listeners: their own module parses and compiles them. */
+	{
+		const char *const *sc = args ? (const char *const *)args->scalar : NULL;
+		struct inbound_sources in = {
+			.file_name = st.file_name, .file = st.file_inbound,
+			.env = envv("TAILFENCE_INBOUND"), .env_policy = envv("TAILFENCE_INBOUND_POLICY"),
+			.env_listen = envv("TAILFENCE_INBOUND_LISTEN"),
+			.flags = args ? (const char *const *)args->inbound.v : NULL,
+			.n_flags = args ? args->inbound.n : 0,
+			.flag_policy = sc ? sc[SC_INBOUND_POLICY] : NULL,
+			.flag_listen = sc ? sc[SC_INBOUND_LISTEN] : NULL,
+			.tailscaled_socket = c->tailscaled_socket,
+			.has_upstream = c->upstream.kind != CONFIG_UPSTREAM_DIRECT,
+			.upstream_addr = c->upstream.addr, .upstream_port = c->upstream.port,
+			.own_routes = c->static_routes, .n_own_routes = c->n_static_routes,
+		};
+		if (!(c->inbound = inbound_config_build(&in, err, errlen))) {
+			x.failed = true;
+			goto bad;
+		}
+	}
 	c->policy = policy_builder_finish(st.b);
 	st.b = NULL;
 	if (!c->policy) {
@@ -2159,7 +2202,7 @@ bool config_same_bound(const struct config *cur, const struct config *next, char
 		snprintf(why, whylen, "audit.sinks or audit.hmac_key_file changed");
 		return false;
 	}
-	return true;
+	return inbound_config_same_bound(cur->inbound, next->inbound, why, whylen);
 }
 
 struct config *config_ref(struct config *c)

@@ -19,6 +19,7 @@
 #include "tailfence/audit.h"
 #include "tailfence/cidr.h"
 
+struct inbound_config;
 struct policy;
 
 struct config_listener {
@@ -91,6 +92,10 @@ struct config {
 	char **dns_servers;
 	size_t n_dns_servers;
 	char *hosts_file;		/* NULL: system default */
+
+	/* Inbound listeners (tailscale serve with a PROXY header in front):
+	 * never NULL once built; n == 0 when none is configured. */
+	struct inbound_config *inbound;
 
 	int log_level;			/* enum log_level */
 	char *source;			/* config file path, or NULL */
