@@ -515,6 +515,17 @@ static void ib_check_done(void *arg, bool cancelled)
 		ib_proceed(c);
 		return;
 	}
+	/* For the record: whom a header already here claims, if one is. */
+	struct evbuffer *inb = bufferevent_get_input(c->client);
+	size_t len = evbuffer_get_length(inb), used;
+	size_t look = len < PROXYPROTO_MAX ? len : PROXYPROTO_MAX;
+	if (!c->have_header && look &&
+	    proxyproto_parse(evbuffer_pullup(inb, (ev_ssize_t)look), look, c->e->proxy_versions,
+			     &c->hdr, &used) == PROXYPROTO_DONE) {
+		c->have_header = true;
+		cidr_addr_format_port(&c->hdr.src, c->hdr.src_port, c->tailnet_addr,
+				      sizeof c->tailnet_addr);
+	}
 	char why[600];
 	if (out.result == PEERCHECK_OTHER)
 		snprintf(why, sizeof why, "PROXY header not trusted: %s", out.why);
