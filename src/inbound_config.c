@@ -656,16 +656,35 @@ static bool file_entry(struct ictx *x, const struct inbound_sources *s, const cJ
 	return e->name ? true : fail(x, "out of memory");
 }
 
+bool inbound_simple_listen(const char *base, size_t i, char *out, size_t len, char *why,
+			   size_t whylen)
+{
+	char host[64];
+	const char *w;
+	uint16_t port;
+	if (!split_hostport(base, host, sizeof host, &port, &w)) {
+		snprintf(why, whylen, "%s", w);
+		return false;
+	}
+	unsigned lp = (unsigned)port + (unsigned)i;
+	if (lp > 65535) {
+		snprintf(why, whylen, "entry %zu would listen on port %u; choose a lower base port",
+			 i + 1, lp);
+		return false;
+	}
+	if (strchr(host, ':'))
+		snprintf(out, len, "[%s]:%u", host, lp);
+	else
+		snprintf(out, len, "%s:%u", host, lp);
+	return true;
+}
+
 /* "PORT=HOST:PORT" entries of TAILFENCE_INBOUND or --inbound. */
 static bool simple_entries(struct ictx *x, const struct inbound_sources *s, const char *origin,
 			   const char *const *texts, size_t n_texts, const char *listen_origin,
 			   const char *listen, struct inbound_config *c)
 {
-	char b[256], host[64];
-	const char *why;
-	uint16_t base_port;
-	if (!split_hostport(listen, host, sizeof host, &base_port, &why))
-		return fail(x, "%s: \"%s\" %s", listen_origin, q(listen, b, sizeof b), why);
+	char b[256];
 	for (size_t t = 0; t < n_texts; t++) {
 		const char *p = texts[t];
 		for (;;) {
@@ -705,16 +724,10 @@ static bool simple_entries(struct ictx *x, const struct inbound_sources *s, cons
 			snprintf(tw, sizeof tw, "%s: target", where);
 			if (!set_target(x, tw, eq + 1, e))
 				return false;
-			unsigned lp = (unsigned)base_port + (unsigned)(c->n - 1);
-			if (lp > 65535)
-				return fail(x, "%s: \"%s\": entry %zu would listen on port %u; choose a "
-					    "lower base port", listen_origin, q(listen, b, sizeof b),
-					    c->n, lp);
-			char lt[80];
-			if (strchr(host, ':'))
-				snprintf(lt, sizeof lt, "[%s]:%u", host, lp);
-			else
-				snprintf(lt, sizeof lt, "%s:%u", host, lp);
+			char lt[80], lwhy[200];
+			if (!inbound_simple_listen(listen, c->n - 1, lt, sizeof lt, lwhy, sizeof lwhy))
+				return fail(x, "%s: \"%s\" %s", listen_origin, q(listen, b, sizeof b),
+					    lwhy);
 			if (!set_listen(x, s, listen_origin, lt, e))
 				return false;
 			if (!comma)

@@ -118,6 +118,12 @@ bool inbound_config_same_bound(const struct inbound_config *a, const struct inbo
 /* Adds "inbound": [...] (every entry as compiled) to the effective config. */
 void inbound_config_effective(const struct inbound_config *c, struct cJSON *eff);
 
+/* The listen address of the i-th TAILFENCE_INBOUND / --inbound entry (from
+ * 0) for base "ADDR:PORT": the same address, the port plus i, as
+ * "127.0.0.2:17101" / "[::1]:17101". false with the reason in why. Pure. */
+bool inbound_simple_listen(const char *base, size_t i, char *out, size_t len, char *why,
+			   size_t whylen);
+
 /* Parses one identity ("user:alice@example.com", "tag:ops", "node:laptop",
  * "cap:example.com/cap/db", "*"). false with the reason in why. Pure. */
 bool inbound_id_parse(const char *s, struct inbound_id *out, char *why, size_t whylen);

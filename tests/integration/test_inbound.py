@@ -90,11 +90,12 @@ def node_c(tailnet, tmp_path_factory):
 
 class Bridge:
     """socat in namespace B: 127.0.0.1:port there, each connection carried by
-    `tailscale nc` of one node (B's or C's tailscaled) to A's tailnet address."""
+    `tailscale nc` of one node (B's or C's tailscaled) to A's tailnet address
+    (or to_ip's)."""
 
-    def __init__(self, tn, sock, port, workdir, name):
+    def __init__(self, tn, sock, port, workdir, name, to_ip=None):
         self.port = free_port()
-        cmd = "%s --socket=%s nc %s %d" % (TAILSCALE, sock, tn.a_ips[0], port)
+        cmd = "%s --socket=%s nc %s %d" % (TAILSCALE, sock, to_ip or tn.a_ips[0], port)
         self.proc = NsProc([SOCAT, "TCP4-LISTEN:%d,bind=127.0.0.1,reuseaddr,fork" % self.port,
                             "EXEC:" + cmd], os.path.join(workdir, name + ".log"), netns=tn.ns_b)
         wait_for(lambda: self.proc.check_alive("socat " + name) or tn.ns_b.listening(self.port),
@@ -351,3 +352,81 @@ def test_config_check_rejects_malformed_environment(tailfence_cli, tmp_path):
     p = tailfence_cli("config", "check", env=env)
     assert "TAILFENCE_INBOUND: entry \"5432=db.railway.internal\": target: " \
            "\"db.railway.internal\" needs a port" in p.stderr, p.stderr
+
+
+# -------------------------------------------------------------- entrypoint
+
+def test_entrypoint_serves_inbound_services_by_identity(tailnet, node_c, postgres, tmp_path):
+    """contrib/railway/entrypoint with TAILFENCE_INBOUND and a policy file, as
+    a fourth node (the container, in A's namespace) that advertises no
+    route: it sets tailscaled's serve entry and tailfence's listener, B's
+    user reaches the container's PostgreSQL through them, C's user does
+    not, and the trail names both."""
+    from railway.support import (APP_STANDIN, PYTHON, Entrypoint, sanitizer_env, tailfence_bin,
+                                 tool)
+    tn = tailnet
+    serve_port = free_port()
+    policy = tmp_path / "inbound-policy.json"
+    policy.write_text(json.dumps({
+        str(serve_port): [{"action": "accept", "from": ["user:harness"]}],
+        "*": [{"action": "deny", "from": ["*"], "name": "nobody else"}]}))
+    state = tmp_path / "state"
+    audit = tmp_path / "audit.jsonl"
+    env = tn.node_env(str(tmp_path))
+    env.update({
+        "PATH": "/usr/local/bin:/usr/bin:/bin", "TMPDIR": str(tmp_path),
+        "TAILSCALE_AUTH_KEY": tn.preauth_key(), "TAILSCALE_LOGIN_SERVER": tn.control_url,
+        "TAILSCALE_HOSTNAME": "railway-inbound", "TAILSCALE_STATE_DIR": str(state),
+        "TAILSCALE_SOCKET": str(state / "tailscaled.sock"),
+        "TAILSCALED_LOG": str(tmp_path / "tailscaled.log"),
+        "TAILSCALED_PROXY": "127.0.0.1:%d" % free_port(),
+        "TAILSCALED_BIN": tool("tailscaled"), "TAILSCALE_BIN": tool("tailscale"),
+        "TAILFENCE_BIN": tailfence_bin(), "TAILFENCE_LISTEN": "127.0.0.1:%d" % free_port(),
+        "TAILFENCE_AUDIT_FILE": str(audit), "APP_STOP_TIMEOUT": "10", "APP_URLS": "",
+        "TAILFENCE_INBOUND": "%d=127.0.0.1:%d" % (serve_port, postgres.port),
+        "TAILFENCE_INBOUND_POLICY": str(policy),
+        "TAILFENCE_INBOUND_LISTEN": "127.0.0.2:%d" % free_port(),
+    })
+    ep = Entrypoint(sanitizer_env(env), [PYTHON, str(APP_STANDIN)])
+    bridges = []
+    try:
+        ep.wait_line(r"^APP READY$", timeout=120)
+        assert "Serving to the tailnet through tailfence: %s" % env["TAILFENCE_INBOUND"] \
+            in ep.out, ep.transcript()
+        assert "Connecting to Tailscale with subnet routes: (none)" in ep.out
+        st = json.loads(subprocess.run(
+            [tool("tailscale"), "--socket=" + env["TAILSCALE_SOCKET"], "status", "--json"],
+            capture_output=True, text=True, timeout=30, env=clean_env()).stdout)
+        ip = st["Self"]["TailscaleIPs"][0]
+        wait_for(lambda: any(ip in (p.get("TailscaleIPs") or [])
+                             for p in (tn.localapi_b("status").get("Peer") or {}).values()),
+                 60, "B to see the container")
+        via_b = Bridge(tn, tn.b_socket, serve_port, str(tmp_path), "ep-bridge-b", to_ip=ip)
+        via_c = Bridge(tn, node_c.socket, serve_port, str(tmp_path), "ep-bridge-c", to_ip=ip)
+        bridges += [via_b, via_c]
+        r = psql_in_b(tn, via_b.port, "select count(*) from items")
+        assert r.returncode == 0 and r.stdout.strip() == "3", r.stdout + r.stderr + \
+            ep.transcript()
+        r = psql_in_b(tn, via_c.port, "select 1")
+        assert r.returncode != 0
+
+        def decisions():
+            recs = [json.loads(line) for line in audit.read_text().splitlines() if line]
+            return [r for r in recs if r.get("type") == "decision"
+                    and r.get("direction") == "inbound"]
+        got = wait_for(lambda: len(decisions()) >= 2 and decisions(), 15, "inbound records")
+        by_user = {r["tailnet_user"]: r for r in got}
+        assert by_user["harness"]["verdict"] == "allow"
+        assert by_user["harness"]["service"] == str(serve_port)
+        assert by_user[OTHER_EMAIL]["verdict"] == "deny"
+        assert by_user[OTHER_EMAIL]["rule"] == "nobody else"
+        ep.signal()
+        assert ep.wait(60) == 0, ep.transcript()
+    finally:
+        for b in bridges:
+            b.close()
+        ep.kill_all()
+        node = tn.node("railway-inbound")
+        if node:
+            tn.headscale("nodes", "delete", "--identifier", str(node["id"]), "--force",
+                         json_output=False)
