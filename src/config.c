@@ -77,7 +77,7 @@ enum opt_id {
 	OPT_BUFFER_BYTES, OPT_RELAY, OPT_DNS_SERVER, OPT_HOSTS_FILE, OPT_FORCE_PUBLIC_LISTEN,
 	OPT_VERSION, OPT_HELP, OPT_USER, OPT_SRC, OPT_TAILSCALED_SOCKET, OPT_CLOSE_REVOKED,
 	OPT_ADMIN, OPT_NO_UDP, OPT_UDP_DESTINATIONS, OPT_UDP_RATE, OPT_UDP_IDLE_TIMEOUT,
-	OPT_INBOUND, OPT_INBOUND_POLICY, OPT_INBOUND_LISTEN,
+	OPT_INBOUND, OPT_INBOUND_POLICY, OPT_INBOUND_LISTEN, OPT_INBOUND_PEER_CHECK,
 };
 
 /* Single-valued settings given as text, in the order of this table. */
@@ -87,7 +87,7 @@ enum scalar {
 	SC_HANDSHAKE_TIMEOUT, SC_CONNECT_TIMEOUT, SC_DNS_TIMEOUT, SC_IDLE_TIMEOUT,
 	SC_SHUTDOWN_GRACE, SC_MAX_HEAD_BYTES, SC_MAX_CONNECTIONS, SC_BUFFER_BYTES, SC_RELAY,
 	SC_HOSTS_FILE, SC_TAILSCALED_SOCKET, SC_ADMIN, SC_UDP_DESTINATIONS, SC_UDP_RATE,
-	SC_UDP_IDLE_TIMEOUT, SC_INBOUND_POLICY, SC_INBOUND_LISTEN, SC_COUNT
+	SC_UDP_IDLE_TIMEOUT, SC_INBOUND_POLICY, SC_INBOUND_LISTEN, SC_INBOUND_PEER_CHECK, SC_COUNT
 };
 
 struct config_args {
@@ -137,6 +137,7 @@ static const struct option long_opts[] = {
 	{ "inbound", required_argument, NULL, OPT_INBOUND },
 	{ "inbound-policy", required_argument, NULL, OPT_INBOUND_POLICY },
 	{ "inbound-listen", required_argument, NULL, OPT_INBOUND_LISTEN },
+	{ "inbound-peer-check", required_argument, NULL, OPT_INBOUND_PEER_CHECK },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -207,6 +208,9 @@ static const char help_text[] =
 	"  --inbound-listen ADDR:PORT\n"
 	"                            where --inbound services listen, counting up the port\n"
 	"                            (default " INBOUND_DEFAULT_LISTEN ")\n"
+	"  --inbound-peer-check tailscaled|loopback\n"
+	"                            who may connect to those listeners: tailscaled's own\n"
+	"                            process, or any local one (default tailscaled)\n"
 	"  --version                 print the version and exit\n"
 	"  --help                    print this help and exit\n"
 	"\n"
@@ -215,7 +219,8 @@ static const char help_text[] =
 	"TAILFENCE_LISTEN, TAILFENCE_UPSTREAM, TAILFENCE_AUDIT_LOG, TAILFENCE_AUDIT_SYSLOG,\n"
 	"TAILFENCE_AUDIT_HMAC_KEY, TAILFENCE_AUDIT_DURABILITY, TAILFENCE_LOG_LEVEL,\n"
 	"TAILFENCE_LIFT_GUARDS, TAILFENCE_CLOSE_REVOKED, TAILFENCE_ADMIN, TAILFENCE_UDP,\n"
-	"TAILFENCE_INBOUND, TAILFENCE_INBOUND_POLICY, TAILFENCE_INBOUND_LISTEN.\n"
+	"TAILFENCE_INBOUND, TAILFENCE_INBOUND_POLICY, TAILFENCE_INBOUND_LISTEN,\n"
+	"TAILFENCE_INBOUND_PEER_CHECK.\n"
 	"Subcommands: check, config check, config show, audit, passwd (tailfence help).\n";
 
 void config_args_free(struct config_args *a)
@@ -294,6 +299,7 @@ int config_args_parse_sub(int argc, char **argv, bool check_opts, size_t max_pos
 		case OPT_INBOUND: strv_add(&a->inbound, v); break;
 		case OPT_INBOUND_POLICY: set_str(&a->scalar[SC_INBOUND_POLICY], v); break;
 		case OPT_INBOUND_LISTEN: set_str(&a->scalar[SC_INBOUND_LISTEN], v); break;
+		case OPT_INBOUND_PEER_CHECK: set_str(&a->scalar[SC_INBOUND_PEER_CHECK], v); break;
 		case OPT_USER:
 		case OPT_SRC:
 			if (!check_opts) {
@@ -2127,6 +2133,8 @@ struct config *config_build(const struct config_args *args, char *err, size_t er
 			.n_flags = args ? args->inbound.n : 0,
 			.flag_policy = sc ? sc[SC_INBOUND_POLICY] : NULL,
 			.flag_listen = sc ? sc[SC_INBOUND_LISTEN] : NULL,
+			.env_peer_check = envv("TAILFENCE_INBOUND_PEER_CHECK"),
+			.flag_peer_check = sc ? sc[SC_INBOUND_PEER_CHECK] : NULL,
 			.tailscaled_socket = c->tailscaled_socket,
 			.has_upstream = c->upstream.kind != CONFIG_UPSTREAM_DIRECT,
 			.upstream_addr = c->upstream.addr, .upstream_port = c->upstream.port,

@@ -136,6 +136,11 @@ bool inbound_id_parse(const char *s, struct inbound_id *out, char *why, size_t w
 	const char *colon = strchr(s, ':');
 	size_t kl = colon ? (size_t)(colon - s) : 0;
 	const char *v = colon ? colon + 1 : "";
+	if (colon && strchr(v, '*')) {
+		snprintf(why, whylen, "identities are names, not patterns; \"*\" alone matches any "
+			 "node");
+		return false;
+	}
 	if (kl == 4 && strncmp(s, "user", 4) == 0) {
 		if (!word_ok(v, 255)) {
 			snprintf(why, whylen, "a user needs a login name of 1 to 255 bytes without "
@@ -870,6 +875,25 @@ struct inbound_config *inbound_config_build(const struct inbound_sources *s, cha
 	}
 	if (simple && policy && !apply_policy_file(&x, policy_origin, policy, c))
 		goto bad;
+	const char *pc = s->flag_peer_check ? s->flag_peer_check : s->env_peer_check;
+	if (pc) {
+		const char *origin = s->flag_peer_check ? "--inbound-peer-check"
+					: "TAILFENCE_INBOUND_PEER_CHECK";
+		char b[256];
+		if (strcmp(pc, "tailscaled") != 0 && strcmp(pc, "loopback") != 0) {
+			fail(&x, "%s: \"%s\" is not valid; expected tailscaled or loopback", origin,
+			     q(pc, b, sizeof b));
+			goto bad;
+		}
+		if (!simple) {
+			fail(&x, "%s: applies to TAILFENCE_INBOUND or --inbound services, and none is "
+			     "set (a config file entry has its own \"peer_check\")", origin);
+			goto bad;
+		}
+		for (size_t i = 0; i < c->n; i++)
+			c->v[i].peer_check = strcmp(pc, "loopback") == 0 ? INBOUND_PEER_LOOPBACK
+									 : INBOUND_PEER_TAILSCALED;
+	}
 	for (size_t i = 0; i < c->n; i++) {
 		struct inbound_entry *e = &c->v[i];
 		for (size_t j = 0; j < i; j++) {

@@ -95,6 +95,8 @@ struct inbound_sources {
 	size_t n_flags;
 	const char *flag_policy;	/* --inbound-policy */
 	const char *flag_listen;	/* --inbound-listen */
+	const char *env_peer_check;	/* TAILFENCE_INBOUND_PEER_CHECK */
+	const char *flag_peer_check;	/* --inbound-peer-check */
 	const char *tailscaled_socket;	/* NULL: none configured */
 	bool has_upstream;		/* the upstream proxy's address, for its guard */
 	struct cidr_addr upstream_addr;

@@ -24,7 +24,7 @@ static char dir[256];
 static const char *const env_names[] = {
 	"TAILSCALE_ADVERTISE_ROUTES", "TAILFENCE_CONFIG", "TAILFENCE_LISTEN", "TAILFENCE_UPSTREAM",
 	"TAILFENCE_LIFT_GUARDS", "TAILSCALE_SOCKET", "TAILFENCE_INBOUND",
-	"TAILFENCE_INBOUND_POLICY", "TAILFENCE_INBOUND_LISTEN", NULL,
+	"TAILFENCE_INBOUND_POLICY", "TAILFENCE_INBOUND_LISTEN", "TAILFENCE_INBOUND_PEER_CHECK", NULL,
 };
 
 static void clear_env(void)
@@ -166,6 +166,8 @@ static void test_file(void)
 		  "inbound[0].rules[0].from[1]: \"alice\": expected user:LOGIN, tag:NAME" },
 		{ "[ { \"listen\": \"127.0.0.2:1\", \"target\": \"db:1\", \"rules\": [ { \"action\": \"accept\", \"from\": [\"tag:9ops\"] } ] } ]",
 		  "\"tag:9ops\": a tag is tag:NAME" },
+		{ "[ { \"listen\": \"127.0.0.2:1\", \"target\": \"db:1\", \"rules\": [ { \"action\": \"accept\", \"from\": [\"user:*\"] } ] } ]",
+		  "\"user:*\": identities are names, not patterns" },
 		{ "[ { \"listen\": \"127.0.0.2:1\", \"target\": \"db:1\", \"rules\": [ { \"action\": \"accept\", \"from\": [\"user:\"] } ] } ]",
 		  "\"user:\": a user needs a login name" },
 		{ "[ { \"listen\": \"127.0.0.2:1\", \"target\": \"db:1\", \"rules\": [ { \"action\": \"accept\", \"from\": [\"node:a b\"] } ] } ]",
@@ -214,7 +216,8 @@ static void test_env_and_flags(void)
 	}
 	/* Flags replace the environment's list; --inbound-listen its base. */
 	const char *flags[] = { "--inbound", "8080=[fd00::10]:80", "--inbound",
-				"9090=web.example:90", "--inbound-listen", "[::1]:20000", NULL };
+				"9090=web.example:90", "--inbound-listen", "[::1]:20000",
+				"--inbound-peer-check", "loopback", NULL };
 	unsetenv("TAILFENCE_INBOUND_POLICY");
 	c = build(flags, err, sizeof err);
 	CHECK(c != NULL, "flags: %s", err);
@@ -224,6 +227,7 @@ static void test_env_and_flags(void)
 		      strcmp(in->v[1].listen_text, "[::1]:20001") == 0 && in->v[0].port == 8080 &&
 		      strcmp(in->v[0].target_host, "fd00::10") == 0 && in->v[0].n_rules == 0,
 		      "flag entries");
+		CHECK(in->n == 2 && in->v[1].peer_check == INBOUND_PEER_LOOPBACK, "--inbound-peer-check");
 		config_unref(c);
 	}
 	const struct {
@@ -244,6 +248,13 @@ static void test_env_and_flags(void)
 		{ "5432=db:1", "{ \"5432\": [ } ", NULL, "policy.json: line 1" },
 		{ NULL, "{}", NULL, "TAILFENCE_INBOUND_POLICY: " },
 	};
+	clear_env();
+	setenv("TAILFENCE_INBOUND", "5432=db:1", 1);
+	setenv("TAILFENCE_INBOUND_PEER_CHECK", "none", 1);
+	c = build(NULL, err, sizeof err);
+	CHECK(!c && strstr(err, "TAILFENCE_INBOUND_PEER_CHECK: \"none\" is not valid"), "%s", err);
+	if (c)
+		config_unref(c);
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		clear_env();
 		if (bad[i].env)
