@@ -95,9 +95,14 @@ class Bridge:
 
     def __init__(self, tn, sock, port, workdir, name, to_ip=None):
         self.port = free_port()
-        cmd = "%s --socket=%s nc %s %d" % (TAILSCALE, sock, to_ip or tn.a_ips[0], port)
+        # A script, since socat's EXEC would split an IPv6 address at its colons.
+        script = os.path.join(workdir, name + ".sh")
+        with open(script, "w") as f:
+            f.write("#!/bin/sh\nexec %s --socket=%s nc %s %d\n"
+                    % (TAILSCALE, sock, to_ip or tn.a_ips[0], port))
+        os.chmod(script, 0o755)
         self.proc = NsProc([SOCAT, "TCP4-LISTEN:%d,bind=127.0.0.1,reuseaddr,fork" % self.port,
-                            "EXEC:" + cmd], os.path.join(workdir, name + ".log"), netns=tn.ns_b)
+                            "EXEC:" + script], os.path.join(workdir, name + ".log"), netns=tn.ns_b)
         wait_for(lambda: self.proc.check_alive("socat " + name) or tn.ns_b.listening(self.port),
                  30, "socat %s in B" % name)
 
@@ -167,6 +172,8 @@ def test_identities_allowed_and_denied_with_psql(tailnet, node_c, pg_service, tm
     d = pg_service["d"]
     via_b = Bridge(tn, tn.b_socket, pg_service["serve_port"], str(tmp_path), "bridge-b")
     via_c = Bridge(tn, node_c.socket, pg_service["serve_port"], str(tmp_path), "bridge-c")
+    via_b6 = Bridge(tn, tn.b_socket, pg_service["serve_port"], str(tmp_path), "bridge-b6",
+                    to_ip=tn.a_ips[1])
     try:
         r = psql_in_b(tn, via_b.port, "select 'reached ' || string_agg(name, ',' order by id) "
                                       "from items")
@@ -174,11 +181,19 @@ def test_identities_allowed_and_denied_with_psql(tailnet, node_c, pg_service, tm
             r.stdout + r.stderr + d.log()[-3000:]
         r = psql_in_b(tn, via_c.port, "select 1")
         assert r.returncode != 0, r.stdout
+        # To A's IPv6 tailnet address: the header carries B's IPv6 address.
+        r = psql_in_b(tn, via_b6.port, "select 'v6'")
+        assert r.returncode == 0 and r.stdout.strip() == "v6", r.stdout + r.stderr
     finally:
         via_b.close()
         via_c.close()
+        via_b6.close()
+    v6 = d.wait_audit(type="decision", verdict="allow", service="pg", tailnet_user="harness",
+                      n=2)[-1]
+    assert v6["tailnet_addr"].startswith("[%s]:" % tn.b_ips[1]), v6
 
     allow = d.wait_audit(type="decision", verdict="allow", service="pg")[0]
+    print("allowed:", json.dumps(allow))
     assert allow["direction"] == "inbound"
     assert allow["tailnet_user"] == "harness"
     assert allow["tailnet_node"] == tn.b_dnsname.rstrip(".")
@@ -199,6 +214,7 @@ def test_identities_allowed_and_denied_with_psql(tailnet, node_c, pg_service, tm
     assert deny["rule"] is None and deny["guard"] is None
     assert deny["reason"] == "no inbound rule of pg accepts %s (%s.%s)" % (
         OTHER_EMAIL, OTHER_HOST, tn.magicdns_suffix)
+    print("denied:", json.dumps(deny))
     assert d.wait_close(deny["conn"])["end"] == "denied"
 
     # The review commands: by direction, by tailnet user, who used what.
@@ -209,6 +225,7 @@ def test_identities_allowed_and_denied_with_psql(tailnet, node_c, pg_service, tm
     assert "harness -> pg " in used and OTHER_EMAIL not in used, summary.stdout
     refused = summary.stdout.split("Inbound: refused, by tailnet identity\n")[1]
     assert "%s (%s.%s) -> pg " % (OTHER_EMAIL, OTHER_HOST, tn.magicdns_suffix) in refused
+    print(tailfence_cli("audit", "--direction", "inbound", d.audit_path).stdout)
     mine = tailfence_cli("audit", "--json", "--tailnet-user", OTHER_EMAIL.upper(), d.audit_path)
     recs = [json.loads(line) for line in mine.stdout.splitlines()]
     assert [(r["type"], r["conn"]) for r in recs] == [("decision", deny["conn"]),
@@ -309,6 +326,29 @@ def test_limit_a_header_sent_through_tailscaleds_own_proxy_is_believed(tailnet, 
                                   proxy_v2(tn.b_ips[0], 6666, tn.a_ips[0], 1)) as s:
         rec = d.wait_audit(type="decision", service="pg", tailnet_addr="%s:6666" % tn.b_ips[0])[0]
     assert rec["verdict"] == "allow" and rec["tailnet_user"] == "harness", rec
+
+
+def test_reload_changes_the_rules_of_new_connections(tailnet, pg_service, tmp_path):
+    """SIGHUP: new connections get the new identity rules; the listeners stay
+    (they are bound at start)."""
+    tn = tailnet
+    d = pg_service["d"]
+    header = proxy_v2(tn.b_ips[0], 7001, tn.a_ips[0], 1)
+    with through_tailscaled_proxy(tn, pg_service["listen"], header):
+        assert d.wait_audit(type="decision", tailnet_addr="%s:7001" % tn.b_ips[0])[0]["verdict"] \
+            == "allow"
+    cfg = tmp_path / "inbound.json"
+    conf = json.loads(cfg.read_text())
+    conf["inbound"][0]["rules"] = [{"action": "deny", "from": ["user:harness"],
+                                    "name": "not today"}]
+    cfg.write_text(json.dumps(conf))
+    d.proc.proc.send_signal(1)  # SIGHUP
+    d.wait_audit(type="reload")
+    header = proxy_v2(tn.b_ips[0], 7002, tn.a_ips[0], 1)
+    with through_tailscaled_proxy(tn, pg_service["listen"], header) as s:
+        assert wait_closed(s)
+    rec = d.wait_audit(type="decision", tailnet_addr="%s:7002" % tn.b_ips[0])[0]
+    assert rec["verdict"] == "deny" and rec["rule"] == "not today", rec
 
 
 @pytest.mark.parametrize("entry, want", [
