@@ -216,14 +216,19 @@ static void summary_add_decision(struct review *r, const cJSON *o)
 {
 	char dst[300], cl[64];
 	audit_read_dst(o, dst, sizeof dst);
-	audit_read_client_ip(audit_read_str(o, "client"), cl, sizeof cl);
+	/* An inbound connection's client and user are the tailnet's, as in
+	 * the table (the socket tailfence accepted is tailscaled's). */
+	bool in = strcmp(str_or(o, "direction", ""), "inbound") == 0;
+	audit_read_client_ip(in ? audit_read_str(o, "tailnet_addr") : audit_read_str(o, "client"),
+			     cl, sizeof cl);
+	const char *who = in ? str_or(o, "tailnet_user", "-") : str_or(o, "user", "-");
 	const char *ts = audit_read_str(o, "ts");
 	if (ts && strlen(ts) >= 13) {
 		char hour[32];
 		snprintf(hour, sizeof hour, "%.13s:00Z", ts);
 		agg_get(&r->hours, hour)->n++;
 	}
-	if (strcmp(str_or(o, "direction", ""), "inbound") == 0) {
+	if (in) {
 		char key[700];
 		const char *user = audit_read_str(o, "tailnet_user");
 		const char *svc = str_or(o, "service", "-");
@@ -245,7 +250,7 @@ static void summary_add_decision(struct review *r, const cJSON *o)
 	if (strcmp(str_or(o, "verdict", "-"), "allow") == 0) {
 		r->n_allow++;
 		agg_get(&r->by_dst, dst)->n++;
-		agg_get(&r->by_user, str_or(o, "user", "-"))->n++;
+		agg_get(&r->by_user, who)->n++;
 		agg_get(&r->by_client, cl)->n++;
 	} else {
 		r->n_deny++;
@@ -266,9 +271,13 @@ static void summary_add_close(struct review *r, const cJSON *o, const struct aud
 	struct stat_row *s;
 	s = agg_get(&r->by_dst, ci->dst);
 	s->up += up, s->down += down;
-	s = agg_get(&r->by_user, ci->user);
+	char cl[64];
+	if (ci->inbound)
+		audit_read_client_ip(strcmp(ci->tailnet_addr, "-") ? ci->tailnet_addr : NULL, cl,
+				     sizeof cl);
+	s = agg_get(&r->by_user, ci->inbound ? ci->tailnet_user : ci->user);
 	s->up += up, s->down += down;
-	s = agg_get(&r->by_client, ci->client);
+	s = agg_get(&r->by_client, ci->inbound ? cl : ci->client);
 	s->up += up, s->down += down;
 	if (ci->inbound) {
 		char key[700];

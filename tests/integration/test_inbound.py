@@ -191,6 +191,7 @@ def test_identities_allowed_and_denied_with_psql(tailnet, node_c, pg_service, tm
     v6 = d.wait_audit(type="decision", verdict="allow", service="pg", tailnet_user="harness",
                       n=2)[-1]
     assert v6["tailnet_addr"].startswith("[%s]:" % tn.b_ips[1]), v6
+    d.wait_close(v6["conn"])
 
     allow = d.wait_audit(type="decision", verdict="allow", service="pg")[0]
     print("allowed:", json.dumps(allow))
@@ -223,6 +224,10 @@ def test_identities_allowed_and_denied_with_psql(tailnet, node_c, pg_service, tm
     print(summary.stdout)
     used = summary.stdout.split("Inbound: who used which service\n")[1].split("\n\n")[0]
     assert "harness -> pg " in used and OTHER_EMAIL not in used, summary.stdout
+    by_user = summary.stdout.split("Allowed connections by user\n")[1].split("\n\n")[0]
+    assert "  harness " in by_user, summary.stdout
+    denied_by = summary.stdout.split("Denied attempts by client\n")[1].split("\n\n")[0]
+    assert "  %s " % node_c.ip in denied_by, summary.stdout
     refused = summary.stdout.split("Inbound: refused, by tailnet identity\n")[1]
     assert "%s (%s.%s) -> pg " % (OTHER_EMAIL, OTHER_HOST, tn.magicdns_suffix) in refused
     print(tailfence_cli("audit", "--direction", "inbound", d.audit_path).stdout)
