@@ -482,6 +482,10 @@ static void gateway_raise_nofile(const struct config *cfg)
 
 static void gateway_free(struct gateway *gw)
 {
+	/* First: closing its connections touches the listeners, timers, the
+	 * worker and the trail. */
+	gw->stopping = true;
+	inbound_free(gw->inbound);
 	admin_free(gw->admin);
 	for (size_t i = 0; i < gw->n_listeners; i++)
 		evconnlistener_free(gw->listeners[i].lev);
@@ -495,7 +499,6 @@ static void gateway_free(struct gateway *gw)
 		event_free(gw->first_view);
 	if (gw->accept_resume)
 		event_free(gw->accept_resume);
-	inbound_free(gw->inbound);	/* before the worker and the trail it uses */
 	worker_free(gw->worker);
 	tailnet_watch_free(gw->tailnet);
 	resolve_ctx_free(gw->resolver);
