@@ -113,8 +113,14 @@ class Bridge:
 def wait_reaches(tn, sock, ip, what):
     """Waits until the node whose tailscaled listens on sock (in namespace B)
     reaches ip over WireGuard (a TSMP ping), so that a connection is not
-    the first packet after a netmap change (another test may just have
-    restarted tailscaled A)."""
+    the first packet after a change of the tailnet.
+
+    First A pings B: when an address is added to and removed from lo in A's
+    namespace (test_hardening does), tailscaled A takes the network for down
+    and drops its DERP connection, and reconnects only to send something;
+    until then nothing initiated elsewhere reaches A."""
+    tn.wait_path()
+
     def ok():
         r = tn.in_b([TAILSCALE, "--socket=" + sock, "ping", "--tsmp", "--c=1",
                      "--until-direct=false", "--timeout=5s", ip], timeout=30)
