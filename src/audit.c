@@ -184,6 +184,31 @@ static bool enqueue(struct audit *a, cJSON *o, enum audit_urgency urgency)
 	return ok;
 }
 
+/* "direction": "inbound" and who connected, at the end of the record. */
+static void add_inbound(cJSON *o, const struct audit_inbound *ib)
+{
+	if (!ib)
+		return;
+	cJSON_AddStringToObject(o, "direction", "inbound");
+	audit_record_add_str(o, "service", ib->service);
+	audit_record_add_str(o, "tailnet_addr", ib->tailnet_addr);
+	audit_record_add_str(o, "tailnet_node", ib->node);
+	audit_record_add_str(o, "tailnet_node_id", ib->node_id);
+	audit_record_add_str(o, "tailnet_user", ib->user);
+	if (ib->node) {
+		cJSON *tags = cJSON_AddArrayToObject(o, "tailnet_tags");
+		for (size_t i = 0; i < ib->n_tags; i++) {
+			/* add_str's UTF-8 care, for an array element */
+			cJSON *tmp = cJSON_CreateObject();
+			audit_record_add_str(tmp, "t", ib->tags[i]);
+			cJSON_AddItemToArray(tags, cJSON_DetachItemFromObject(tmp, "t"));
+			cJSON_Delete(tmp);
+		}
+	} else {
+		cJSON_AddNullToObject(o, "tailnet_tags");
+	}
+}
+
 bool audit_decision(struct audit *a, const struct audit_decision *d)
 {
 	bool refuse = a->fail_closed && !atomic_load(&a->healthy);
@@ -223,6 +248,7 @@ bool audit_decision(struct audit *a, const struct audit_decision *d)
 		cJSON_AddNullToObject(o, "peer");
 	}
 	audit_record_add_str(o, "userid", d->userid);
+	add_inbound(o, d->inbound);
 	bool queued = enqueue(a, o, ack_urgency(a));
 	if (!a->fail_closed)
 		return true;
@@ -246,6 +272,7 @@ void audit_close(struct audit *a, const struct audit_close *c)
 		cJSON_AddNumberToObject(o, "datagrams_down", (double)c->datagrams_down);
 		cJSON_AddNumberToObject(o, "dropped", (double)c->dropped);
 	}
+	add_inbound(o, c->inbound);
 	/* Nobody waits for a close record, but with "written" or "synced" it is
 	 * written at once: a crash then loses only those of connections still
 	 * open, and the recovery record names exactly those. */

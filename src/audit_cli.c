@@ -107,6 +107,8 @@ struct review {
 	bool summary;
 	uint64_t n_allow, n_deny, n_close, up, down;
 	struct agg by_dst, by_user, by_client, deny_client, deny_target, hours;
+	/* inbound: tailnet user -> service, and the identities refused */
+	struct agg in_used, in_denied;
 	char first_ts[40], last_ts[40];
 	/* unclean shutdowns: a start while a run was still going (no shutdown
 	 * record since its records), or right after a recovery record */
@@ -169,10 +171,19 @@ static void print_row(const cJSON *o, const char *type, const struct audit_read_
 			snprintf(why, sizeof why, "rule %s", rule);
 		else
 			snprintf(why, sizeof why, "%s", str_or(o, "reason", "-"));
+		/* An inbound row: who the tailnet says connected, to which service. */
+		bool in = strcmp(str_or(o, "direction", ""), "inbound") == 0;
+		if (in) {
+			char svc[300];
+			snprintf(svc, sizeof svc, "%s: %s", str_or(o, "service", "-"), dst);
+			snprintf(dst, sizeof dst, "%s", svc);
+		}
 		out("%-24s %6.0f %-9s %-22s %-10s %-12s %-30s %-7s %s\n", ts,
 		       audit_read_num(o, "conn"), "decision",
-		       str_or(o, "client", "-"), str_or(o, "user", "-"), str_or(o, "proto", "-"),
-		       dst, str_or(o, "verdict", "-"), why);
+		       in ? str_or(o, "tailnet_addr", str_or(o, "client", "-"))
+			  : str_or(o, "client", "-"),
+		       in ? str_or(o, "tailnet_user", "-") : str_or(o, "user", "-"),
+		       str_or(o, "proto", "-"), dst, str_or(o, "verdict", "-"), why);
 	} else if (strcmp(type, "close") == 0) {
 		char up[32], down[32], dur[32], detail[400];
 		audit_read_fmt_bytes(audit_read_u64(o, "bytes_up"), up, sizeof up);
@@ -181,10 +192,16 @@ static void print_row(const cJSON *o, const char *type, const struct audit_read_
 		const char *end = audit_read_str(o, "end"), *err = audit_read_str(o, "error");
 		snprintf(detail, sizeof detail, "up %s, down %s, %s, %s%s%s", up, down, dur,
 			 end ? end : "-", err ? ": " : "", err ? err : "");
+		char dst[300] = "";
+		if (ci && ci->inbound)
+			snprintf(dst, sizeof dst, "%s: %s", ci->service, ci->dst);
+		else if (ci && ci->dst)
+			snprintf(dst, sizeof dst, "%s", ci->dst);
+		bool in = ci && ci->inbound;
 		out("%-24s %6.0f %-9s %-22s %-10s %-12s %-30s %-7s %s\n", ts,
-		       audit_read_num(o, "conn"), "close", ci && ci->client ? ci->client : "",
-		       ci && ci->user ? ci->user : "", "", ci && ci->dst ? ci->dst : "", "",
-		       detail);
+		       audit_read_num(o, "conn"), "close",
+		       in ? ci->tailnet_addr : ci && ci->client ? ci->client : "",
+		       in ? ci->tailnet_user : ci && ci->user ? ci->user : "", "", dst, "", detail);
 	} else {
 		const char *detail = audit_read_str(o, "detail");
 		if (!detail)
@@ -199,17 +216,41 @@ static void summary_add_decision(struct review *r, const cJSON *o)
 {
 	char dst[300], cl[64];
 	audit_read_dst(o, dst, sizeof dst);
-	audit_read_client_ip(audit_read_str(o, "client"), cl, sizeof cl);
+	/* An inbound connection's client and user are the tailnet's, as in
+	 * the table (the socket tailfence accepted is tailscaled's). */
+	bool in = strcmp(str_or(o, "direction", ""), "inbound") == 0;
+	audit_read_client_ip(in ? audit_read_str(o, "tailnet_addr") : audit_read_str(o, "client"),
+			     cl, sizeof cl);
+	const char *who = in ? str_or(o, "tailnet_user", "-") : str_or(o, "user", "-");
 	const char *ts = audit_read_str(o, "ts");
 	if (ts && strlen(ts) >= 13) {
 		char hour[32];
 		snprintf(hour, sizeof hour, "%.13s:00Z", ts);
 		agg_get(&r->hours, hour)->n++;
 	}
+	if (in) {
+		char key[700];
+		const char *user = audit_read_str(o, "tailnet_user");
+		const char *svc = str_or(o, "service", "-");
+		if (strcmp(str_or(o, "verdict", "-"), "allow") == 0) {
+			snprintf(key, sizeof key, "%s -> %s", user ? user : "-", svc);
+			agg_get(&r->in_used, key)->n++;
+		} else if (user) {
+			snprintf(key, sizeof key, "%s (%s) -> %s", user, str_or(o, "tailnet_node", "-"),
+				 svc);
+			agg_get(&r->in_denied, key)->n++;
+		} else {
+			/* no identity: the header, the peer check or whois refused it */
+			const char *g = audit_read_str(o, "guard");
+			snprintf(key, sizeof key, "%s (%s%s) -> %s", str_or(o, "tailnet_addr", "-"),
+				 g ? "guard " : "no identity", g ? g : "", svc);
+			agg_get(&r->in_denied, key)->n++;
+		}
+	}
 	if (strcmp(str_or(o, "verdict", "-"), "allow") == 0) {
 		r->n_allow++;
 		agg_get(&r->by_dst, dst)->n++;
-		agg_get(&r->by_user, str_or(o, "user", "-"))->n++;
+		agg_get(&r->by_user, who)->n++;
 		agg_get(&r->by_client, cl)->n++;
 	} else {
 		r->n_deny++;
@@ -230,10 +271,20 @@ static void summary_add_close(struct review *r, const cJSON *o, const struct aud
 	struct stat_row *s;
 	s = agg_get(&r->by_dst, ci->dst);
 	s->up += up, s->down += down;
-	s = agg_get(&r->by_user, ci->user);
+	char cl[64];
+	if (ci->inbound)
+		audit_read_client_ip(strcmp(ci->tailnet_addr, "-") ? ci->tailnet_addr : NULL, cl,
+				     sizeof cl);
+	s = agg_get(&r->by_user, ci->inbound ? ci->tailnet_user : ci->user);
 	s->up += up, s->down += down;
-	s = agg_get(&r->by_client, ci->client);
+	s = agg_get(&r->by_client, ci->inbound ? cl : ci->client);
 	s->up += up, s->down += down;
+	if (ci->inbound) {
+		char key[700];
+		snprintf(key, sizeof key, "%s -> %s", ci->tailnet_user, ci->service);
+		s = agg_get(&r->in_used, key);
+		s->up += up, s->down += down;
+	}
 }
 
 /* Follows the daemon's runs: a start while the previous run never wrote its
@@ -386,6 +437,12 @@ static void print_summary(struct review *r, size_t limit)
 	print_agg("Allowed connections by client", "CLIENT", &r->by_client, true, limit);
 	print_agg("Denied attempts by client", "CLIENT", &r->deny_client, false, limit);
 	print_agg("Denied attempts by target", "TARGET", &r->deny_target, false, limit);
+	if (r->in_used.n || r->in_denied.n) {
+		print_agg("Inbound: who used which service", "TAILNET USER -> SERVICE", &r->in_used,
+			  true, limit);
+		print_agg("Inbound: refused, by tailnet identity", "WHO -> SERVICE", &r->in_denied,
+			  false, limit);
+	}
 	print_agg("Busiest hours (decisions)", "HOUR (UTC)", &r->hours, false, 5);
 	if (r->bad_lines)
 		printf("\n%lu lines were not JSON records and were skipped\n", r->bad_lines);
@@ -480,6 +537,8 @@ static void review_free(struct review *r)
 	agg_free(&r->deny_client);
 	agg_free(&r->deny_target);
 	agg_free(&r->hours);
+	agg_free(&r->in_used);
+	agg_free(&r->in_denied);
 }
 
 static void review_file_line(void *ctx, const struct audit_read_src *src, const char *line,

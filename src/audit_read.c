@@ -381,6 +381,15 @@ bool audit_read_decision_matches(const struct audit_read_filter *f, const cJSON 
 	}
 	if (f->dst_host && !host_matches(f->dst_host, host))
 		return false;
+	const char *dir = audit_read_str(o, "direction");
+	bool inbound = dir && strcmp(dir, "inbound") == 0;
+	if (f->direction && inbound != (strcmp(f->direction, "inbound") == 0))
+		return false;
+	if (f->tailnet_user) {
+		const char *tu = audit_read_str(o, "tailnet_user");
+		if (!tu || strcasecmp(tu, f->tailnet_user) != 0)
+			return false;
+	}
 	return true;
 }
 
@@ -476,6 +485,17 @@ int audit_read_filter_option(struct audit_read_filter *f, int opt, char *arg,
 	case AUDIT_READ_OPT_PROTO:
 		f->proto = arg;
 		break;
+	case AUDIT_READ_OPT_DIRECTION:
+		if (strcmp(arg, "inbound") != 0 && strcmp(arg, "outbound") != 0) {
+			fprintf(stderr, "tailfence %s: --direction \"%s\": expected inbound or outbound\n",
+				cmd, arg);
+			return -1;
+		}
+		f->direction = arg;
+		break;
+	case AUDIT_READ_OPT_TAILNET_USER:
+		f->tailnet_user = arg;
+		break;
 	default:
 		return 0;
 	}
@@ -504,6 +524,9 @@ static void conn_clear(struct audit_read_conn *c)
 	free(c->user);
 	free(c->client);
 	free(c->dst);
+	free(c->service);
+	free(c->tailnet_user);
+	free(c->tailnet_addr);
 	memset(c, 0, sizeof *c);
 }
 
@@ -582,6 +605,13 @@ struct audit_read_conn *audit_read_conns_put(struct audit_read_conns *cs,
 	c->user = dup_or_dash(audit_read_str(decision, "user"));
 	c->client = dup_or_dash(cl);
 	c->dst = dup_or_dash(dst);
+	const char *dir = audit_read_str(decision, "direction");
+	if (dir && strcmp(dir, "inbound") == 0) {
+		c->inbound = true;
+		c->service = dup_or_dash(audit_read_str(decision, "service"));
+		c->tailnet_user = dup_or_dash(audit_read_str(decision, "tailnet_user"));
+		c->tailnet_addr = dup_or_dash(audit_read_str(decision, "tailnet_addr"));
+	}
 	return c;
 }
 

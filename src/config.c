@@ -13,6 +13,7 @@
 #include "config_internal.h"
 
 #include "tailfence/auth.h"
+#include "tailfence/inbound_config.h"
 #include "tailfence/log.h"
 
 #include <errno.h>
@@ -572,6 +573,30 @@ static bool check_exposure(struct config_build *b)
 	return true;
 }
 
+/* The inbound listeners: inbound_config.c compiles them from what each
+ * source gave. */
+static bool apply_inbound(struct config_build *b)
+{
+	struct config *c = b->c;
+	struct inbound_sources in = {
+		.file_name = c->source, .file = b->inbound.file,
+		.env = b->inbound.env, .env_policy = b->inbound.env_policy,
+		.env_listen = b->inbound.env_listen, .env_peer_check = b->inbound.env_peer_check,
+		.flags = b->inbound.flags, .n_flags = b->inbound.n_flags,
+		.flag_policy = b->inbound.flag_policy, .flag_listen = b->inbound.flag_listen,
+		.flag_peer_check = b->inbound.flag_peer_check,
+		.tailscaled_socket = c->tailscaled_socket,
+		.has_upstream = c->upstream.kind != CONFIG_UPSTREAM_DIRECT,
+		.upstream_addr = c->upstream.addr, .upstream_port = c->upstream.port,
+		.own_routes = c->static_routes, .n_own_routes = c->n_static_routes,
+	};
+	if (!(c->inbound = inbound_config_build(&in, b->err->buf, b->err->len))) {
+		b->err->failed = true;
+		return false;
+	}
+	return true;
+}
+
 /* Every file key with its effective value, in the table's order. */
 static cJSON *show_all(const struct config_build *b)
 {
@@ -607,7 +632,7 @@ static bool finish(struct config_build *b)
 		policy_builder_set_upstream(b->b, &c->upstream.addr, c->upstream.port);
 	if (b->in->own_addresses)
 		add_own_addresses(b->b);
-	if (!apply_users(b) || !apply_rules(b) || !check_exposure(b))
+	if (!apply_users(b) || !apply_rules(b) || !check_exposure(b) || !apply_inbound(b))
 		return false;
 	c->policy = policy_builder_finish(b->b);
 	b->b = NULL;
@@ -623,6 +648,7 @@ static void config_free(struct config *c)
 		return;
 	free(c->listeners);
 	policy_free(c->policy);
+	inbound_config_free(c->inbound);
 	for (size_t i = 0; i < c->audit.n_sinks; i++) {
 		free(c->audit.sinks[i].path);
 		free(c->audit.sinks[i].target);
@@ -816,7 +842,7 @@ bool config_same_bound(const struct config *cur, const struct config *next, char
 		snprintf(why, whylen, "audit.sinks or audit.hmac_key_file changed");
 		return false;
 	}
-	return true;
+	return inbound_config_same_bound(cur->inbound, next->inbound, why, whylen);
 }
 
 struct config *config_ref(struct config *c)

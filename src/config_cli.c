@@ -8,6 +8,8 @@
 #include "tailfence/cli.h"
 #include "tailfence/config.h"
 #include "tailfence/envcheck.h"
+#include "tailfence/inbound_config.h"
+#include "tailfence/proxyproto.h"
 #include "tailfence/policy.h"
 
 #include <stdio.h>
@@ -23,6 +25,23 @@ static void print_config_ok(const struct config *c, const char *prefix)
 	       policy_route_count(c->policy), policy_route_count(c->policy) == 1 ? "" : "s",
 	       policy_user_count(c->policy), policy_user_count(c->policy) == 1 ? "" : "s",
 	       c->n_listeners, c->n_listeners == 1 ? "" : "s", c->upstream.text);
+}
+
+/* The inbound entries as compiled, with their identity rules. */
+static void print_inbound(const struct config *c)
+{
+	for (size_t i = 0; c->inbound && i < c->inbound->n; i++) {
+		const struct inbound_entry *e = &c->inbound->v[i];
+		char port[32] = "";
+		if (e->port)
+			snprintf(port, sizeof port, "tailnet port %u, ", e->port);
+		printf("  inbound %s: %s -> %s (%sPROXY v%d, peer check %s)%s\n", e->name,
+		       e->listen_text, e->target, port, e->proxy_versions == PROXYPROTO_V1 ? 1 : 2,
+		       e->peer_check == INBOUND_PEER_LOOPBACK ? "loopback" : "tailscaled",
+		       e->n_rules ? "" : ": no rules, every connection is refused");
+		for (size_t k = 0; k < e->n_rules; k++)
+			printf("    rule %zu: %s\n", k, e->rules[k].text);
+	}
 }
 
 static const char *real_env(void *arg, const char *name)
@@ -197,6 +216,7 @@ int config_cli_main(int argc, char **argv)
 			else
 				printf("  rule %zu (%s): %s\n", i, name, canon);
 		}
+		print_inbound(c);
 	}
 	config_unref(c);
 	config_args_free(args);

@@ -91,6 +91,13 @@ struct config_build {
 	struct strv allow;		/* --allow: rules after the file's */
 	const cJSON *file_users;	/* borrowed from the parsed file */
 	const cJSON *file_rules;
+	struct {			/* inbound_config.c weighs these itself */
+		const cJSON *file;
+		const char *env, *env_policy, *env_listen, *env_peer_check;
+		const char *const *flags;
+		size_t n_flags;
+		const char *flag_policy, *flag_listen, *flag_peer_check;
+	} inbound;
 };
 
 bool build_add_sink(struct config_build *b, enum audit_sink_kind k, const char *path,

@@ -10,6 +10,7 @@
  */
 #include "config_internal.h"
 
+#include "tailfence/inbound_config.h"
 #include "tailfence/log.h"
 #include "tailfence/text.h"
 
@@ -760,6 +761,51 @@ static cJSON *show_rules(const struct config_build *b, const struct setting *s)
 }
 
 /* ------------------------------------------------------------------ */
+/* inbound: the values as given, per source; inbound_config.c compiles them
+ * (its entries, rules and precedence are its own) */
+
+static bool set_inbound_json(struct config_build *b, const struct setting *s,
+			     const struct origin *o, const cJSON *v)
+{
+	(void)s;
+	(void)o;
+	b->inbound.file = v;	/* inbound_config.c checks its shape */
+	return true;
+}
+
+static bool set_inbound_text(struct config_build *b, const struct setting *s,
+			     const struct origin *o, const char *const *v, size_t n)
+{
+	bool env = o->src == SRC_ENV;
+	const char *last = n ? v[n - 1] : NULL;
+	if (strcmp(s->flag, "inbound") == 0) {
+		if (env) {
+			b->inbound.env = last;
+		} else {
+			b->inbound.flags = v;
+			b->inbound.n_flags = n;
+		}
+	} else if (strcmp(s->flag, "inbound-policy") == 0) {
+		*(env ? &b->inbound.env_policy : &b->inbound.flag_policy) = last;
+	} else if (strcmp(s->flag, "inbound-listen") == 0) {
+		*(env ? &b->inbound.env_listen : &b->inbound.flag_listen) = last;
+	} else {
+		*(env ? &b->inbound.env_peer_check : &b->inbound.flag_peer_check) = last;
+	}
+	return true;
+}
+
+static cJSON *show_inbound(const struct config_build *b, const struct setting *s)
+{
+	(void)s;
+	cJSON *tmp = cJSON_CreateObject();
+	inbound_config_effective(b->c->inbound, tmp);
+	cJSON *v = cJSON_DetachItemFromObject(tmp, "inbound");
+	cJSON_Delete(tmp);
+	return v ? v : cJSON_CreateArray();
+}
+
+/* ------------------------------------------------------------------ */
 /* the table */
 
 #define FIELD(f) .offset = offsetof(struct config, f), .size = sizeof(((struct config *)0)->f)
@@ -928,6 +974,27 @@ const struct setting config_settings[] = {
 	  .switch_to = "false", .def = "true",
 	  .help = "SOCKS5 UDP ASSOCIATE is served under the same policy as TCP; the flag (or "
 		  "false) refuses it" },
+	{ .key = "inbound", .flag = "inbound", .env = "TAILFENCE_INBOUND", .arg = "PORT=HOST:PORT",
+	  .kind = SK_OTHER, .flags = SF_LIST | SF_ENV_WHOLE,
+	  .help = "serve HOST:PORT to tailnet port PORT through tailscale serve "
+		  "--proxy-protocol 2, by identity; repeatable or comma-separated. The variable "
+		  "replaces the file's entries and the flag the variable; see Inbound",
+	  .set = set_inbound_text, .set_json = set_inbound_json, .show = show_inbound },
+	{ .flag = "inbound-policy", .env = "TAILFENCE_INBOUND_POLICY", .arg = "FILE",
+	  .kind = SK_OTHER, .flags = SF_ENV_WHOLE,
+	  .help = "identity rules for the --inbound (TAILFENCE_INBOUND) services, per port",
+	  .set = set_inbound_text },
+	{ .flag = "inbound-listen", .env = "TAILFENCE_INBOUND_LISTEN", .arg = "IP:PORT",
+	  .kind = SK_OTHER, .flags = SF_ENV_WHOLE, .def_text = INBOUND_DEFAULT_LISTEN,
+	  .help = "where the --inbound services listen, counting up the port; loopback, "
+		  "never 127.0.0.1",
+	  .set = set_inbound_text },
+	{ .flag = "inbound-peer-check", .env = "TAILFENCE_INBOUND_PEER_CHECK",
+	  .arg = "tailscaled|loopback", .kind = SK_OTHER, .flags = SF_ENV_WHOLE,
+	  .def_text = "tailscaled",
+	  .help = "who may connect to the inbound listeners: tailscaled's own process, or any "
+		  "local one",
+	  .set = set_inbound_text },
 	{ .flag = "user", .arg = "NAME", .kind = SK_OTHER, .flags = SF_CHECK_ONLY,
 	  .help = "check as this user (tailfence check only)" },
 	{ .flag = "src", .arg = "IP", .kind = SK_OTHER, .flags = SF_CHECK_ONLY,

@@ -7,6 +7,7 @@
 #include "tailfence/envcheck.h"
 
 #include "tailfence/cidr.h"
+#include "tailfence/inbound_config.h"
 #include "tailfence/text.h"
 
 #include <stdarg.h>
@@ -461,6 +462,96 @@ static bool check_no_proxy(struct ectx *x)
 	return ok && put(x, "NO_PROXY", out);
 }
 
+/* TAILFENCE_INBOUND: "PORT=HOST:PORT,..." services exposed to the tailnet
+ * through tailscale serve and tailfence. Their shape here; the targets and
+ * the policy file are checked by the configuration they make (config
+ * check --env builds it). Also gives the serve configuration. */
+static bool check_inbound(struct ectx *x)
+{
+	static const char var[] = "TAILFENCE_INBOUND";
+	static const char fix[] = "list PORT=HOST:PORT entries separated by commas, PORT the "
+				  "tailnet port to serve, e.g. 5432=db.railway.internal:5432";
+	const char *raw = val(x, var, "");
+	const char *base = val(x, "TAILFENCE_INBOUND_LISTEN", INBOUND_DEFAULT_LISTEN);
+	const char *policy = val(x, "TAILFENCE_INBOUND_POLICY", NULL);
+	struct items it = { 0 };
+	char out[2048] = "", serve[4096] = "";
+	size_t used = 0, sused = 0;
+	unsigned ports[64];
+	bool ok = true;
+	char first[80], lwhy[200];
+	if (!inbound_simple_listen(base, 0, first, sizeof first, lwhy, sizeof lwhy))
+		return bad(x, "TAILFENCE_INBOUND_LISTEN", base, "%s\nunset it (default %s) or give "
+			   "another loopback ADDRESS:PORT", lwhy, INBOUND_DEFAULT_LISTEN);
+	if (policy && access(policy, R_OK) != 0)
+		return bad(x, "TAILFENCE_INBOUND_POLICY", policy, "file does not exist or is not "
+			   "readable\nadd the identity policy to the image or a volume, or unset it");
+	if (!blank(raw)) {
+		if (!split_trim(raw, &it)) {
+			items_free(&it);
+			return bad(x, var, raw, "out of memory\n(internal error)");
+		}
+		sused = (size_t)snprintf(serve, sizeof serve, "{\"TCP\":{");
+		for (size_t i = 0; ok && i < it.n; i++) {
+			const char *e = it.v[i];
+			const char *eq = strchr(e, '=');
+			size_t pl = eq ? (size_t)(eq - e) : 0;
+			unsigned long port = pl && pl <= 5 && all_digits(e, pl) && e[0] != '0'
+						     ? strtoul(e, NULL, 10) : 0;
+			bool word = eq && eq[1];
+			for (const char *p = eq ? eq + 1 : e; word && *p; p++)
+				word = !is_space(*p) && !text_is_ctl(*p) && *p != '"' && *p != '\\';
+			if (!*e) {
+				ok = bad(x, var, raw, "has an empty entry\n%s", fix);
+				break;
+			}
+			if (port < 1 || port > 65535 || !word) {
+				ok = bad_item(x, var, raw, e, "is not PORT=HOST:PORT", fix);
+				break;
+			}
+			for (size_t k = 0; k < i; k++)
+				if (ports[k] == port)
+					ok = bad_item(x, var, raw, e, "serves a tailnet port given before",
+						      "give each tailnet port once");
+			if (!ok)
+				break;
+			if (i == sizeof ports / sizeof ports[0]) {
+				ok = bad(x, var, raw, "has too many entries\nserve at most 64 ports");
+				break;
+			}
+			ports[i] = (unsigned)port;
+			char listen[80], why[200];
+			if (!inbound_simple_listen(base, i, listen, sizeof listen, why, sizeof why)) {
+				ok = bad(x, "TAILFENCE_INBOUND_LISTEN", base, "%s\nunset it (default %s) "
+					 "or give another loopback ADDRESS:PORT", why,
+					 INBOUND_DEFAULT_LISTEN);
+				break;
+			}
+			int w = snprintf(out + used, sizeof out - used, "%s%s", used ? "," : "", e);
+			int w2 = snprintf(serve + sused, sizeof serve - sused,
+					  "%s\"%lu\":{\"TCPForward\":\"%s\",\"ProxyProtocol\":2}",
+					  i ? "," : "", port, listen);
+			if (w < 0 || (size_t)w >= sizeof out - used || w2 < 0 ||
+			    (size_t)w2 >= sizeof serve - sused) {
+				ok = bad(x, var, raw, "is too long\nserve fewer ports");
+				break;
+			}
+			used += (size_t)w;
+			sused += (size_t)w2;
+		}
+		if (ok && sused + 3 < sizeof serve)
+			snprintf(serve + sused, sizeof serve - sused, "}}");
+	}
+	items_free(&it);
+	if (!ok)
+		return false;
+	if (policy && !out[0])
+		return bad(x, "TAILFENCE_INBOUND_POLICY", policy, "gives identity rules, but "
+			   "TAILFENCE_INBOUND serves nothing\nset TAILFENCE_INBOUND, or unset "
+			   "TAILFENCE_INBOUND_POLICY");
+	return put(x, var, out) && put(x, "TAILFENCE_INBOUND_SERVE", serve);
+}
+
 bool envcheck_run(envcheck_lookup get, void *arg, struct envcheck_result *res,
 		  struct envcheck_error *err)
 {
@@ -546,7 +637,7 @@ bool envcheck_run(envcheck_lookup get, void *arg, struct envcheck_result *res,
 		    "TAILFENCE_CONFIG), or neither");
 		goto bad;
 	}
-	if (!check_no_proxy(&x))
+	if (!check_no_proxy(&x) || !check_inbound(&x))
 		goto bad;
 	return true;
 bad:

@@ -29,6 +29,7 @@
 #include "tailfence/cli.h"
 #include "tailfence/config.h"
 #include "tailfence/conn.h"
+#include "tailfence/inbound.h"
 #include "tailfence/log.h"
 #include "tailfence/policy.h"
 #include "tailfence/resolve.h"
@@ -55,17 +56,24 @@ static void gateway_accepting(struct gateway *gw, bool on)
 		else
 			evconnlistener_disable(gw->listeners[i].lev);
 	}
+	inbound_accepting(gw->inbound, on);
+}
+
+/* Connections open, proxy and inbound. */
+static size_t gateway_open(const struct gateway *gw)
+{
+	return gw->n_conns + inbound_count(gw->inbound);
 }
 
 static bool gateway_at_capacity(const struct gateway *gw)
 {
-	return gw->n_conns >= gw->cfg->max_connections;
+	return gateway_open(gw) >= gw->cfg->max_connections;
 }
 
 void gateway_conn_gone(struct gateway *gw)
 {
 	if (gw->stopping) {
-		if (TAILQ_EMPTY(&gw->conns))
+		if (gateway_open(gw) == 0)
 			event_base_loopexit(gw->base, NULL);
 		return;
 	}
@@ -82,30 +90,37 @@ static void gateway_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 	(void)lev;
 
 	conn_accept(gw, l, fd, sa, (socklen_t)salen);
-	if (gateway_at_capacity(gw)) {
+	gateway_conn_opened(gw);
+}
+
+void gateway_conn_opened(struct gateway *gw)
+{
+	if (gateway_at_capacity(gw) && !gw->accept_paused) {
 		log_warn("%zu connections open (limits.max_connections): pausing accept",
-			 gw->n_conns);
+			 gateway_open(gw));
 		gateway_accepting(gw, false);
 	}
 }
 
-static void gateway_accept_error_cb(struct evconnlistener *lev, void *arg)
+void gateway_accept_failed(struct gateway *gw, const char *listener, int err)
 {
-	struct gateway_listener *l = arg;
-	struct gateway *gw = l->gw;
-	int err = EVUTIL_SOCKET_ERROR();
-	(void)lev;
-
 	if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
 		/* Spinning on accept() would burn the CPU: pause, as relayd does. */
-		log_warn("accept on %s: %s; pausing accept for %d ms", l->text,
+		log_warn("accept on %s: %s; pausing accept for %d ms", listener,
 			 strerror(err), GATEWAY_EMFILE_PAUSE_MS);
 		gateway_accepting(gw, false);
 		struct timeval tv = { 0, GATEWAY_EMFILE_PAUSE_MS * 1000 };
 		evtimer_add(gw->accept_resume, &tv);
 		return;
 	}
-	log_warn("accept on %s: %s", l->text, strerror(err));
+	log_warn("accept on %s: %s", listener, strerror(err));
+}
+
+static void gateway_accept_error_cb(struct evconnlistener *lev, void *arg)
+{
+	struct gateway_listener *l = arg;
+	(void)lev;
+	gateway_accept_failed(l->gw, l->text, EVUTIL_SOCKET_ERROR());
 }
 
 static void gateway_accept_resume_cb(evutil_socket_t fd, short what, void *arg)
@@ -213,6 +228,8 @@ static void gateway_tailnet_cb(void *arg, const struct tailnet_view *old,
 		log_warn("tailnet: %s; the previous view stays in force", error);
 		return;
 	}
+	/* Who a tailnet address is may have changed with the netmap. */
+	inbound_tailnet_changed(gw->inbound);
 	size_t cap = (old->state == TAILNET_RUNNING ? old->n_entries : 0) +
 		     (next->state == TAILNET_RUNNING ? next->n_entries : 0) + 1;
 	struct gateway_diff g = {
@@ -293,9 +310,10 @@ static void gateway_grace_over_cb(evutil_socket_t fd, short what, void *arg)
 	struct gateway *gw = arg;
 	(void)fd;
 	(void)what;
-	if (!TAILQ_EMPTY(&gw->conns))
-		log_info("shutdown grace over: closing %zu open connections", gw->n_conns);
+	if (gateway_open(gw))
+		log_info("shutdown grace over: closing %zu open connections", gateway_open(gw));
 	conn_abort_all(gw);
+	inbound_abort_all(gw->inbound);
 	event_base_loopexit(gw->base, NULL);
 }
 
@@ -304,12 +322,13 @@ static void gateway_stop(struct gateway *gw, const char *why)
 	if (gw->stopping)
 		return;
 	gw->stopping = true;
-	log_info("%s: stopping; %zu connections open", why, gw->n_conns);
+	log_info("%s: stopping; %zu connections open", why, gateway_open(gw));
 	for (size_t i = 0; i < gw->n_listeners; i++)
 		evconnlistener_disable(gw->listeners[i].lev);
 
 	conn_stop_handshakes(gw);
-	if (TAILQ_EMPTY(&gw->conns)) {
+	inbound_stop(gw->inbound);
+	if (gateway_open(gw) == 0) {
 		event_base_loopexit(gw->base, NULL);
 		return;
 	}
@@ -423,6 +442,8 @@ static bool gateway_listen(struct gateway *gw)
 		gw->n_listeners++;
 		log_info("listening on %s (SOCKS5, SOCKS4/4a, HTTP proxy)", l->text);
 	}
+	if (!inbound_listen(gw->inbound))
+		return false;
 	gw->listening = true;
 	gateway_probe_upstream(gw);
 	return true;
@@ -452,6 +473,10 @@ static void gateway_raise_nofile(const struct config *cfg)
 static void gateway_free(struct gateway *gw)
 {
 	upstream_probe_cancel(gw->start_probe);
+	/* First: closing its connections touches the listeners, timers, the
+	 * worker and the trail. */
+	gw->stopping = true;
+	inbound_free(gw->inbound);
 	admin_free(gw->admin);
 	for (size_t i = 0; i < gw->n_listeners; i++)
 		evconnlistener_free(gw->listeners[i].lev);
@@ -540,6 +565,11 @@ int gateway_main(int argc, char **argv)
 	log_debug("password checks: %u threads, at most %u waiting or running, %u per client",
 		  wl.threads, GATEWAY_LOGIN_QUEUE, GATEWAY_LOGIN_PER_CLIENT);
 	auth_throttle_init(&gw.throttle);
+	gw.inbound = inbound_new(&gw);
+	if (!gw.inbound) {
+		log_error("out of memory");
+		goto out;
+	}
 	gw.accept_resume = evtimer_new(gw.base, gateway_accept_resume_cb, &gw);
 	gw.grace = evtimer_new(gw.base, gateway_grace_over_cb, &gw);
 	static const int sigs[] = { SIGTERM, SIGINT, SIGHUP, SIGUSR1 };

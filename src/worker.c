@@ -196,13 +196,14 @@ struct worker_job *worker_submit(struct worker *w, const struct cidr_addr *clien
 	j->fn = fn;
 	j->done = done;
 	j->arg = arg;
-	j->client = *client;
+	if (client)
+		j->client = *client;	/* else family 0: counted against nobody */
 
 	pthread_mutex_lock(&w->lock);
 	if (w->n_pending >= w->lim.max_jobs) {
 		*why = WORKER_FULL;
 		w->st.refused_full++;
-	} else if (worker_client_jobs(w, client) >= w->lim.max_per_client) {
+	} else if (client && worker_client_jobs(w, client) >= w->lim.max_per_client) {
 		*why = WORKER_CLIENT_LIMIT;
 		w->st.refused_client++;
 	} else {

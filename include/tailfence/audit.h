@@ -67,6 +67,20 @@ bool audit_durability_parse(const char *s, enum audit_durability *out);
 
 struct audit;
 
+/* An inbound connection (tailscale serve, a PROXY header, an identity from
+ * whois): what the records of one add, after the fields every connection
+ * record has. NULL in outbound records, which stay as they were. Strings
+ * are borrowed for the call; NULL is written as null. */
+struct audit_inbound {
+	const char *service;		/* the inbound entry's name */
+	const char *tailnet_addr;	/* the PROXY header's source: "100.64.0.2:41234" */
+	const char *node;		/* whois: the node's MagicDNS name */
+	const char *node_id;		/* its stable id */
+	const char *user;		/* the user's login name */
+	const char *const *tags;	/* the node's tags */
+	size_t n_tags;
+};
+
 /* One decision, as the connection saw it. Strings are borrowed for the
  * duration of the call; NULL means "not known" and is written as null. */
 struct audit_decision {
@@ -88,6 +102,7 @@ struct audit_decision {
 	const char *peer_id;
 	const char *peer_route;	/* the carried subnet route, NULL for a peer address */
 	const char *userid;	/* SOCKS4/4a: the USERID the client sent (never trusted) */
+	const struct audit_inbound *inbound;	/* inbound connections only */
 };
 
 /* One prefix the tailnet began or stopped carrying. */
@@ -126,6 +141,7 @@ struct audit_close {
 	 * way and those dropped are written too; bytes are their payloads. */
 	bool udp;
 	uint64_t datagrams_up, datagrams_down, dropped;
+	const struct audit_inbound *inbound;	/* inbound connections only */
 };
 
 /* Opens every sink and reads the tail of each file sink back (chain

@@ -70,6 +70,8 @@ struct audit_read_filter {
 	int64_t since, until;	/* ms since the epoch: [since, until) */
 	const char *user, *verdict, *proto;
 	const char *dst_host;	/* a name; ".example"/"*.example": domain and below */
+	const char *direction;	/* "inbound" or "outbound" (a record without the field) */
+	const char *tailnet_user;	/* an inbound record's tailnet login name */
 	bool has_client, has_dst_pfx;
 	struct audit_read_pfx client, dst;
 	bool conn_filters;	/* any filter other than time is set */
@@ -85,6 +87,8 @@ enum {
 	AUDIT_READ_OPT_DST,
 	AUDIT_READ_OPT_VERDICT,
 	AUDIT_READ_OPT_PROTO,
+	AUDIT_READ_OPT_DIRECTION,
+	AUDIT_READ_OPT_TAILNET_USER,
 	AUDIT_READ_OPT_NEXT,
 };
 
@@ -96,7 +100,9 @@ enum {
 	{ "client", required_argument, NULL, AUDIT_READ_OPT_CLIENT },       \
 	{ "dst", required_argument, NULL, AUDIT_READ_OPT_DST },             \
 	{ "verdict", required_argument, NULL, AUDIT_READ_OPT_VERDICT },     \
-	{ "proto", required_argument, NULL, AUDIT_READ_OPT_PROTO }
+	{ "proto", required_argument, NULL, AUDIT_READ_OPT_PROTO },         \
+	{ "direction", required_argument, NULL, AUDIT_READ_OPT_DIRECTION }, \
+	{ "tailnet-user", required_argument, NULL, AUDIT_READ_OPT_TAILNET_USER }
 
 /* The filter options as usage text. */
 #define AUDIT_READ_FILTER_HELP                                                           \
@@ -108,7 +114,10 @@ enum {
 	"  --dst PREFIX|HOST  destination address in PREFIX, or requested host HOST\n"     \
 	"                     (.example.com or *.example.com: that domain and below)\n"    \
 	"  --verdict V        allow or deny\n"                                             \
-	"  --proto P          socks5, socks4, socks4a, http-connect, http\n"
+	"  --proto P          socks5, socks4, socks4a, http-connect, http, proxy-v2, proxy-v1\n" \
+	"  --direction D      inbound (tailnet users reaching services through tailscale\n" \
+	"                     serve) or outbound (clients of the proxy)\n"              \
+	"  --tailnet-user U   inbound connections of tailnet login name U\n"
 
 /* Applies one option returned by getopt_long. Returns 1 when opt was a
  * filter option and its value is good, 0 when opt is not a filter option,
@@ -178,6 +187,11 @@ struct audit_read_conn {
 	char *user;		/* "-" when none */
 	char *client;		/* the client address without its port */
 	char *dst;		/* audit_read_dst() */
+	/* An inbound connection: who the tailnet said connected, to what. */
+	bool inbound;
+	char *service;		/* NULL for outbound */
+	char *tailnet_user;	/* "-" when not known */
+	char *tailnet_addr;	/* the PROXY header's source, "-" when not known */
 };
 
 struct audit_read_conns {

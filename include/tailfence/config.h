@@ -20,6 +20,7 @@
 #include "tailfence/audit.h"
 #include "tailfence/cidr.h"
 
+struct inbound_config;
 struct policy;
 
 struct config_listener {
@@ -94,6 +95,11 @@ struct config {
 	char *hosts_file;		/* NULL: system default */
 
 	bool force_public_listen;	/* listeners off loopback without users */
+
+	/* Inbound listeners (tailscale serve with a PROXY header in front):
+	 * never NULL once built; n == 0 when none is configured. */
+	struct inbound_config *inbound;
+
 	int log_level;			/* enum log_level */
 	char *source;			/* config file path, or NULL */
 	struct cJSON *shown;		/* the merged config as a file would hold it */

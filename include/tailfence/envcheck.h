@@ -30,8 +30,11 @@ struct envcheck_error {
 /* The variables with defaults applied and lists normalised (entries
  * trimmed, prefixes in canonical form), plus TAILFENCE_PROXY_ADDR (the
  * first listen address, the one the app is given). Secrets are not kept.
- * NO_PROXY holds only the user's extra entries. */
-#define ENVCHECK_MAX_VARS 16
+ * NO_PROXY holds only the user's extra entries. With TAILFENCE_INBOUND,
+ * TAILFENCE_INBOUND_SERVE is the ServeConfig JSON (one line) that makes
+ * tailscaled forward each tailnet port to its tailfence listener with a
+ * PROXY v2 header, for `tailscale serve set-raw`; empty without. */
+#define ENVCHECK_MAX_VARS 24
 struct envcheck_result {
 	struct {
 		const char *name;	/* static */

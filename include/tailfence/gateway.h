@@ -26,6 +26,7 @@ struct conn;
 struct event;
 struct event_base;
 struct evconnlistener;
+struct inbound;
 struct resolve_ctx;
 struct tailnet_watch;
 struct worker;
@@ -78,9 +79,19 @@ struct gateway {
 	struct metrics metrics;		/* loop thread only; survives reloads */
 	struct admin *admin;		/* /metrics, /healthz, /readyz; NULL when off */
 	struct upstream_probe *start_probe;	/* the look at the upstream at start */
+	struct inbound *inbound;	/* inbound listeners and their connections */
 };
 
-/* Called by conn when a connection ends, to resume accepting at the cap. */
+/* Called by conn and inbound when a connection ends, to resume accepting
+ * at the cap (or to end the loop when stopping and none is left). */
 void gateway_conn_gone(struct gateway *gw);
+
+/* Called by inbound after it accepted a connection: pauses accepting at
+ * the cap (limits.max_connections counts both kinds). */
+void gateway_conn_opened(struct gateway *gw);
+
+/* An accept failed on the listener named: out of descriptors or memory
+ * pauses every listener for a second instead of spinning. */
+void gateway_accept_failed(struct gateway *gw, const char *listener, int err);
 
 #endif

@@ -62,7 +62,8 @@ enum worker_refusal {
 	WORKER_NO_MEMORY,
 };
 
-/* Loop thread only. Queues fn(arg), counted against client; done(arg, ...)
+/* Loop thread only. Queues fn(arg), counted against client (NULL: work
+ * for nobody in particular, counted only against max_jobs); done(arg, ...)
  * follows on the loop. On refusal returns NULL, sets *why, and nothing runs
  * (arg stays the caller's). */
 struct worker_job *worker_submit(struct worker *w, const struct cidr_addr *client,

@@ -117,10 +117,31 @@ def test_every_variable_sets_its_setting(var, value, path, want, tailfence_cli):
     assert at(show(tailfence_cli, env={var: value}), path) == want
 
 
+def test_inbound_variables_set_their_entry(tailfence_cli, tmp_path):
+    """TAILFENCE_INBOUND and the three that shape its entries."""
+    policy = tmp_path / "inbound-policy.json"
+    policy.write_text('{"5432": [{"action": "accept", "from": ["tag:ops"]}]}')
+    env = {"TAILSCALE_SOCKET": "/run/ts.sock", "TAILFENCE_INBOUND": "5432=127.0.0.1:5432"}
+    entry = show(tailfence_cli, env=env)["inbound"]
+    assert [(e["port"], e["target"]) for e in entry] == [(5432, "127.0.0.1:5432")]
+    assert entry[0]["listen"] == "127.0.0.2:17100" and entry[0]["peer_check"] == "tailscaled"
+    assert entry[0]["rules"] == []
+    env.update(TAILFENCE_INBOUND_LISTEN="127.0.0.3:17000", TAILFENCE_INBOUND_PEER_CHECK="loopback",
+               TAILFENCE_INBOUND_POLICY=str(policy))
+    e = show(tailfence_cli, env=env)["inbound"][0]
+    assert e["listen"] == "127.0.0.3:17000" and e["peer_check"] == "loopback"
+    assert e["rules"] == [{"action": "accept", "from": ["tag:ops"]}]
+
+
+INBOUND_VARIABLES = {"TAILFENCE_INBOUND", "TAILFENCE_INBOUND_LISTEN", "TAILFENCE_INBOUND_PEER_CHECK",
+                     "TAILFENCE_INBOUND_POLICY"}
+
+
 def test_every_documented_variable_is_tested(tailfence_cli):
     rows = reference_rows(tailfence_cli("config", "reference").stdout)
     documented = {r[2] for r in rows if r[2] != "-"}
-    assert documented - {v[0] for v in VARIABLES} == {"TAILFENCE_CONFIG"}
+    tested = {v[0] for v in VARIABLES} | INBOUND_VARIABLES
+    assert documented - tested == {"TAILFENCE_CONFIG"}
 
 
 def test_flag_beats_variable_beats_file(tmp_path, tailfence_cli):

@@ -242,7 +242,7 @@ def test_revoke_and_reapprove_without_restart(tailfence, tailnet):
         return {e["prefix"] for r in d.audit() if r.get("type") == "tailnet"
                 for e in r["removed"] if e["peer"] == tn.b_dnsname.rstrip(".")}
     wait_until(lambda: removed() >= set(tn.routes), 10, "a tailnet record naming both routes")
-    deny = d.decisions(addr=host, verdict="deny")[-1]
+    deny = d.wait_audit(type="decision", addr=host, verdict="deny")[-1]
     assert "no rule accepts" in deny["reason"] and deny["path"] == "host"
 
     tn.approve_routes()

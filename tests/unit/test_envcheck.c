@@ -101,6 +101,18 @@ static void test_bad(void)
 		{ "NO_PROXY=*", "NO_PROXY", "around tailfence", "" },
 		{ "NO_PROXY=redis,a\"b", "NO_PROXY", "entry \"a\"b\": is not a host name", "" },
 		{ "no_proxy=*", "no_proxy", "around tailfence", "" },
+		{ "TAILFENCE_INBOUND=5432", "TAILFENCE_INBOUND", "is not PORT=HOST:PORT",
+		  "5432=db.railway.internal:5432" },
+		{ "TAILFENCE_INBOUND=5432=db:1,4000=", "TAILFENCE_INBOUND",
+		  "entry \"4000=\": is not PORT=HOST:PORT", "PORT=HOST:PORT" },
+		{ "TAILFENCE_INBOUND=0=db:1", "TAILFENCE_INBOUND", "is not PORT=HOST:PORT", "" },
+		{ "TAILFENCE_INBOUND=5432=db:1,,80=w:80", "TAILFENCE_INBOUND", "empty entry", "" },
+		{ "TAILFENCE_INBOUND=5432=db:1,5432=x:2", "TAILFENCE_INBOUND",
+		  "entry \"5432=x:2\": serves a tailnet port given before", "once" },
+		{ "TAILFENCE_INBOUND=5432=a b:1", "TAILFENCE_INBOUND", "is not PORT=HOST:PORT", "" },
+		{ "TAILFENCE_INBOUND_POLICY=/nonexistent/policy.json", "TAILFENCE_INBOUND_POLICY",
+		  "does not exist", "" },
+		{ "TAILFENCE_INBOUND_LISTEN=127.0.0.2", "TAILFENCE_INBOUND_LISTEN", "needs a port", "" },
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		const char *env[] = { cases[i].set, NULL };
@@ -139,6 +151,8 @@ static void test_good(void)
 		"TAILFENCE_PROXY_USER=app",
 		"TAILFENCE_PROXY_PASSWORD=pw",
 		"NO_PROXY=.railway.internal, redis,,",
+		"TAILFENCE_INBOUND=5432=db.railway.internal:5432, 4000=127.0.0.1:4000",
+		"TAILFENCE_INBOUND_LISTEN=[::1]:20000",
 		NULL,
 	};
 	static const char *const want[][2] = {
@@ -157,6 +171,10 @@ static void test_good(void)
 		{ "TAILFENCE_AUDIT_FILE", "/data/audit.jsonl" },
 		{ "TAILFENCE_EXPORT_ALL_PROXY", "true" },
 		{ "NO_PROXY", ".railway.internal,redis" },
+		{ "TAILFENCE_INBOUND", "5432=db.railway.internal:5432,4000=127.0.0.1:4000" },
+		{ "TAILFENCE_INBOUND_SERVE", "{\"TCP\":{\"5432\":{\"TCPForward\":\"[::1]:20000\","
+					     "\"ProxyProtocol\":2},\"4000\":{\"TCPForward\":"
+					     "\"[::1]:20001\",\"ProxyProtocol\":2}}}" },
 	};
 	struct envcheck_result res;
 	struct envcheck_error e;
@@ -181,6 +199,8 @@ static void test_good(void)
 	CHECK(v && strcmp(v, "") == 0, "no routes");
 	v = envcheck_result_get(&res, "TAILSCALE_HOSTNAME");
 	CHECK(v && strcmp(v, "railway-litellm") == 0, "default host name");
+	v = envcheck_result_get(&res, "TAILFENCE_INBOUND_SERVE");
+	CHECK(v && strcmp(v, "") == 0, "no inbound: nothing to serve");
 	envcheck_result_free(&res);
 
 	/* An exit node, opted in. */
