@@ -1783,14 +1783,6 @@ const struct cidr_prefix *policy_route(const struct policy *p, size_t i)
 	return i < p->n_routes ? &p->routes[i] : NULL;
 }
 
-bool policy_guard_lifted(const struct policy *p, const char *name)
-{
-	for (int i = 0; i < GUARD_COUNT; i++)
-		if (strcmp(guard_names[i], name) == 0)
-			return (p->lifted >> i) & 1;
-	return false;
-}
-
 size_t policy_user_count(const struct policy *p)
 {
 	return auth_users_count(p->users);
