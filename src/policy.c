@@ -15,35 +15,16 @@
  * touches at most 6 nodes for IPv4. Hostname and *.domain destinations live
  * in sorted arrays looked up by the name and each of its parent domains.
  */
-#include "tailfence/policy.h"
-#include "tailfence/log.h"
+#include "policy_internal.h"
 
 #include "tailfence/auth.h"
 #include "tailfence/hostname.h"
-#include "tailfence/text.h"
+#include "tailfence/log.h"
 
-#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* DST_ROUTES, DST_PEERS and DST_TAILNET are the aliases of what the
- * tailnet carries: compiled from the configured routes in a static policy,
- * matched against each query's view in a live one. */
-enum dst_kind { DST_PREFIX, DST_ANY, DST_ROUTES, DST_PEERS, DST_TAILNET, DST_HOST, DST_WILDCARD };
-
-struct port_range {
-	uint16_t lo, hi;
-};
-
-struct dst {
-	enum dst_kind kind;
-	struct cidr_prefix prefix;	/* DST_PREFIX */
-	char *host;			/* DST_HOST: name; DST_WILDCARD: domain after "*." */
-	struct port_range *ports;
-	size_t n_ports;
-};
 
 struct rule {
 	enum policy_action action;
@@ -220,364 +201,6 @@ static bool addr_in(const struct cidr_addr *v, size_t n, const struct cidr_addr 
 }
 
 /* ------------------------------------------------------------------ */
-/* small helpers */
-
-static void *xrealloc(void *ptr, size_t n, size_t size)
-{
-	if (size && n > SIZE_MAX / size)
-		return NULL;
-	size_t bytes = n * size;
-	return realloc(ptr, bytes ? bytes : 1);
-}
-
-static bool grow(void **v, size_t *cap, size_t need, size_t size)
-{
-	if (need <= *cap)
-		return true;
-	size_t nc = *cap ? *cap * 2 : 8;
-	while (nc < need)
-		nc *= 2;
-	void *n = xrealloc(*v, nc, size);
-	if (!n)
-		return false;
-	*v = n;
-	*cap = nc;
-	return true;
-}
-
-
-/* ------------------------------------------------------------------ */
-/* parsing rule destinations */
-
-/* PORTS: "*", "N", "N-M", comma lists thereof. */
-static bool parse_ports(const char *s, size_t len, struct port_range **out, size_t *n_out,
-			char *reason, size_t rlen)
-{
-	struct port_range *v = NULL;
-	size_t n = 0, cap = 0;
-
-	*out = NULL;
-	*n_out = 0;
-	if (len == 0) {
-		snprintf(reason, rlen, "has an empty port list; expected *, N, N-M or a comma list");
-		return false;
-	}
-	if (len == 1 && s[0] == '*') {
-		v = malloc(sizeof *v);
-		if (!v)
-			return false;
-		v->lo = 1;
-		v->hi = 65535;
-		*out = v;
-		*n_out = 1;
-		return true;
-	}
-	size_t i = 0;
-	while (i <= len) {
-		size_t j = i;
-		while (j < len && s[j] != ',')
-			j++;
-		/* one item s[i..j) */
-		unsigned long lohi[2] = { 0, 0 };
-		int part = 0;
-		size_t k = i;
-		if (k == j) {
-			snprintf(reason, rlen, "has an empty item in its port list");
-			goto fail;
-		}
-		for (;;) {
-			size_t start = k;
-			unsigned long val = 0;
-			while (k < j && s[k] >= '0' && s[k] <= '9') {
-				if (val <= 65535)
-					val = val * 10 + (unsigned)(s[k] - '0');
-				k++;
-			}
-			if (k == start) {
-				snprintf(reason, rlen,
-					 "has a bad port list; expected *, N, N-M or a comma list of them");
-				goto fail;
-			}
-			if (s[start] == '0' && k - start > 1) {
-				snprintf(reason, rlen, "has a port with a leading zero");
-				goto fail;
-			}
-			if (val < 1 || val > 65535) {
-				snprintf(reason, rlen, "has port %.*s; ports are 1 to 65535",
-					 (int)(k - start > 10 ? 10 : k - start), s + start);
-				goto fail;
-			}
-			lohi[part] = val;
-			if (k < j && s[k] == '-' && part == 0) {
-				part = 1;
-				k++;
-				continue;
-			}
-			break;
-		}
-		if (k != j) {
-			snprintf(reason, rlen,
-				 "has a bad port list; expected *, N, N-M or a comma list of them");
-			goto fail;
-		}
-		if (part == 0)
-			lohi[1] = lohi[0];
-		if (lohi[0] > lohi[1]) {
-			snprintf(reason, rlen, "has port range %lu-%lu whose start is after its end",
-				 lohi[0], lohi[1]);
-			goto fail;
-		}
-		if (!grow((void **)&v, &cap, n + 1, sizeof *v))
-			goto fail;
-		v[n].lo = (uint16_t)lohi[0];
-		v[n].hi = (uint16_t)lohi[1];
-		n++;
-		i = j + 1;
-	}
-	*out = v;
-	*n_out = n;
-	return true;
-fail:
-	free(v);
-	return false;
-}
-
-static bool looks_numeric(const char *s, size_t len)
-{
-	for (size_t i = 0; i < len; i++)
-		if (!((s[i] >= '0' && s[i] <= '9') || s[i] == '.'))
-			return false;
-	return true;
-}
-
-/* Parses one dst entry into d (ports and host allocated). reason gets the
- * tail of the message (the caller quotes the entry). */
-static bool parse_dst(const char *s, struct dst *d, char *reason, size_t rlen)
-{
-	size_t len = strlen(s);
-	const char *host = s;
-	size_t hlen = len;
-	const char *ports = NULL;
-	size_t plen = 0;
-	bool bracket = false;
-
-	memset(d, 0, sizeof *d);
-	if (len == 0) {
-		snprintf(reason, rlen, "is empty; expected HOST:PORTS such as 10.0.0.0/24:443");
-		return false;
-	}
-	if (s[0] == '[') {
-		const char *rb = memchr(s, ']', len);
-		if (!rb) {
-			snprintf(reason, rlen, "has \"[\" without \"]\"");
-			return false;
-		}
-		host = s + 1;
-		hlen = (size_t)(rb - host);
-		bracket = true;
-		if ((size_t)(rb - s) + 1 < len) {
-			if (rb[1] != ':') {
-				snprintf(reason, rlen, "has unexpected characters after \"]\"; expected :PORTS");
-				return false;
-			}
-			ports = rb + 2;
-			plen = len - (size_t)(ports - s);
-		}
-	} else {
-		const char *slash = memchr(s, '/', len);
-		const char *colon = NULL;
-		if (slash) {
-			colon = memchr(slash, ':', len - (size_t)(slash - s));
-		} else {
-			size_t ncolon = 0;
-			for (size_t i = 0; i < len; i++)
-				if (s[i] == ':')
-					ncolon++;
-			if (ncolon == 1) {
-				colon = memchr(s, ':', len);
-			} else if (ncolon >= 2) {
-				struct cidr_addr a;
-				if (cidr_addr_parsen(s, len, &a)) {
-					colon = NULL;	/* a bare IPv6 address: every port */
-				} else {
-					const char *last = strrchr(s, ':');
-					if (cidr_addr_parsen(s, (size_t)(last - s), &a))
-						snprintf(reason, rlen,
-							 "is ambiguous; write an IPv6 address with ports as [%.*s]:%s",
-							 (int)(last - s > 46 ? 46 : last - s), s, last + 1);
-					else
-						snprintf(reason, rlen,
-							 "is not HOST:PORTS; IPv6 addresses with ports go in brackets ([fd00::1]:443)");
-					return false;
-				}
-			}
-		}
-		if (colon) {
-			hlen = (size_t)(colon - s);
-			ports = colon + 1;
-			plen = len - hlen - 1;
-		}
-	}
-
-	if (ports) {
-		if (!parse_ports(ports, plen, &d->ports, &d->n_ports, reason, rlen))
-			return false;
-	} else {
-		if (!parse_ports("*", 1, &d->ports, &d->n_ports, reason, rlen))
-			return false;
-	}
-
-	if (hlen == 0) {
-		snprintf(reason, rlen, "has an empty host; expected a prefix, a name, *.DOMAIN, "
-			 "tailnet, peers or routes");
-		goto fail;
-	}
-	static const struct {
-		const char *name;
-		enum dst_kind kind;
-	} aliases[] = { { "routes", DST_ROUTES }, { "peers", DST_PEERS }, { "tailnet", DST_TAILNET } };
-	for (size_t i = 0; !bracket && i < sizeof aliases / sizeof aliases[0]; i++) {
-		if (hlen == strlen(aliases[i].name) && memcmp(host, aliases[i].name, hlen) == 0) {
-			d->kind = aliases[i].kind;
-			return true;
-		}
-	}
-	if (!bracket && hlen == 1 && host[0] == '*') {
-		d->kind = DST_ANY;
-		return true;
-	}
-	if (!bracket && hlen >= 2 && host[0] == '*' && host[1] == '.') {
-		if (hostname_problem(host + 2, hlen - 2)) {
-			snprintf(reason, rlen, "is not a valid *.DOMAIN pattern");
-			goto fail;
-		}
-		d->kind = DST_WILDCARD;
-		goto name;
-	}
-	if (bracket || memchr(host, '/', hlen) || memchr(host, ':', hlen) ||
-	    looks_numeric(host, hlen)) {
-		char r2[160];
-		if (!cidr_prefix_parse_reason(host, hlen, &d->prefix, r2, sizeof r2)) {
-			snprintf(reason, rlen, "%s", r2);
-			goto fail;
-		}
-		if (bracket && d->prefix.addr.family != AF_INET6 &&
-		    memchr(host, ':', hlen) == NULL) {
-			snprintf(reason, rlen, "has an IPv4 prefix in brackets; brackets are for IPv6");
-			goto fail;
-		}
-		d->kind = DST_PREFIX;
-		return true;
-	}
-	if (hostname_problem(host, hlen)) {
-		snprintf(reason, rlen,
-			 "is not a valid host; expected a prefix, a DNS name, *.DOMAIN, tailnet, "
-			 "peers or routes");
-		goto fail;
-	}
-	d->kind = DST_HOST;
-name:
-	{
-		const char *h = d->kind == DST_WILDCARD ? host + 2 : host;
-		size_t n = d->kind == DST_WILDCARD ? hlen - 2 : hlen;
-		if (n && h[n - 1] == '.')
-			n--;
-		d->host = malloc(n + 1);
-		if (!d->host)
-			goto fail;
-		for (size_t i = 0; i < n; i++)
-			d->host[i] = text_lower(h[i]);
-		d->host[n] = '\0';
-	}
-	return true;
-fail:
-	free(d->ports);
-	d->ports = NULL;
-	return false;
-}
-
-static void dst_free(struct dst *d)
-{
-	free(d->ports);
-	free(d->host);
-}
-
-bool policy_dst_check(const char *entry, char *err, size_t errlen)
-{
-	struct dst d;
-	char reason[200], q[256];
-	if (parse_dst(entry, &d, reason, sizeof reason)) {
-		dst_free(&d);
-		return true;
-	}
-	log_quote(entry, strlen(entry), 80, q, sizeof q);
-	snprintf(err, errlen, "\"%s\": %s", q, reason);
-	return false;
-}
-
-bool policy_dst_covers_all(const char *entry)
-{
-	struct dst d;
-	char reason[200];
-	if (!parse_dst(entry, &d, reason, sizeof reason))
-		return false;
-	bool all = d.kind == DST_ANY ||
-		   (d.kind == DST_PREFIX && cidr_prefix_is_default(&d.prefix));
-	dst_free(&d);
-	return all;
-}
-
-static void format_ports(const struct dst *d, char *buf, size_t len)
-{
-	size_t j = 0;
-	buf[0] = '\0';
-	if (d->n_ports == 1 && d->ports[0].lo == 1 && d->ports[0].hi == 65535) {
-		snprintf(buf, len, "*");
-		return;
-	}
-	for (size_t i = 0; i < d->n_ports && j < len; i++) {
-		if (d->ports[i].lo == d->ports[i].hi)
-			j += (size_t)snprintf(buf + j, len - j, "%s%u", i ? "," : "", d->ports[i].lo);
-		else
-			j += (size_t)snprintf(buf + j, len - j, "%s%u-%u", i ? "," : "",
-					      d->ports[i].lo, d->ports[i].hi);
-	}
-}
-
-static void format_dst(const struct dst *d, char *buf, size_t len)
-{
-	char ports[128], pf[CIDR_PREFIX_STRLEN];
-	format_ports(d, ports, sizeof ports);
-	switch (d->kind) {
-	case DST_PREFIX:
-		cidr_prefix_format(&d->prefix, pf, sizeof pf);
-		if (d->prefix.addr.family == AF_INET6)
-			snprintf(buf, len, "[%s]:%s", pf, ports);
-		else
-			snprintf(buf, len, "%s:%s", pf, ports);
-		break;
-	case DST_ANY:
-		snprintf(buf, len, "*:%s", ports);
-		break;
-	case DST_ROUTES:
-		snprintf(buf, len, "routes:%s", ports);
-		break;
-	case DST_PEERS:
-		snprintf(buf, len, "peers:%s", ports);
-		break;
-	case DST_TAILNET:
-		snprintf(buf, len, "tailnet:%s", ports);
-		break;
-	case DST_HOST:
-		snprintf(buf, len, "%s:%s", d->host, ports);
-		break;
-	case DST_WILDCARD:
-		snprintf(buf, len, "*.%s:%s", d->host, ports);
-		break;
-	}
-}
-
-/* ------------------------------------------------------------------ */
 /* builder */
 
 struct policy_builder *policy_builder_new(void)
@@ -621,7 +244,7 @@ void policy_builder_add_route(struct policy_builder *b, const struct cidr_prefix
 	for (size_t i = 0; i < p->n_routes; i++)
 		if (p->routes[i].bits == pfx->bits && cidr_addr_equal(&p->routes[i].addr, &pfx->addr))
 			return;
-	if (!grow((void **)&p->routes, &p->cap_routes, p->n_routes + 1, sizeof *p->routes))
+	if (!policy_grow((void **)&p->routes, &p->cap_routes, p->n_routes + 1, sizeof *p->routes))
 		return;
 	p->routes[p->n_routes++] = *pfx;
 }
@@ -665,7 +288,7 @@ bool policy_builder_add_user(struct policy_builder *b, const char *name, const c
 static void rule_free(struct rule *r)
 {
 	for (size_t i = 0; i < r->n_dst; i++)
-		dst_free(&r->dst[i]);
+		policy_dst_free(&r->dst[i]);
 	free(r->dst);
 	free(r->src);
 	for (size_t i = 0; i < r->n_users; i++)
@@ -705,7 +328,7 @@ static char *rule_canonical_text(const struct rule *r)
 	len += (size_t)snprintf(t + len, cap - len, " dst=");
 	for (size_t i = 0; i < r->n_dst; i++) {
 		char d[300];
-		format_dst(&r->dst[i], d, sizeof d);
+		policy_dst_format(&r->dst[i], d, sizeof d);
 		len += (size_t)snprintf(t + len, cap - len, "%s%s", i ? "," : "", d);
 	}
 	if (r->via == POLICY_VIA_DIRECT)
@@ -738,7 +361,7 @@ bool policy_builder_add_rule(struct policy_builder *b, const struct policy_rule_
 	}
 	for (size_t i = 0; i < spec->n_dst; i++) {
 		const char *e = spec->dst[i] ? spec->dst[i] : "";
-		if (!parse_dst(e, &r.dst[i], reason, sizeof reason)) {
+		if (!policy_dst_parse(e, &r.dst[i], reason, sizeof reason)) {
 			log_quote(e, strlen(e), 80, q, sizeof q);
 			snprintf(err, errlen, "dst[%zu]: \"%s\": %s", i, q, reason);
 			goto fail;
@@ -785,7 +408,7 @@ bool policy_builder_add_rule(struct policy_builder *b, const struct policy_rule_
 	r.text = spec->name && spec->name[0] ? strdup(spec->name) : r.canon;
 	if (!r.text)
 		goto fail;
-	if (!grow((void **)&p->rules, &p->cap_rules, p->n_rules + 1, sizeof *p->rules))
+	if (!policy_grow((void **)&p->rules, &p->cap_rules, p->n_rules + 1, sizeof *p->rules))
 		goto fail;
 	p->rules[p->n_rules++] = r;
 	return true;
@@ -800,7 +423,7 @@ static bool trie_insert(struct trie *t, const struct cidr_prefix *pfx, uint32_t 
 			uint32_t dst)
 {
 	if (t->n_nodes == 0) {
-		if (!grow((void **)&t->nodes, &t->cap_nodes, 1, sizeof *t->nodes))
+		if (!policy_grow((void **)&t->nodes, &t->cap_nodes, 1, sizeof *t->nodes))
 			return false;
 		memset(&t->nodes[0], 0, sizeof t->nodes[0]);
 		t->n_nodes = 1;
@@ -809,14 +432,14 @@ static bool trie_insert(struct trie *t, const struct cidr_prefix *pfx, uint32_t 
 	for (unsigned i = 0; i < pfx->bits; i++) {
 		int bit = cidr_addr_bit(&pfx->addr, i);
 		if (t->nodes[n].child[bit] == 0) {
-			if (!grow((void **)&t->nodes, &t->cap_nodes, t->n_nodes + 1, sizeof *t->nodes))
+			if (!policy_grow((void **)&t->nodes, &t->cap_nodes, t->n_nodes + 1, sizeof *t->nodes))
 				return false;
 			memset(&t->nodes[t->n_nodes], 0, sizeof t->nodes[0]);
 			t->nodes[n].child[bit] = (uint32_t)t->n_nodes++;
 		}
 		n = t->nodes[n].child[bit];
 	}
-	if (!grow((void **)&t->entries, &t->cap_entries, t->n_entries + 1, sizeof *t->entries))
+	if (!policy_grow((void **)&t->entries, &t->cap_entries, t->n_entries + 1, sizeof *t->entries))
 		return false;
 	struct trie_entry *e = &t->entries[t->n_entries];
 	e->rule = rule;
@@ -918,7 +541,7 @@ static bool ix_build_node(struct ix_build *bd, uint32_t n, uint32_t g, uint32_t 
 	}
 	size_t o = ix->n_words, need = IX_HDR + n_children + n_leaves;
 	if (o + need > UINT32_MAX ||
-	    !grow((void **)&ix->words, &ix->cap_words, o + need, sizeof *ix->words))
+	    !policy_grow((void **)&ix->words, &ix->cap_words, o + need, sizeof *ix->words))
 		return false;
 	ix->n_words += need;
 	memcpy(&ix->words[o], &children, sizeof children);
@@ -1023,7 +646,7 @@ static int name_cmp(const void *a, const void *b)
 
 static bool name_add(struct name_index *ix, const char *key, uint32_t rule, uint32_t dst)
 {
-	if (!grow((void **)&ix->v, &ix->cap, ix->n + 1, sizeof *ix->v))
+	if (!policy_grow((void **)&ix->v, &ix->cap, ix->n + 1, sizeof *ix->v))
 		return false;
 	ix->v[ix->n].key = key;
 	ix->v[ix->n].rule = rule;
@@ -1148,14 +771,6 @@ void policy_free(struct policy *p)
 /* ------------------------------------------------------------------ */
 /* decisions */
 
-static bool port_match(const struct dst *d, uint16_t port)
-{
-	for (size_t i = 0; i < d->n_ports; i++)
-		if (port >= d->ports[i].lo && port <= d->ports[i].hi)
-			return true;
-	return false;
-}
-
 /* Source and user conditions of a rule. */
 static bool meta_match(const struct rule *r, const struct policy_query *q)
 {
@@ -1247,7 +862,7 @@ static const struct ix_entry *ix_lookup(const struct policy *p, const struct pre
 			bool ok;
 			if (e->dst & IX_SLOW) {
 				const struct rule *r = &p->rules[e->rule];
-				ok = port_match(&r->dst[e->dst & IX_DST_MASK], q->port) &&
+				ok = policy_dst_port_match(&r->dst[e->dst & IX_DST_MASK], q->port) &&
 				     meta_match(r, q);
 			} else {
 				ok = q->port >= e->lo && q->port <= e->hi;
@@ -1278,7 +893,7 @@ static uint32_t names_lookup(const struct policy *p, const struct name_index *ix
 		if (e->rule >= best)
 			break;
 		const struct rule *r = &p->rules[e->rule];
-		if (port_match(&r->dst[e->dst], q->port) && meta_match(r, q))
+		if (policy_dst_port_match(&r->dst[e->dst], q->port) && meta_match(r, q))
 			return e->rule;
 	}
 	return best;
@@ -1365,7 +980,7 @@ static uint32_t dyn_match(const struct policy *p, const struct policy_query *q,
 	for (size_t i = 0; i < p->n_dyn && p->dyn[i].rule < best; i++) {
 		const struct rule *r = &p->rules[p->dyn[i].rule];
 		const struct dst *d = &r->dst[p->dyn[i].dst];
-		if ((only_deny && r->action != POLICY_DENY) || !port_match(d, q->port) ||
+		if ((only_deny && r->action != POLICY_DENY) || !policy_dst_port_match(d, q->port) ||
 		    !meta_match(r, q))
 			continue;
 		if (dyn_covers(d->kind, carrier))
@@ -1696,7 +1311,7 @@ bool policy_precheck(const struct policy *p, const struct policy_query *q,
 		for (size_t k = 0; k < r->n_dst && !port_ok; k++)
 			if (r->dst[k].kind == DST_PREFIX || r->dst[k].kind == DST_ANY ||
 			    (r->dst[k].kind == DST_ROUTES && p->n_routes))
-				port_ok = port_match(&r->dst[k], qq.port);
+				port_ok = policy_dst_port_match(&r->dst[k], qq.port);
 		if (port_ok) {
 			a = ri;
 			break;
@@ -1707,7 +1322,7 @@ bool policy_precheck(const struct policy *p, const struct policy_query *q,
 	for (size_t i = 0; i < p->n_dyn && p->dyn[i].rule < (a < h ? a : h); i++) {
 		const struct rule *r = &p->rules[p->dyn[i].rule];
 		if (r->action != POLICY_ACCEPT || !meta_match(r, &qq) ||
-		    !port_match(&r->dst[p->dyn[i].dst], qq.port))
+		    !policy_dst_port_match(&r->dst[p->dyn[i].dst], qq.port))
 			continue;
 		if (view_running(qq.view) && qq.view->n_entries) {
 			a = p->dyn[i].rule;
