@@ -7,11 +7,14 @@
  * users, rules in file order); policy_builder_finish puts each rule's
  * destinations into the index (policy_index.c) or, for the tailnet
  * aliases of a live policy, into a list matched against each query's
- * view. policy_decide (conn.c and target.c, once per address) applies
- * the guards, then the first matching rule among the index's, the name
- * rules' and the aliases', then the tailnet's carriage; policy_precheck
- * (target.c) answers before a name is resolved. The destination grammar
- * is policy_dst.c's; what the three share is in policy_internal.h.
+ * view. policy_decide (conn.c and target.c, for each address) applies
+ * the guards, then the rules, first match wins (address and name rules
+ * through the index, live aliases here), then asks the view whether the
+ * tailnet carries the address; policy_precheck (target.c) answers before
+ * a name is resolved. The users' functions are together at the end.
+ *
+ * The destination grammar is policy_dst.c's; what the three files share
+ * is in policy_internal.h.
  */
 #include "policy_internal.h"
 
@@ -177,12 +180,6 @@ void policy_builder_set_upstream(struct policy_builder *b, const struct cidr_add
 	b->p->have_upstream = true;
 	b->p->upstream_addr = *a;
 	b->p->upstream_port = port;
-}
-
-bool policy_builder_add_user(struct policy_builder *b, const char *name, const char *hash,
-			     char *err, size_t errlen)
-{
-	return auth_users_add(b->p->users, name, hash, err, errlen);
 }
 
 static void rule_free(struct rule *r)
@@ -849,22 +846,8 @@ bool policy_precheck(const struct policy *p, const struct policy_query *q,
 	return false;
 }
 
-bool policy_auth_required(const struct policy *p)
-{
-	return auth_users_count(p->users) > 0;
-}
-
-bool policy_authenticate(const struct policy *p, const char *user, const char *pass)
-{
-	if (!user || !pass)
-		return false;
-	return auth_users_verify(p->users, user, pass);
-}
-
-bool policy_authenticate_cached(const struct policy *p, const char *user, const char *pass)
-{
-	return user && pass && auth_users_verify_cached(p->users, user, pass);
-}
+/* ------------------------------------------------------------------ */
+/* accessors */
 
 const char *const *policy_guard_names(void)
 {
@@ -899,6 +882,37 @@ size_t policy_route_count(const struct policy *p)
 const struct cidr_prefix *policy_route(const struct policy *p, size_t i)
 {
 	return i < p->n_routes ? &p->routes[i] : NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* users */
+
+/* The credentials clients log in with live in a struct auth_users
+ * (auth.c). Besides the functions below, only policy_builder_new and
+ * policy_free (which create and free it) and policy_builder_add_rule
+ * (which checks a rule's users against it) touch it. */
+
+bool policy_builder_add_user(struct policy_builder *b, const char *name, const char *hash,
+			     char *err, size_t errlen)
+{
+	return auth_users_add(b->p->users, name, hash, err, errlen);
+}
+
+bool policy_auth_required(const struct policy *p)
+{
+	return auth_users_count(p->users) > 0;
+}
+
+bool policy_authenticate(const struct policy *p, const char *user, const char *pass)
+{
+	if (!user || !pass)
+		return false;
+	return auth_users_verify(p->users, user, pass);
+}
+
+bool policy_authenticate_cached(const struct policy *p, const char *user, const char *pass)
+{
+	return user && pass && auth_users_verify_cached(p->users, user, pass);
 }
 
 size_t policy_user_count(const struct policy *p)
