@@ -2,137 +2,30 @@
  * policy: guards, rules, routes and users compiled into one immutable
  * object, and the pure decision functions over it.
  *
- * Index: every prefix destination (including the expansion of "routes:" and
- * "*") is first put at its node of a binary trie per family (one trie with
- * every rule, one with deny rules only), which is then compiled into a
- * multibit trie (6 bits per level, nodes of two bitmaps and two base
- * indexes in one contiguous array) whose leaves name the deepest prefix
- * covering the address; from there a chain of shorter covering prefixes
- * holds the candidate rules, scanned in rule order, stopping at the first
- * match or once no rule left on the chain can beat the best found so far.
- * The cost grows with the number of nested prefixes covering the address
- * and the rules sharing one prefix, not with the number of rules; a lookup
- * touches at most 6 nodes for IPv4. Hostname and *.domain destinations live
- * in sorted arrays looked up by the name and each of its parent domains.
+ * The builder collects what the configuration hands in (config.c: the
+ * guards it lifts, routes, this host's addresses, the upstream proxy,
+ * users, rules in file order); policy_builder_finish puts each rule's
+ * destinations into the index (policy_index.c) or, for the tailnet
+ * aliases of a live policy, into a list matched against each query's
+ * view. policy_decide (conn.c and target.c, for each address) applies
+ * the guards, then the rules, first match wins (address and name rules
+ * through the index, live aliases here), then asks the view whether the
+ * tailnet carries the address; policy_precheck (target.c) answers before
+ * a name is resolved. The users' functions are together at the end.
+ *
+ * The destination grammar is policy_dst.c's; what the three files share
+ * is in policy_internal.h.
  */
-#include "tailfence/policy.h"
-#include "tailfence/log.h"
+#include "policy_internal.h"
 
 #include "tailfence/auth.h"
 #include "tailfence/hostname.h"
-#include "tailfence/text.h"
+#include "tailfence/log.h"
 
-#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* DST_ROUTES, DST_PEERS and DST_TAILNET are the aliases of what the
- * tailnet carries: compiled from the configured routes in a static policy,
- * matched against each query's view in a live one. */
-enum dst_kind { DST_PREFIX, DST_ANY, DST_ROUTES, DST_PEERS, DST_TAILNET, DST_HOST, DST_WILDCARD };
-
-struct port_range {
-	uint16_t lo, hi;
-};
-
-struct dst {
-	enum dst_kind kind;
-	struct cidr_prefix prefix;	/* DST_PREFIX */
-	char *host;			/* DST_HOST: name; DST_WILDCARD: domain after "*." */
-	struct port_range *ports;
-	size_t n_ports;
-};
-
-struct rule {
-	enum policy_action action;
-	enum policy_via via;
-	char *text;		/* name, or canon */
-	char *canon;		/* canonical text */
-	struct dst *dst;
-	size_t n_dst;
-	struct cidr_prefix *src;
-	size_t n_src;
-	char **users;		/* NULL with n_users 0: any user */
-	size_t n_users;
-};
-
-/* Build-time binary trie: one node per prefix bit, entries listed at the
- * node where their prefix ends. Compiled into a prefix_index, then freed. */
-struct trie_entry {
-	uint32_t rule, dst;
-	uint32_t next;		/* index + 1 into entries; 0 ends */
-};
-
-struct trie_node {
-	uint32_t child[2];	/* index into nodes; 0 = none (root is 0, never a child) */
-	uint32_t head;		/* first entry + 1; 0 = none */
-};
-
-struct trie {
-	struct trie_node *nodes;
-	size_t n_nodes, cap_nodes;
-	struct trie_entry *entries;
-	size_t n_entries, cap_entries;
-};
-
-/* The compiled index. Every distinct prefix is a group: a header cell
- * (the group of the next shorter prefix covering it, the lowest rule index
- * on that chain, the number of entries) followed by its entries in rule
- * order, each carrying what a decision needs (port range, action, via),
- * so the common case never reads the rule itself; cells are 12 bytes, as
- * the index must stay small to stay in the cache. The address
- * space is cut into a multibit trie of IX_STRIDE bits per level. A node is
- * a record in one array of 32-bit words: a bitmap of the slots with a child
- * node, a bitmap of the slots where a run of equal leaves starts, the
- * children's offsets, then the leaves; a slot's child or leaf is found by
- * counting bits, next to the bitmaps. A leaf is the deepest group covering
- * the slot (pushed down from shorter prefixes). A lookup reads at most 6
- * node records for IPv4 (22 for IPv6), then walks the group chain, stopping
- * when the chain's lowest rule cannot beat the best match so far. */
-#define IX_STRIDE 6
-#define IX_NONE UINT32_MAX
-#define IX_SLOW 0x80000000u	/* in ix_entry.dst: the full check is needed */
-#define IX_ACCEPT 0x40000000u	/* in ix_entry.dst: an accept rule */
-#define IX_DIRECT 0x20000000u	/* in ix_entry.dst: via direct */
-#define IX_UPSTREAM 0x10000000u	/* in ix_entry.dst: via upstream (any path) */
-#define IX_DST_MASK 0x0fffffffu
-#define IX_HDR 4		/* words before a node's child offsets */
-
-struct ix_entry {
-	uint32_t rule;
-	uint32_t dst;		/* index into the rule's dst | IX_SLOW | IX_ACCEPT | IX_DIRECT */
-	uint16_t lo, hi;	/* the dst's one port range (without IX_SLOW) */
-};
-
-struct ix_group {
-	uint32_t parent;	/* cell of the next shorter covering prefix, or IX_NONE */
-	uint32_t min_rule;	/* lowest rule in this group and its ancestors */
-	uint32_t count;		/* entries in the cells that follow */
-};
-
-union ix_cell {
-	struct ix_group g;
-	struct ix_entry e;
-};
-
-struct prefix_index {
-	uint32_t *words;	/* node records; the root at 0 */
-	size_t n_words, cap_words;
-	union ix_cell *cells;	/* groups, each followed by its entries */
-	size_t n_cells;
-};
-
-struct name_entry {
-	const char *key;	/* borrowed from the rule's dst */
-	uint32_t rule, dst;
-};
-
-struct name_index {
-	struct name_entry *v;
-	size_t n, cap;
-};
 
 enum guard_id {
 	GUARD_LOOPBACK,
@@ -193,8 +86,7 @@ struct policy {
 	struct cidr_prefix guard_pfx[N_GUARD_PREFIXES];
 	struct auth_users *users;
 
-	struct prefix_index all[2], deny[2];	/* [0] IPv4, [1] IPv6 */
-	struct name_index hosts, wildcards;
+	struct policy_index ix;		/* addresses and names of every rule */
 	const char **texts;		/* rule texts, dense, for decisions from the index */
 	uint32_t *addr_accepts;		/* accept rules with an address dst, in order */
 	size_t n_addr_accepts;
@@ -205,11 +97,7 @@ struct policy {
 
 struct policy_builder {
 	struct policy *p;
-	struct trie all[2], deny[2];	/* filled by policy_builder_finish */
 };
-
-static void trie_free(struct trie *t);
-static void ix_free(struct prefix_index *ix);
 
 static bool addr_in(const struct cidr_addr *v, size_t n, const struct cidr_addr *a)
 {
@@ -217,364 +105,6 @@ static bool addr_in(const struct cidr_addr *v, size_t n, const struct cidr_addr 
 		if (cidr_addr_equal(&v[i], a))
 			return true;
 	return false;
-}
-
-/* ------------------------------------------------------------------ */
-/* small helpers */
-
-static void *xrealloc(void *ptr, size_t n, size_t size)
-{
-	if (size && n > SIZE_MAX / size)
-		return NULL;
-	size_t bytes = n * size;
-	return realloc(ptr, bytes ? bytes : 1);
-}
-
-static bool grow(void **v, size_t *cap, size_t need, size_t size)
-{
-	if (need <= *cap)
-		return true;
-	size_t nc = *cap ? *cap * 2 : 8;
-	while (nc < need)
-		nc *= 2;
-	void *n = xrealloc(*v, nc, size);
-	if (!n)
-		return false;
-	*v = n;
-	*cap = nc;
-	return true;
-}
-
-
-/* ------------------------------------------------------------------ */
-/* parsing rule destinations */
-
-/* PORTS: "*", "N", "N-M", comma lists thereof. */
-static bool parse_ports(const char *s, size_t len, struct port_range **out, size_t *n_out,
-			char *reason, size_t rlen)
-{
-	struct port_range *v = NULL;
-	size_t n = 0, cap = 0;
-
-	*out = NULL;
-	*n_out = 0;
-	if (len == 0) {
-		snprintf(reason, rlen, "has an empty port list; expected *, N, N-M or a comma list");
-		return false;
-	}
-	if (len == 1 && s[0] == '*') {
-		v = malloc(sizeof *v);
-		if (!v)
-			return false;
-		v->lo = 1;
-		v->hi = 65535;
-		*out = v;
-		*n_out = 1;
-		return true;
-	}
-	size_t i = 0;
-	while (i <= len) {
-		size_t j = i;
-		while (j < len && s[j] != ',')
-			j++;
-		/* one item s[i..j) */
-		unsigned long lohi[2] = { 0, 0 };
-		int part = 0;
-		size_t k = i;
-		if (k == j) {
-			snprintf(reason, rlen, "has an empty item in its port list");
-			goto fail;
-		}
-		for (;;) {
-			size_t start = k;
-			unsigned long val = 0;
-			while (k < j && s[k] >= '0' && s[k] <= '9') {
-				if (val <= 65535)
-					val = val * 10 + (unsigned)(s[k] - '0');
-				k++;
-			}
-			if (k == start) {
-				snprintf(reason, rlen,
-					 "has a bad port list; expected *, N, N-M or a comma list of them");
-				goto fail;
-			}
-			if (s[start] == '0' && k - start > 1) {
-				snprintf(reason, rlen, "has a port with a leading zero");
-				goto fail;
-			}
-			if (val < 1 || val > 65535) {
-				snprintf(reason, rlen, "has port %.*s; ports are 1 to 65535",
-					 (int)(k - start > 10 ? 10 : k - start), s + start);
-				goto fail;
-			}
-			lohi[part] = val;
-			if (k < j && s[k] == '-' && part == 0) {
-				part = 1;
-				k++;
-				continue;
-			}
-			break;
-		}
-		if (k != j) {
-			snprintf(reason, rlen,
-				 "has a bad port list; expected *, N, N-M or a comma list of them");
-			goto fail;
-		}
-		if (part == 0)
-			lohi[1] = lohi[0];
-		if (lohi[0] > lohi[1]) {
-			snprintf(reason, rlen, "has port range %lu-%lu whose start is after its end",
-				 lohi[0], lohi[1]);
-			goto fail;
-		}
-		if (!grow((void **)&v, &cap, n + 1, sizeof *v))
-			goto fail;
-		v[n].lo = (uint16_t)lohi[0];
-		v[n].hi = (uint16_t)lohi[1];
-		n++;
-		i = j + 1;
-	}
-	*out = v;
-	*n_out = n;
-	return true;
-fail:
-	free(v);
-	return false;
-}
-
-static bool looks_numeric(const char *s, size_t len)
-{
-	for (size_t i = 0; i < len; i++)
-		if (!((s[i] >= '0' && s[i] <= '9') || s[i] == '.'))
-			return false;
-	return true;
-}
-
-/* Parses one dst entry into d (ports and host allocated). reason gets the
- * tail of the message (the caller quotes the entry). */
-static bool parse_dst(const char *s, struct dst *d, char *reason, size_t rlen)
-{
-	size_t len = strlen(s);
-	const char *host = s;
-	size_t hlen = len;
-	const char *ports = NULL;
-	size_t plen = 0;
-	bool bracket = false;
-
-	memset(d, 0, sizeof *d);
-	if (len == 0) {
-		snprintf(reason, rlen, "is empty; expected HOST:PORTS such as 10.0.0.0/24:443");
-		return false;
-	}
-	if (s[0] == '[') {
-		const char *rb = memchr(s, ']', len);
-		if (!rb) {
-			snprintf(reason, rlen, "has \"[\" without \"]\"");
-			return false;
-		}
-		host = s + 1;
-		hlen = (size_t)(rb - host);
-		bracket = true;
-		if ((size_t)(rb - s) + 1 < len) {
-			if (rb[1] != ':') {
-				snprintf(reason, rlen, "has unexpected characters after \"]\"; expected :PORTS");
-				return false;
-			}
-			ports = rb + 2;
-			plen = len - (size_t)(ports - s);
-		}
-	} else {
-		const char *slash = memchr(s, '/', len);
-		const char *colon = NULL;
-		if (slash) {
-			colon = memchr(slash, ':', len - (size_t)(slash - s));
-		} else {
-			size_t ncolon = 0;
-			for (size_t i = 0; i < len; i++)
-				if (s[i] == ':')
-					ncolon++;
-			if (ncolon == 1) {
-				colon = memchr(s, ':', len);
-			} else if (ncolon >= 2) {
-				struct cidr_addr a;
-				if (cidr_addr_parsen(s, len, &a)) {
-					colon = NULL;	/* a bare IPv6 address: every port */
-				} else {
-					const char *last = strrchr(s, ':');
-					if (cidr_addr_parsen(s, (size_t)(last - s), &a))
-						snprintf(reason, rlen,
-							 "is ambiguous; write an IPv6 address with ports as [%.*s]:%s",
-							 (int)(last - s > 46 ? 46 : last - s), s, last + 1);
-					else
-						snprintf(reason, rlen,
-							 "is not HOST:PORTS; IPv6 addresses with ports go in brackets ([fd00::1]:443)");
-					return false;
-				}
-			}
-		}
-		if (colon) {
-			hlen = (size_t)(colon - s);
-			ports = colon + 1;
-			plen = len - hlen - 1;
-		}
-	}
-
-	if (ports) {
-		if (!parse_ports(ports, plen, &d->ports, &d->n_ports, reason, rlen))
-			return false;
-	} else {
-		if (!parse_ports("*", 1, &d->ports, &d->n_ports, reason, rlen))
-			return false;
-	}
-
-	if (hlen == 0) {
-		snprintf(reason, rlen, "has an empty host; expected a prefix, a name, *.DOMAIN, "
-			 "tailnet, peers or routes");
-		goto fail;
-	}
-	static const struct {
-		const char *name;
-		enum dst_kind kind;
-	} aliases[] = { { "routes", DST_ROUTES }, { "peers", DST_PEERS }, { "tailnet", DST_TAILNET } };
-	for (size_t i = 0; !bracket && i < sizeof aliases / sizeof aliases[0]; i++) {
-		if (hlen == strlen(aliases[i].name) && memcmp(host, aliases[i].name, hlen) == 0) {
-			d->kind = aliases[i].kind;
-			return true;
-		}
-	}
-	if (!bracket && hlen == 1 && host[0] == '*') {
-		d->kind = DST_ANY;
-		return true;
-	}
-	if (!bracket && hlen >= 2 && host[0] == '*' && host[1] == '.') {
-		if (hostname_problem(host + 2, hlen - 2)) {
-			snprintf(reason, rlen, "is not a valid *.DOMAIN pattern");
-			goto fail;
-		}
-		d->kind = DST_WILDCARD;
-		goto name;
-	}
-	if (bracket || memchr(host, '/', hlen) || memchr(host, ':', hlen) ||
-	    looks_numeric(host, hlen)) {
-		char r2[160];
-		if (!cidr_prefix_parse_reason(host, hlen, &d->prefix, r2, sizeof r2)) {
-			snprintf(reason, rlen, "%s", r2);
-			goto fail;
-		}
-		if (bracket && d->prefix.addr.family != AF_INET6 &&
-		    memchr(host, ':', hlen) == NULL) {
-			snprintf(reason, rlen, "has an IPv4 prefix in brackets; brackets are for IPv6");
-			goto fail;
-		}
-		d->kind = DST_PREFIX;
-		return true;
-	}
-	if (hostname_problem(host, hlen)) {
-		snprintf(reason, rlen,
-			 "is not a valid host; expected a prefix, a DNS name, *.DOMAIN, tailnet, "
-			 "peers or routes");
-		goto fail;
-	}
-	d->kind = DST_HOST;
-name:
-	{
-		const char *h = d->kind == DST_WILDCARD ? host + 2 : host;
-		size_t n = d->kind == DST_WILDCARD ? hlen - 2 : hlen;
-		if (n && h[n - 1] == '.')
-			n--;
-		d->host = malloc(n + 1);
-		if (!d->host)
-			goto fail;
-		for (size_t i = 0; i < n; i++)
-			d->host[i] = text_lower(h[i]);
-		d->host[n] = '\0';
-	}
-	return true;
-fail:
-	free(d->ports);
-	d->ports = NULL;
-	return false;
-}
-
-static void dst_free(struct dst *d)
-{
-	free(d->ports);
-	free(d->host);
-}
-
-bool policy_dst_check(const char *entry, char *err, size_t errlen)
-{
-	struct dst d;
-	char reason[200], q[256];
-	if (parse_dst(entry, &d, reason, sizeof reason)) {
-		dst_free(&d);
-		return true;
-	}
-	log_quote(entry, strlen(entry), 80, q, sizeof q);
-	snprintf(err, errlen, "\"%s\": %s", q, reason);
-	return false;
-}
-
-bool policy_dst_covers_all(const char *entry)
-{
-	struct dst d;
-	char reason[200];
-	if (!parse_dst(entry, &d, reason, sizeof reason))
-		return false;
-	bool all = d.kind == DST_ANY ||
-		   (d.kind == DST_PREFIX && cidr_prefix_is_default(&d.prefix));
-	dst_free(&d);
-	return all;
-}
-
-static void format_ports(const struct dst *d, char *buf, size_t len)
-{
-	size_t j = 0;
-	buf[0] = '\0';
-	if (d->n_ports == 1 && d->ports[0].lo == 1 && d->ports[0].hi == 65535) {
-		snprintf(buf, len, "*");
-		return;
-	}
-	for (size_t i = 0; i < d->n_ports && j < len; i++) {
-		if (d->ports[i].lo == d->ports[i].hi)
-			j += (size_t)snprintf(buf + j, len - j, "%s%u", i ? "," : "", d->ports[i].lo);
-		else
-			j += (size_t)snprintf(buf + j, len - j, "%s%u-%u", i ? "," : "",
-					      d->ports[i].lo, d->ports[i].hi);
-	}
-}
-
-static void format_dst(const struct dst *d, char *buf, size_t len)
-{
-	char ports[128], pf[CIDR_PREFIX_STRLEN];
-	format_ports(d, ports, sizeof ports);
-	switch (d->kind) {
-	case DST_PREFIX:
-		cidr_prefix_format(&d->prefix, pf, sizeof pf);
-		if (d->prefix.addr.family == AF_INET6)
-			snprintf(buf, len, "[%s]:%s", pf, ports);
-		else
-			snprintf(buf, len, "%s:%s", pf, ports);
-		break;
-	case DST_ANY:
-		snprintf(buf, len, "*:%s", ports);
-		break;
-	case DST_ROUTES:
-		snprintf(buf, len, "routes:%s", ports);
-		break;
-	case DST_PEERS:
-		snprintf(buf, len, "peers:%s", ports);
-		break;
-	case DST_TAILNET:
-		snprintf(buf, len, "tailnet:%s", ports);
-		break;
-	case DST_HOST:
-		snprintf(buf, len, "%s:%s", d->host, ports);
-		break;
-	case DST_WILDCARD:
-		snprintf(buf, len, "*.%s:%s", d->host, ports);
-		break;
-	}
 }
 
 /* ------------------------------------------------------------------ */
@@ -607,10 +137,6 @@ void policy_builder_free(struct policy_builder *b)
 {
 	if (!b)
 		return;
-	for (int f = 0; f < 2; f++) {
-		trie_free(&b->all[f]);
-		trie_free(&b->deny[f]);
-	}
 	policy_free(b->p);
 	free(b);
 }
@@ -621,7 +147,7 @@ void policy_builder_add_route(struct policy_builder *b, const struct cidr_prefix
 	for (size_t i = 0; i < p->n_routes; i++)
 		if (p->routes[i].bits == pfx->bits && cidr_addr_equal(&p->routes[i].addr, &pfx->addr))
 			return;
-	if (!grow((void **)&p->routes, &p->cap_routes, p->n_routes + 1, sizeof *p->routes))
+	if (!policy_grow((void **)&p->routes, &p->cap_routes, p->n_routes + 1, sizeof *p->routes))
 		return;
 	p->routes[p->n_routes++] = *pfx;
 }
@@ -656,16 +182,10 @@ void policy_builder_set_upstream(struct policy_builder *b, const struct cidr_add
 	b->p->upstream_port = port;
 }
 
-bool policy_builder_add_user(struct policy_builder *b, const char *name, const char *hash,
-			     char *err, size_t errlen)
-{
-	return auth_users_add(b->p->users, name, hash, err, errlen);
-}
-
 static void rule_free(struct rule *r)
 {
 	for (size_t i = 0; i < r->n_dst; i++)
-		dst_free(&r->dst[i]);
+		policy_dst_free(&r->dst[i]);
 	free(r->dst);
 	free(r->src);
 	for (size_t i = 0; i < r->n_users; i++)
@@ -705,7 +225,7 @@ static char *rule_canonical_text(const struct rule *r)
 	len += (size_t)snprintf(t + len, cap - len, " dst=");
 	for (size_t i = 0; i < r->n_dst; i++) {
 		char d[300];
-		format_dst(&r->dst[i], d, sizeof d);
+		policy_dst_format(&r->dst[i], d, sizeof d);
 		len += (size_t)snprintf(t + len, cap - len, "%s%s", i ? "," : "", d);
 	}
 	if (r->via == POLICY_VIA_DIRECT)
@@ -738,7 +258,7 @@ bool policy_builder_add_rule(struct policy_builder *b, const struct policy_rule_
 	}
 	for (size_t i = 0; i < spec->n_dst; i++) {
 		const char *e = spec->dst[i] ? spec->dst[i] : "";
-		if (!parse_dst(e, &r.dst[i], reason, sizeof reason)) {
+		if (!policy_dst_parse(e, &r.dst[i], reason, sizeof reason)) {
 			log_quote(e, strlen(e), 80, q, sizeof q);
 			snprintf(err, errlen, "dst[%zu]: \"%s\": %s", i, q, reason);
 			goto fail;
@@ -785,7 +305,7 @@ bool policy_builder_add_rule(struct policy_builder *b, const struct policy_rule_
 	r.text = spec->name && spec->name[0] ? strdup(spec->name) : r.canon;
 	if (!r.text)
 		goto fail;
-	if (!grow((void **)&p->rules, &p->cap_rules, p->n_rules + 1, sizeof *p->rules))
+	if (!policy_grow((void **)&p->rules, &p->cap_rules, p->n_rules + 1, sizeof *p->rules))
 		goto fail;
 	p->rules[p->n_rules++] = r;
 	return true;
@@ -796,256 +316,14 @@ fail:
 	return false;
 }
 
-static bool trie_insert(struct trie *t, const struct cidr_prefix *pfx, uint32_t rule,
-			uint32_t dst)
-{
-	if (t->n_nodes == 0) {
-		if (!grow((void **)&t->nodes, &t->cap_nodes, 1, sizeof *t->nodes))
-			return false;
-		memset(&t->nodes[0], 0, sizeof t->nodes[0]);
-		t->n_nodes = 1;
-	}
-	uint32_t n = 0;
-	for (unsigned i = 0; i < pfx->bits; i++) {
-		int bit = cidr_addr_bit(&pfx->addr, i);
-		if (t->nodes[n].child[bit] == 0) {
-			if (!grow((void **)&t->nodes, &t->cap_nodes, t->n_nodes + 1, sizeof *t->nodes))
-				return false;
-			memset(&t->nodes[t->n_nodes], 0, sizeof t->nodes[0]);
-			t->nodes[n].child[bit] = (uint32_t)t->n_nodes++;
-		}
-		n = t->nodes[n].child[bit];
-	}
-	if (!grow((void **)&t->entries, &t->cap_entries, t->n_entries + 1, sizeof *t->entries))
-		return false;
-	struct trie_entry *e = &t->entries[t->n_entries];
-	e->rule = rule;
-	e->dst = dst;
-	e->next = t->nodes[n].head;	/* prepended; reversed in trie_finish */
-	t->nodes[n].head = (uint32_t)++t->n_entries;
-	return true;
-}
-
-static void trie_finish(struct trie *t)
-{
-	for (size_t n = 0; n < t->n_nodes; n++) {
-		uint32_t prev = 0, cur = t->nodes[n].head;
-		while (cur) {
-			uint32_t next = t->entries[cur - 1].next;
-			t->entries[cur - 1].next = prev;
-			prev = cur;
-			cur = next;
-		}
-		t->nodes[n].head = prev;
-	}
-}
-
-static void trie_free(struct trie *t)
-{
-	free(t->nodes);
-	free(t->entries);
-	memset(t, 0, sizeof *t);
-}
-
-static void ix_free(struct prefix_index *ix)
-{
-	free(ix->words);
-	free(ix->cells);
-}
-
-struct ix_build {
-	const struct policy *p;
-	const struct trie *t;
-	uint32_t *group_of;		/* binary trie node -> group cell, or IX_NONE */
-	struct prefix_index *ix;
-};
-
-/* One of a stride node's slots while it is being built: the binary trie
- * node that continues below it (IX_NONE for a leaf) and the deepest group
- * covering it. */
-struct ix_slot {
-	uint32_t node, group;
-};
-
-/* Walks IX_STRIDE levels of the binary trie below node n (covered by group
- * g), filling slots[v << (IX_STRIDE - level) ...]. */
-static void ix_fill(const struct ix_build *bd, uint32_t n, unsigned level, unsigned v,
-		    uint32_t g, struct ix_slot *slots)
-{
-	const struct trie_node *tn = &bd->t->nodes[n];
-	if (level == IX_STRIDE) {
-		slots[v].node = (tn->child[0] || tn->child[1]) ? n : IX_NONE;
-		slots[v].group = g;
-		return;
-	}
-	for (unsigned b = 0; b < 2; b++) {
-		uint32_t c = tn->child[b];
-		unsigned vv = v << 1 | b;
-		if (c) {
-			uint32_t cg = bd->group_of[c] != IX_NONE ? bd->group_of[c] : g;
-			ix_fill(bd, c, level + 1, vv, cg, slots);
-		} else {
-			unsigned span = 1u << (IX_STRIDE - 1 - level);
-			for (unsigned k = vv * span; k < (vv + 1) * span; k++) {
-				slots[k].node = IX_NONE;
-				slots[k].group = g;
-			}
-		}
-	}
-}
-
-/* Appends the node record for binary node n (covered by group g) and,
- * after it, its children's; *out gets its offset. */
-static bool ix_build_node(struct ix_build *bd, uint32_t n, uint32_t g, uint32_t *out)
-{
-	struct ix_slot slots[1u << IX_STRIDE];
-	struct prefix_index *ix = bd->ix;
-	uint64_t children = 0, runs = 0;
-	size_t n_children = 0, n_leaves = 0;
-	uint32_t last = IX_NONE;
-
-	ix_fill(bd, n, 0, 0, g, slots);
-	for (unsigned v = 0; v < (1u << IX_STRIDE); v++) {
-		uint64_t bit = (uint64_t)1 << v;
-		if (slots[v].node != IX_NONE) {
-			children |= bit;
-			n_children++;
-		} else if (n_leaves == 0 || slots[v].group != last) {
-			runs |= bit;
-			n_leaves++;
-			last = slots[v].group;
-		}
-	}
-	size_t o = ix->n_words, need = IX_HDR + n_children + n_leaves;
-	if (o + need > UINT32_MAX ||
-	    !grow((void **)&ix->words, &ix->cap_words, o + need, sizeof *ix->words))
-		return false;
-	ix->n_words += need;
-	memcpy(&ix->words[o], &children, sizeof children);
-	memcpy(&ix->words[o + 2], &runs, sizeof runs);
-	for (unsigned v = 0, k = 0; v < (1u << IX_STRIDE); v++)
-		if (runs & ((uint64_t)1 << v))
-			ix->words[o + IX_HDR + n_children + k++] = slots[v].group;
-	for (unsigned v = 0, k = 0; v < (1u << IX_STRIDE); v++) {
-		if (slots[v].node == IX_NONE)
-			continue;
-		uint32_t child;
-		if (!ix_build_node(bd, slots[v].node, slots[v].group, &child))
-			return false;
-		ix->words[o + IX_HDR + k++] = child;
-	}
-	*out = (uint32_t)o;
-	return true;
-}
-
-/* Compiles binary trie t (entries in rule order at each node) into ix. */
-static bool ix_compile(const struct policy *p, const struct trie *t, struct prefix_index *ix)
-{
-	struct ix_build bd = { .p = p, .t = t, .ix = ix };
-	uint32_t *up = NULL;
-	bool ok = false;
-
-	memset(ix, 0, sizeof *ix);
-	if (t->n_nodes == 0)
-		return true;
-	if (t->n_nodes > UINT32_MAX / 4 || t->n_entries > UINT32_MAX / 4)
-		return false;
-	bd.group_of = calloc(t->n_nodes, sizeof *bd.group_of);
-	up = calloc(t->n_nodes, sizeof *up);
-	ix->cells = calloc(t->n_nodes + t->n_entries, sizeof *ix->cells);
-	if (!bd.group_of || !up || !ix->cells)
-		goto out;
-	/* Groups, parents before children (a child's index is always larger
-	 * than its parent's). up[n]: nearest group strictly above n. */
-	up[0] = IX_NONE;
-	for (size_t n = 0; n < t->n_nodes; n++) {
-		const struct trie_node *tn = &t->nodes[n];
-		uint32_t gid = IX_NONE;
-		if (tn->head) {
-			gid = (uint32_t)ix->n_cells++;
-			struct ix_group *gr = &ix->cells[gid].g;
-			gr->parent = up[n];
-			gr->min_rule = UINT32_MAX;
-			for (uint32_t e = tn->head; e; e = t->entries[e - 1].next) {
-				const struct trie_entry *te = &t->entries[e - 1];
-				const struct rule *r = &p->rules[te->rule];
-				const struct dst *d = &r->dst[te->dst];
-				if (te->dst > IX_DST_MASK)
-					goto out;
-				struct ix_entry *ie = &ix->cells[ix->n_cells++].e;
-				ie->rule = te->rule;
-				ie->dst = te->dst;
-				ie->lo = d->ports[0].lo;
-				ie->hi = d->ports[0].hi;
-				if (d->n_ports != 1 || r->n_src || r->n_users)
-					ie->dst |= IX_SLOW;
-				if (r->action == POLICY_ACCEPT)
-					ie->dst |= IX_ACCEPT;
-				if (r->via == POLICY_VIA_DIRECT)
-					ie->dst |= IX_DIRECT;
-				else if (r->via == POLICY_VIA_UPSTREAM)
-					ie->dst |= IX_UPSTREAM;
-				if (te->rule < gr->min_rule)
-					gr->min_rule = te->rule;
-				gr->count++;
-			}
-			if (gr->parent != IX_NONE && ix->cells[gr->parent].g.min_rule < gr->min_rule)
-				gr->min_rule = ix->cells[gr->parent].g.min_rule;
-		}
-		bd.group_of[n] = gid;
-		uint32_t nearest = gid != IX_NONE ? gid : up[n];
-		for (int b = 0; b < 2; b++)
-			if (tn->child[b])
-				up[tn->child[b]] = nearest;
-	}
-	uint32_t root;
-	ok = ix_build_node(&bd, 0, bd.group_of[0], &root);
-out:
-	free(bd.group_of);
-	free(up);
-	if (!ok) {
-		ix_free(ix);
-		memset(ix, 0, sizeof *ix);
-	}
-	return ok;
-}
-
-static int name_cmp(const void *a, const void *b)
-{
-	const struct name_entry *x = a, *y = b;
-	int c = strcmp(x->key, y->key);
-	if (c)
-		return c;
-	if (x->rule != y->rule)
-		return x->rule < y->rule ? -1 : 1;
-	return x->dst < y->dst ? -1 : x->dst > y->dst;
-}
-
-static bool name_add(struct name_index *ix, const char *key, uint32_t rule, uint32_t dst)
-{
-	if (!grow((void **)&ix->v, &ix->cap, ix->n + 1, sizeof *ix->v))
-		return false;
-	ix->v[ix->n].key = key;
-	ix->v[ix->n].rule = rule;
-	ix->v[ix->n].dst = dst;
-	ix->n++;
-	return true;
-}
-
-static bool index_prefix(struct policy_builder *b, const struct cidr_prefix *pfx, uint32_t ri,
-			 uint32_t di)
-{
-	int f = pfx->addr.family == AF_INET ? 0 : 1;
-	if (!trie_insert(&b->all[f], pfx, ri, di))
-		return false;
-	if (b->p->rules[ri].action == POLICY_DENY && !trie_insert(&b->deny[f], pfx, ri, di))
-		return false;
-	return true;
-}
-
+/* Each rule's destinations go to the index (prefixes, "*" as both default
+ * routes, names, and in a static policy the aliases as the configured
+ * routes) or, in a live policy, to the aliases matched against each
+ * query's view. */
 struct policy *policy_builder_finish(struct policy_builder *b)
 {
 	struct policy *p = b->p;
+	struct policy_index_build *ib = policy_index_build_new();
 	struct cidr_prefix any4, any6;
 
 	cidr_prefix_parse("0.0.0.0/0", 9, &any4, NULL, 0);
@@ -1056,23 +334,25 @@ struct policy *policy_builder_finish(struct policy_builder *b)
 	p->addr_accepts = calloc(p->n_rules ? p->n_rules : 1, sizeof *p->addr_accepts);
 	p->texts = calloc(p->n_rules ? p->n_rules : 1, sizeof *p->texts);
 	p->dyn = calloc(n_dst ? n_dst : 1, sizeof *p->dyn);
-	if (!p->addr_accepts || !p->texts || !p->dyn)
+	if (!ib || !p->addr_accepts || !p->texts || !p->dyn)
 		goto fail;
 	for (size_t ri = 0; ri < p->n_rules; ri++)
 		p->texts[ri] = p->rules[ri].text;
 	for (uint32_t ri = 0; ri < p->n_rules; ri++) {
 		struct rule *r = &p->rules[ri];
+		bool deny = r->action == POLICY_DENY;
 		bool has_addr = false;
 		for (uint32_t di = 0; di < r->n_dst; di++) {
 			struct dst *d = &r->dst[di];
 			switch (d->kind) {
 			case DST_PREFIX:
-				if (!index_prefix(b, &d->prefix, ri, di))
+				if (!policy_index_add_prefix(ib, &d->prefix, ri, di, deny))
 					goto fail;
 				has_addr = true;
 				break;
 			case DST_ANY:
-				if (!index_prefix(b, &any4, ri, di) || !index_prefix(b, &any6, ri, di))
+				if (!policy_index_add_prefix(ib, &any4, ri, di, deny) ||
+				    !policy_index_add_prefix(ib, &any6, ri, di, deny))
 					goto fail;
 				has_addr = true;
 				break;
@@ -1087,16 +367,16 @@ struct policy *policy_builder_finish(struct policy_builder *b)
 				if (d->kind == DST_PEERS)
 					break;	/* no peers without a tailnet view */
 				for (size_t k = 0; k < p->n_routes; k++)
-					if (!index_prefix(b, &p->routes[k], ri, di))
+					if (!policy_index_add_prefix(ib, &p->routes[k], ri, di, deny))
 						goto fail;
 				has_addr = has_addr || p->n_routes > 0;
 				break;
 			case DST_HOST:
-				if (!name_add(&p->hosts, d->host, ri, di))
+				if (!policy_index_add_name(ib, d->host, false, ri, di))
 					goto fail;
 				break;
 			case DST_WILDCARD:
-				if (!name_add(&p->wildcards, d->host, ri, di))
+				if (!policy_index_add_name(ib, d->host, true, ri, di))
 					goto fail;
 				break;
 			}
@@ -1104,22 +384,14 @@ struct policy *policy_builder_finish(struct policy_builder *b)
 		if (has_addr && r->action == POLICY_ACCEPT)
 			p->addr_accepts[p->n_addr_accepts++] = ri;
 	}
-	for (int f = 0; f < 2; f++) {
-		trie_finish(&b->all[f]);
-		trie_finish(&b->deny[f]);
-		if (!ix_compile(p, &b->all[f], &p->all[f]) ||
-		    !ix_compile(p, &b->deny[f], &p->deny[f]))
-			goto fail;
-		trie_free(&b->all[f]);
-		trie_free(&b->deny[f]);
+	if (!policy_index_compile(ib, p->rules, &p->ix)) {
+		policy_builder_free(b);	/* ib is consumed either way */
+		return NULL;
 	}
-	if (p->hosts.n)
-		qsort(p->hosts.v, p->hosts.n, sizeof *p->hosts.v, name_cmp);
-	if (p->wildcards.n)
-		qsort(p->wildcards.v, p->wildcards.n, sizeof *p->wildcards.v, name_cmp);
 	free(b);
 	return p;
 fail:
+	policy_index_build_free(ib);
 	policy_builder_free(b);
 	return NULL;
 }
@@ -1133,12 +405,7 @@ void policy_free(struct policy *p)
 	free(p->rules);
 	free(p->routes);
 	auth_users_free(p->users);
-	for (int f = 0; f < 2; f++) {
-		ix_free(&p->all[f]);
-		ix_free(&p->deny[f]);
-	}
-	free(p->hosts.v);
-	free(p->wildcards.v);
+	policy_index_free(&p->ix);
 	free(p->addr_accepts);
 	free(p->texts);
 	free(p->dyn);
@@ -1147,153 +414,6 @@ void policy_free(struct policy *p)
 
 /* ------------------------------------------------------------------ */
 /* decisions */
-
-static bool port_match(const struct dst *d, uint16_t port)
-{
-	for (size_t i = 0; i < d->n_ports; i++)
-		if (port >= d->ports[i].lo && port <= d->ports[i].hi)
-			return true;
-	return false;
-}
-
-/* Source and user conditions of a rule. */
-static bool meta_match(const struct rule *r, const struct policy_query *q)
-{
-	if (r->n_src) {
-		bool ok = false;
-		if (q->src.family)
-			for (size_t i = 0; i < r->n_src && !ok; i++)
-				ok = cidr_prefix_contains(&r->src[i], &q->src);
-		if (!ok)
-			return false;
-	}
-	if (r->n_users) {
-		if (!q->user)
-			return false;
-		for (size_t i = 0; i < r->n_users; i++)
-			if (strcmp(r->users[i], q->user) == 0)
-				return true;
-		return false;
-	}
-	return true;
-}
-
-/* Bits pos .. pos + 5 (0 = most significant) of the 128-bit hi:lo, bits
- * past the end reading as zero. */
-static unsigned ix_chunk(uint64_t hi, uint64_t lo, unsigned pos)
-{
-	if (pos <= 64 - IX_STRIDE)
-		return (unsigned)(hi >> (64 - IX_STRIDE - pos)) & ((1u << IX_STRIDE) - 1);
-	if (pos < 64)
-		return (unsigned)((hi << (pos - (64 - IX_STRIDE))) |
-				  (lo >> (128 - IX_STRIDE - pos))) & ((1u << IX_STRIDE) - 1);
-	pos -= 64;
-	if (pos <= 64 - IX_STRIDE)
-		return (unsigned)(lo >> (64 - IX_STRIDE - pos)) & ((1u << IX_STRIDE) - 1);
-	return (unsigned)(lo << (pos - (64 - IX_STRIDE))) & ((1u << IX_STRIDE) - 1);
-}
-
-static unsigned ix_popcount(uint64_t x)
-{
-#ifdef __POPCNT__
-	return (unsigned)__builtin_popcountll(x);
-#else
-	x = x - ((x >> 1) & 0x5555555555555555ULL);
-	x = (x & 0x3333333333333333ULL) + ((x >> 2) & 0x3333333333333333ULL);
-	x = (x + (x >> 4)) & 0x0f0f0f0f0f0f0f0fULL;
-	return (unsigned)((x * 0x0101010101010101ULL) >> 56);
-#endif
-}
-
-/* The entry of the lowest rule index below *best matching a (port, src,
- * user included) in ix, with *best updated; NULL if none. */
-static const struct ix_entry *ix_lookup(const struct policy *p, const struct prefix_index *ix,
-					const struct cidr_addr *a, const struct policy_query *q,
-					uint32_t *best)
-{
-	if (ix->n_words == 0)
-		return NULL;
-	uint64_t hi = 0, lo = 0;
-	if (a->family == AF_INET) {
-		hi = (uint64_t)a->b[0] << 56 | (uint64_t)a->b[1] << 48 | (uint64_t)a->b[2] << 40 |
-		     (uint64_t)a->b[3] << 32;
-	} else {
-		for (int i = 0; i < 8; i++) {
-			hi = hi << 8 | a->b[i];
-			lo = lo << 8 | a->b[8 + i];
-		}
-	}
-	const uint32_t *w = ix->words;
-	uint32_t o = 0, g;
-	for (unsigned pos = 0;; pos += IX_STRIDE) {
-		uint64_t children, runs, bit = (uint64_t)1 << ix_chunk(hi, lo, pos);
-		memcpy(&children, &w[o], sizeof children);
-		if (children & bit) {
-			o = w[o + IX_HDR + ix_popcount(children & (bit - 1))];
-			continue;
-		}
-		memcpy(&runs, &w[o + 2], sizeof runs);
-		/* bit << 1 wraps to 0 for slot 63: the mask is then all ones */
-		g = w[o + IX_HDR + ix_popcount(children) + ix_popcount(runs & ((bit << 1) - 1)) - 1];
-		break;
-	}
-	const struct ix_entry *hit = NULL;
-	for (; g != IX_NONE && ix->cells[g].g.min_rule < *best; g = ix->cells[g].g.parent) {
-		const union ix_cell *c = &ix->cells[g];
-		for (uint32_t i = 1; i <= c->g.count; i++) {
-			const struct ix_entry *e = &c[i].e;
-			if (e->rule >= *best)
-				break;
-			bool ok;
-			if (e->dst & IX_SLOW) {
-				const struct rule *r = &p->rules[e->rule];
-				ok = port_match(&r->dst[e->dst & IX_DST_MASK], q->port) &&
-				     meta_match(r, q);
-			} else {
-				ok = q->port >= e->lo && q->port <= e->hi;
-			}
-			if (ok) {
-				*best = e->rule;
-				hit = e;
-				break;
-			}
-		}
-	}
-	return hit;
-}
-
-static uint32_t names_lookup(const struct policy *p, const struct name_index *ix,
-			     const char *key, const struct policy_query *q, uint32_t best)
-{
-	size_t lo = 0, hi = ix->n;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		if (strcmp(ix->v[mid].key, key) < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	for (size_t i = lo; i < ix->n && strcmp(ix->v[i].key, key) == 0; i++) {
-		const struct name_entry *e = &ix->v[i];
-		if (e->rule >= best)
-			break;
-		const struct rule *r = &p->rules[e->rule];
-		if (port_match(&r->dst[e->dst], q->port) && meta_match(r, q))
-			return e->rule;
-	}
-	return best;
-}
-
-/* Lowest rule index whose name destination matches the normalised name. */
-static uint32_t name_match(const struct policy *p, const char *name,
-			   const struct policy_query *q)
-{
-	uint32_t best = names_lookup(p, &p->hosts, name, q, UINT32_MAX);
-	if (p->wildcards.n)
-		for (const char *dot = strchr(name, '.'); dot; dot = strchr(dot + 1, '.'))
-			best = names_lookup(p, &p->wildcards, dot + 1, q, best);
-	return best;
-}
 
 /* The requested name, normalised, when it is a name and not an IP literal. */
 static bool query_name(const struct policy_query *q, char *buf, size_t len)
@@ -1365,8 +485,8 @@ static uint32_t dyn_match(const struct policy *p, const struct policy_query *q,
 	for (size_t i = 0; i < p->n_dyn && p->dyn[i].rule < best; i++) {
 		const struct rule *r = &p->rules[p->dyn[i].rule];
 		const struct dst *d = &r->dst[p->dyn[i].dst];
-		if ((only_deny && r->action != POLICY_DENY) || !port_match(d, q->port) ||
-		    !meta_match(r, q))
+		if ((only_deny && r->action != POLICY_DENY) || !policy_dst_port_match(d, q->port) ||
+		    !policy_rule_meta_match(r, q))
 			continue;
 		if (dyn_covers(d->kind, carrier))
 			return p->dyn[i].rule;
@@ -1594,12 +714,11 @@ void policy_decide(const struct policy *p, const struct policy_query *q,
 	d->peer = d->carrier ? &q->view->peers[d->carrier->peer] : NULL;
 
 	/* 2. rules, first match wins */
-	int f = a.family == AF_INET ? 0 : 1;
-	uint32_t best = UINT32_MAX;
-	const struct ix_entry *hit = ix_lookup(p, &p->all[f], &a, &qq, &best);
+	struct policy_index_hit hit;
+	uint32_t best = policy_index_match_addr(&p->ix, p->rules, &qq, &hit);
 	enum { BY_INDEX, BY_NAME, BY_ALIAS } by = BY_INDEX;
 	if (query_name(&qq, name, sizeof name)) {
-		uint32_t nb = name_match(p, name, &qq);
+		uint32_t nb = policy_index_match_name(&p->ix, p->rules, name, &qq);
 		if (nb < best) {
 			best = nb;
 			by = BY_NAME;
@@ -1623,8 +742,7 @@ void policy_decide(const struct policy *p, const struct policy_query *q,
 		if (by == BY_NAME && r->action == POLICY_ACCEPT) {
 			/* A name accepted; the address it resolved to must not
 			 * be denied by any rule. */
-			uint32_t deny = UINT32_MAX;
-			ix_lookup(p, &p->deny[f], &a, &qq, &deny);
+			uint32_t deny = policy_index_match_deny(&p->ix, p->rules, &qq);
 			deny = dyn_match(p, &qq, d->carrier, deny, true, NULL);
 			if (deny != UINT32_MAX) {
 				fill(d, p, deny, POLICY_DENY);
@@ -1635,14 +753,11 @@ void policy_decide(const struct policy *p, const struct policy_query *q,
 		}
 		fill(d, p, best, r->action);
 	} else {
-		/* everything from the index entry: no access to the rule */
-		d->action = (hit->dst & IX_ACCEPT) ? POLICY_ACCEPT : POLICY_DENY;
+		/* everything from the index: no access to the rule */
+		d->action = hit.action;
 		d->rule = (int)best;
 		d->rule_text = p->texts[best];
-		d->via = d->action != POLICY_ACCEPT	 ? POLICY_VIA_TAILNET
-			 : (hit->dst & IX_DIRECT)	 ? POLICY_VIA_DIRECT
-			 : (hit->dst & IX_UPSTREAM)	 ? POLICY_VIA_UPSTREAM
-							 : POLICY_VIA_TAILNET;
+		d->via = hit.action == POLICY_ACCEPT ? hit.via : POLICY_VIA_TAILNET;
 		d->guard = NULL;
 	}
 	if (d->action == POLICY_ACCEPT && d->via == POLICY_VIA_TAILNET && view_running(q->view) &&
@@ -1681,7 +796,7 @@ bool policy_precheck(const struct policy *p, const struct policy_query *q,
 	describe_target(&qq, target, sizeof target);
 	uint32_t h = UINT32_MAX;
 	if (query_name(&qq, name, sizeof name))
-		h = name_match(p, name, &qq);
+		h = policy_index_match_name(&p->ix, p->rules, name, &qq);
 	/* Earliest accept rule with an address destination that matches
 	 * everything but the (unknown) address. */
 	uint32_t a = UINT32_MAX;
@@ -1690,13 +805,13 @@ bool policy_precheck(const struct policy *p, const struct policy_query *q,
 		if (ri >= h)
 			break;
 		const struct rule *r = &p->rules[ri];
-		if (!meta_match(r, &qq))
+		if (!policy_rule_meta_match(r, &qq))
 			continue;
 		bool port_ok = false;
 		for (size_t k = 0; k < r->n_dst && !port_ok; k++)
 			if (r->dst[k].kind == DST_PREFIX || r->dst[k].kind == DST_ANY ||
 			    (r->dst[k].kind == DST_ROUTES && p->n_routes))
-				port_ok = port_match(&r->dst[k], qq.port);
+				port_ok = policy_dst_port_match(&r->dst[k], qq.port);
 		if (port_ok) {
 			a = ri;
 			break;
@@ -1706,8 +821,8 @@ bool policy_precheck(const struct policy *p, const struct policy_query *q,
 	bool blocked = false;
 	for (size_t i = 0; i < p->n_dyn && p->dyn[i].rule < (a < h ? a : h); i++) {
 		const struct rule *r = &p->rules[p->dyn[i].rule];
-		if (r->action != POLICY_ACCEPT || !meta_match(r, &qq) ||
-		    !port_match(&r->dst[p->dyn[i].dst], qq.port))
+		if (r->action != POLICY_ACCEPT || !policy_rule_meta_match(r, &qq) ||
+		    !policy_dst_port_match(&r->dst[p->dyn[i].dst], qq.port))
 			continue;
 		if (view_running(qq.view) && qq.view->n_entries) {
 			a = p->dyn[i].rule;
@@ -1731,22 +846,8 @@ bool policy_precheck(const struct policy *p, const struct policy_query *q,
 	return false;
 }
 
-bool policy_auth_required(const struct policy *p)
-{
-	return auth_users_count(p->users) > 0;
-}
-
-bool policy_authenticate(const struct policy *p, const char *user, const char *pass)
-{
-	if (!user || !pass)
-		return false;
-	return auth_users_verify(p->users, user, pass);
-}
-
-bool policy_authenticate_cached(const struct policy *p, const char *user, const char *pass)
-{
-	return user && pass && auth_users_verify_cached(p->users, user, pass);
-}
+/* ------------------------------------------------------------------ */
+/* accessors */
 
 const char *const *policy_guard_names(void)
 {
@@ -1783,12 +884,35 @@ const struct cidr_prefix *policy_route(const struct policy *p, size_t i)
 	return i < p->n_routes ? &p->routes[i] : NULL;
 }
 
-bool policy_guard_lifted(const struct policy *p, const char *name)
+/* ------------------------------------------------------------------ */
+/* users */
+
+/* The credentials clients log in with live in a struct auth_users
+ * (auth.c). Besides the functions below, only policy_builder_new and
+ * policy_free (which create and free it) and policy_builder_add_rule
+ * (which checks a rule's users against it) touch it. */
+
+bool policy_builder_add_user(struct policy_builder *b, const char *name, const char *hash,
+			     char *err, size_t errlen)
 {
-	for (int i = 0; i < GUARD_COUNT; i++)
-		if (strcmp(guard_names[i], name) == 0)
-			return (p->lifted >> i) & 1;
-	return false;
+	return auth_users_add(b->p->users, name, hash, err, errlen);
+}
+
+bool policy_auth_required(const struct policy *p)
+{
+	return auth_users_count(p->users) > 0;
+}
+
+bool policy_authenticate(const struct policy *p, const char *user, const char *pass)
+{
+	if (!user || !pass)
+		return false;
+	return auth_users_verify(p->users, user, pass);
+}
+
+bool policy_authenticate_cached(const struct policy *p, const char *user, const char *pass)
+{
+	return user && pass && auth_users_verify_cached(p->users, user, pass);
 }
 
 size_t policy_user_count(const struct policy *p)

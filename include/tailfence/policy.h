@@ -175,7 +175,6 @@ const char *policy_rule_canonical(const struct policy *p, size_t i);
 bool policy_live(const struct policy *p);
 size_t policy_route_count(const struct policy *p);
 const struct cidr_prefix *policy_route(const struct policy *p, size_t i);
-bool policy_guard_lifted(const struct policy *p, const char *name);
 size_t policy_user_count(const struct policy *p);
 const char *policy_user_name(const struct policy *p, size_t i);
 
