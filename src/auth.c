@@ -351,7 +351,7 @@ bool auth_users_add(struct auth_users *u, const char *name, const char *hash, ch
 
 bool auth_users_has(const struct auth_users *u, const char *name)
 {
-	for (size_t i = 0; i < u->n; i++)
+	for (size_t i = 0; u && i < u->n; i++)
 		if (strcmp(u->v[i].name, name) == 0)
 			return true;
 	return false;

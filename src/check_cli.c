@@ -256,14 +256,14 @@ int check_cli_main(int argc, char **argv)
 		rc = 2;
 		goto out;
 	}
-	if (who.user && policy_auth_required(c->policy)) {
+	if (who.user && auth_users_count(c->users) > 0) {
 		bool known = false;
-		for (size_t i = 0; i < policy_user_count(c->policy); i++)
-			known = known || strcmp(policy_user_name(c->policy, i), who.user) == 0;
+		for (size_t i = 0; i < auth_users_count(c->users); i++)
+			known = known || strcmp(auth_users_name(c->users, i), who.user) == 0;
 		if (!known)
 			printf("note: user \"%s\" is not configured; the gateway would refuse the login\n",
 			       who.user);
-	} else if (!who.user && policy_auth_required(c->policy)) {
+	} else if (!who.user && auth_users_count(c->users) > 0) {
 		printf("note: users are configured, so the gateway requires a login; pass --user\n");
 	}
 	if (c->tailscaled_socket) {

@@ -383,7 +383,7 @@ static bool apply_users(struct config_build *b)
 					   "`tailfence passwd`", file,
 					   config_quote(u->string, q, sizeof q), json_type_name(u));
 		why[0] = '\0';
-		if (!policy_builder_add_user(b->b, u->string, u->valuestring, why, sizeof why))
+		if (!auth_users_add(b->c->users, u->string, u->valuestring, why, sizeof why))
 			return config_fail(b->err, "%s: users.%s: %s%s", file,
 					   config_quote(u->string, q, sizeof q),
 					   strncmp(why, "user ", 5) == 0 ? "" : "the hash ", why);
@@ -632,7 +632,10 @@ static bool finish(struct config_build *b)
 		policy_builder_set_upstream(b->b, &c->upstream.addr, c->upstream.port);
 	if (b->in->own_addresses)
 		add_own_addresses(b->b);
-	if (!apply_users(b) || !apply_rules(b) || !check_exposure(b) || !apply_inbound(b))
+	if (!apply_users(b))
+		return false;
+	policy_builder_set_users(b->b, c->users);
+	if (!apply_rules(b) || !check_exposure(b) || !apply_inbound(b))
 		return false;
 	c->policy = policy_builder_finish(b->b);
 	b->b = NULL;
@@ -648,6 +651,7 @@ static void config_free(struct config *c)
 		return;
 	free(c->listeners);
 	policy_free(c->policy);
+	auth_users_free(c->users);
 	inbound_config_free(c->inbound);
 	for (size_t i = 0; i < c->audit.n_sinks; i++) {
 		free(c->audit.sinks[i].path);
@@ -683,6 +687,10 @@ struct config *config_build_from(const struct config_input *in, const struct con
 		goto out;
 	}
 	b.c->refs = 1;
+	if (!(b.c->users = auth_users_new())) {
+		config_fail(&e, "out of memory");
+		goto out;
+	}
 	if (!apply_defaults(&b))
 		goto out;
 	if (in->file_name) {

@@ -5,6 +5,7 @@
  * container's variables (envcheck.c), the merged config as a loadable file,
  * and the settings table.
  */
+#include "tailfence/auth.h"
 #include "tailfence/cli.h"
 #include "tailfence/config.h"
 #include "tailfence/envcheck.h"
@@ -23,7 +24,7 @@ static void print_config_ok(const struct config *c, const char *prefix)
 	       prefix, c->source ? c->source : "defaults and environment",
 	       policy_rule_count(c->policy), policy_rule_count(c->policy) == 1 ? "" : "s",
 	       policy_route_count(c->policy), policy_route_count(c->policy) == 1 ? "" : "s",
-	       policy_user_count(c->policy), policy_user_count(c->policy) == 1 ? "" : "s",
+	       auth_users_count(c->users), auth_users_count(c->users) == 1 ? "" : "s",
 	       c->n_listeners, c->n_listeners == 1 ? "" : "s", c->upstream.text);
 }
 

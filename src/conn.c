@@ -799,7 +799,7 @@ static void conn_login_result(struct conn *c, const char *user, bool ok)
 static void conn_login_work(void *arg)
 {
 	struct conn_login *l = arg;
-	l->ok = policy_authenticate(l->cfg->policy, l->creds.user, l->creds.pass);
+	l->ok = auth_users_verify(l->cfg->users, l->creds.user, l->creds.pass);
 	OPENSSL_cleanse(l->creds.pass, sizeof l->creds.pass);
 }
 
@@ -825,14 +825,14 @@ static void conn_login(struct conn *c, const char *user, char *pass, size_t pass
 		conn_fail(c, CONN_FAIL_GENERAL, "out of memory");
 		return;
 	}
-	if (!policy_auth_required(c->cfg->policy)) {
+	if (auth_users_count(c->cfg->users) == 0) {
 		/* No users (a SOCKS5 client that offered only username/password):
 		 * nothing to check, as HTTP ignores Proxy-Authorization then. */
 		conn_login_free(l);
 		conn_login_result(c, NULL, true);
 		return;
 	}
-	if (policy_authenticate_cached(c->cfg->policy, l->creds.user, l->creds.pass)) {
+	if (auth_users_verify_cached(c->cfg->users, l->creds.user, l->creds.pass)) {
 		conn_login_result(c, l->creds.user, true);
 		conn_login_free(l);
 		return;
@@ -917,7 +917,7 @@ static void conn_socks_request(struct conn *c)
 		c->proto = s->socks4a ? CONN_PROTO_SOCKS4A : CONN_PROTO_SOCKS4;
 		/* The SOCKS4 user id is what the client calls itself: recorded,
 		 * never trusted. Without passwords there is no login. */
-		if (policy_auth_required(c->cfg->policy)) {
+		if (auth_users_count(c->cfg->users) > 0) {
 			/* A refusal like any other: a decision naming the target. */
 			if (s->target.is_name)
 				snprintf(c->target.host, sizeof c->target.host, "%s", s->target.host);
@@ -1029,7 +1029,7 @@ static void conn_http_read(struct conn *c)
 	if (!conn_set_target(c, c->http.host, strlen(c->http.host), c->http.port))
 		return;
 
-	if (policy_auth_required(c->cfg->policy)) {
+	if (auth_users_count(c->cfg->users) > 0) {
 		if (!c->http.have_credentials) {
 			/* The normal first step of a Basic login, and still a
 			 * refusal: a decision record naming the target. */
@@ -1068,7 +1068,7 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
 		if (first == 0x05 || first == 0x04) {
 			/* With users, only username/password; without, no-auth
 			 * whenever the client offers it (no credentials to check). */
-			bool auth = policy_auth_required(c->cfg->policy);
+			bool auth = auth_users_count(c->cfg->users) > 0;
 			socks_server_init(&c->socks, !auth, auth);
 			c->socks.allow_udp = c->cfg->udp;
 			c->state = CONN_SOCKS;

@@ -1,6 +1,7 @@
 /*
- * policy: guards, rules, routes and users compiled into one immutable
- * object, and the pure decision functions over it.
+ * policy: guards, rules and routes compiled into one immutable object,
+ * and the pure decision functions over it. (The users and their login
+ * cache are the config's: auth.h.)
  *
  * The builder collects what the configuration hands in (config.c: the
  * guards it lifts, routes, this host's addresses, the upstream proxy,
@@ -11,7 +12,7 @@
  * the guards, then the rules, first match wins (address and name rules
  * through the index, live aliases here), then asks the view whether the
  * tailnet carries the address; policy_precheck (target.c) answers before
- * a name is resolved. The users' functions are together at the end.
+ * a name is resolved.
  *
  * The destination grammar is policy_dst.c's; what the three files share
  * is in policy_internal.h.
@@ -84,7 +85,6 @@ struct policy {
 	struct cidr_addr upstream_addr;
 	uint16_t upstream_port;
 	struct cidr_prefix guard_pfx[N_GUARD_PREFIXES];
-	struct auth_users *users;
 
 	struct policy_index ix;		/* addresses and names of every rule */
 	const char **texts;		/* rule texts, dense, for decisions from the index */
@@ -97,6 +97,7 @@ struct policy {
 
 struct policy_builder {
 	struct policy *p;
+	const struct auth_users *users;	/* borrowed: who rules may name */
 };
 
 static bool addr_in(const struct cidr_addr *v, size_t n, const struct cidr_addr *a)
@@ -117,12 +118,6 @@ struct policy_builder *policy_builder_new(void)
 		return NULL;
 	b->p = calloc(1, sizeof *b->p);
 	if (!b->p) {
-		free(b);
-		return NULL;
-	}
-	b->p->users = auth_users_new();
-	if (!b->p->users) {
-		free(b->p);
 		free(b);
 		return NULL;
 	}
@@ -281,10 +276,10 @@ bool policy_builder_add_rule(struct policy_builder *b, const struct policy_rule_
 			any_user = true;
 			continue;
 		}
-		if (!auth_users_has(p->users, u)) {
+		if (!auth_users_has(b->users, u)) {
 			log_quote(u, strlen(u), 80, q, sizeof q);
 			snprintf(err, errlen, "users[%zu]: \"%s\" is not a configured user%s", i, q,
-				 auth_users_count(p->users) ? "" : " (no \"users\" are configured)");
+				 auth_users_count(b->users) ? "" : " (no \"users\" are configured)");
 			goto fail;
 		}
 	}
@@ -404,7 +399,6 @@ void policy_free(struct policy *p)
 		rule_free(&p->rules[i]);
 	free(p->rules);
 	free(p->routes);
-	auth_users_free(p->users);
 	policy_index_free(&p->ix);
 	free(p->addr_accepts);
 	free(p->texts);
@@ -884,43 +878,7 @@ const struct cidr_prefix *policy_route(const struct policy *p, size_t i)
 	return i < p->n_routes ? &p->routes[i] : NULL;
 }
 
-/* ------------------------------------------------------------------ */
-/* users */
-
-/* The credentials clients log in with live in a struct auth_users
- * (auth.c). Besides the functions below, only policy_builder_new and
- * policy_free (which create and free it) and policy_builder_add_rule
- * (which checks a rule's users against it) touch it. */
-
-bool policy_builder_add_user(struct policy_builder *b, const char *name, const char *hash,
-			     char *err, size_t errlen)
+void policy_builder_set_users(struct policy_builder *b, const struct auth_users *users)
 {
-	return auth_users_add(b->p->users, name, hash, err, errlen);
-}
-
-bool policy_auth_required(const struct policy *p)
-{
-	return auth_users_count(p->users) > 0;
-}
-
-bool policy_authenticate(const struct policy *p, const char *user, const char *pass)
-{
-	if (!user || !pass)
-		return false;
-	return auth_users_verify(p->users, user, pass);
-}
-
-bool policy_authenticate_cached(const struct policy *p, const char *user, const char *pass)
-{
-	return user && pass && auth_users_verify_cached(p->users, user, pass);
-}
-
-size_t policy_user_count(const struct policy *p)
-{
-	return auth_users_count(p->users);
-}
-
-const char *policy_user_name(const struct policy *p, size_t i)
-{
-	return auth_users_name(p->users, i);
+	b->users = users;
 }

@@ -21,6 +21,7 @@
 #include "tailfence/cidr.h"
 
 struct inbound_config;
+struct auth_users;
 struct policy;
 
 struct config_listener {
@@ -50,6 +51,9 @@ struct config {
 	size_t n_listeners;
 	struct config_upstream upstream;
 	struct policy *policy;		/* owned */
+	/* The users and their hashes, and the cache of logins verified
+	 * (the one mutable part, thread-safe): never NULL once built. */
+	struct auth_users *users;
 
 	/* tailscaled's LocalAPI socket; NULL: no live tailnet view, the
 	 * tailnet aliases are the static routes. */

@@ -86,20 +86,6 @@ void policy_decide(const struct policy *p, const struct policy_query *q,
 bool policy_precheck(const struct policy *p, const struct policy_query *q,
 		     struct policy_decision *d);
 
-/* True when users are configured: clients must authenticate. */
-bool policy_auth_required(const struct policy *p);
-
-/* Verifies a password against the stored KDF hash in constant time; an
- * unknown user costs the same as a wrong password. Successful checks are
- * remembered (keyed hash in memory) so that the KDF does not run for every
- * connection of the same client. Never logs credentials. */
-bool policy_authenticate(const struct policy *p, const char *user, const char *pass);
-
-/* The cheap half of policy_authenticate(): true when these credentials were
- * verified before. Safe on the event loop; false means "ask
- * policy_authenticate() on a worker thread". */
-bool policy_authenticate_cached(const struct policy *p, const char *user, const char *pass);
-
 /* Names of the built-in guards, NULL-terminated. */
 const char *const *policy_guard_names(void);
 
@@ -145,12 +131,13 @@ void policy_builder_add_self(struct policy_builder *b, const struct cidr_addr *a
 void policy_builder_set_upstream(struct policy_builder *b, const struct cidr_addr *a,
 				 uint16_t port);
 
-/* Adds a user with a hash printed by `tailfence passwd`. On error writes
- * a sentence (without the key path) into err. */
-bool policy_builder_add_user(struct policy_builder *b, const char *name, const char *hash,
-			     char *err, size_t errlen);
+/* The users rules may name (borrowed until policy_builder_finish). The
+ * users, their hashes and the login cache are not part of the policy: the
+ * config holds them (auth.h). */
+struct auth_users;
+void policy_builder_set_users(struct policy_builder *b, const struct auth_users *users);
 
-/* Appends a rule (users must have been added first). On error writes
+/* Appends a rule (its users must be in policy_builder_set_users' set). On error writes
  * "dst[0]: \"10.0.0.0/33:80\": prefix length 33 is longer than 32" (the
  * path inside the rule, the value, the reason) into err. */
 bool policy_builder_add_rule(struct policy_builder *b, const struct policy_rule_spec *r,
@@ -175,8 +162,6 @@ const char *policy_rule_canonical(const struct policy *p, size_t i);
 bool policy_live(const struct policy *p);
 size_t policy_route_count(const struct policy *p);
 const struct cidr_prefix *policy_route(const struct policy *p, size_t i);
-size_t policy_user_count(const struct policy *p);
-const char *policy_user_name(const struct policy *p, size_t i);
 
 void policy_free(struct policy *p);
 

@@ -99,7 +99,7 @@ static void test_defaults(void)
 	CHECK(c->audit.n_sinks == 1 && c->audit.sinks[0].kind == AUDIT_SINK_STDOUT, "stdout sink");
 	CHECK(!c->audit.fail_closed && c->audit.flush_ms == 200 &&
 		      c->audit.durability == AUDIT_DURABILITY_WRITTEN, "audit defaults");
-	CHECK(!policy_auth_required(c->policy), "no users");
+	CHECK(auth_users_count(c->users) == 0, "no users");
 	/* no routes: nothing is allowed */
 	CHECK(!decide(c, NULL, "100.64.0.1", 80, NULL), "deny without routes");
 	CHECK(c->refs == 1 && config_ref(c) == c && c->refs == 2, "ref");
@@ -261,7 +261,7 @@ static void test_file(void)
 		return;
 	CHECK(c->n_listeners == 2 && strcmp(c->listeners[1].text, "[::1]:1081") == 0, "listeners");
 	CHECK(c->upstream.kind == CONFIG_UPSTREAM_HTTP && c->upstream.port == 1056, "upstream");
-	CHECK(policy_auth_required(c->policy), "users");
+	CHECK(auth_users_count(c->users) > 0, "users");
 	CHECK(c->idle_timeout_ms == 120000 && c->max_connections == 10 &&
 		      c->connect_timeout_ms == 1500, "limits");
 	CHECK(c->n_dns_servers == 1 && strcmp(c->hosts_file, "/tmp/hosts") == 0, "dns");

@@ -71,15 +71,26 @@ struct env {
 	const char *self;	/* this host's interface addresses, "a;b" */
 };
 
+/* alice and bob, for rules that name users (the config owns them). */
+static struct auth_users *users_ab(void)
+{
+	static struct auth_users *u;
+	char err[256];
+	if (!u) {
+		u = auth_users_new();
+		CHECK(auth_users_add(u, "alice", alice_hash, err, sizeof err), "%s", err);
+		CHECK(auth_users_add(u, "bob", alice_hash, err, sizeof err), "%s", err);
+	}
+	return u;
+}
+
 static struct policy *build(const struct env *e, const char *const *rules)
 {
 	struct policy_builder *b = policy_builder_new();
 	char err[256], buf[512];
 	const char *v[MAXV];
-	if (e && e->users) {
-		CHECK(policy_builder_add_user(b, "alice", alice_hash, err, sizeof err), "%s", err);
-		CHECK(policy_builder_add_user(b, "bob", alice_hash, err, sizeof err), "%s", err);
-	}
+	if (e && e->users)
+		policy_builder_set_users(b, users_ab());
 	if (e && e->routes) {
 		snprintf(buf, sizeof buf, "%s", e->routes);
 		size_t n = split(buf, ';', v);
@@ -217,10 +228,12 @@ static void test_parse(void)
 	CHECK(!policy_builder_add_rule(b, &empty, err, sizeof err) && strstr(err, "dst"), "no dst: %s",
 	      err);
 	CHECK(!policy_builder_lift_guard(b, "nonsense"), "unknown guard name");
-	CHECK(!policy_builder_add_user(b, "eve", "plaintext", err, sizeof err) &&
+	struct auth_users *u = auth_users_new();
+	CHECK(!auth_users_add(u, "eve", "plaintext", err, sizeof err) &&
 		      strstr(err, "not a password hash"), "bad hash: %s", err);
-	CHECK(!policy_builder_add_user(b, "eve", "$scrypt$ln=10,r=8,p=1$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
-				       err, sizeof err) && strstr(err, "ln=10"), "weak hash: %s", err);
+	CHECK(!auth_users_add(u, "eve", "$scrypt$ln=10,r=8,p=1$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+			      err, sizeof err) && strstr(err, "ln=10"), "weak hash: %s", err);
+	auth_users_free(u);
 	policy_builder_free(b);
 }
 
@@ -522,7 +535,6 @@ static void test_reasons_and_precheck(void)
 	memset(&q.dst, 0, sizeof q.dst);
 	policy_decide(p, &q, &d);
 	CHECK(d.action == POLICY_DENY, "no address, no accept");
-	CHECK(!policy_auth_required(p), "no users: no auth");
 	policy_free(p);
 
 	const char *const *g = policy_guard_names();
@@ -532,16 +544,27 @@ static void test_reasons_and_precheck(void)
 	CHECK(n == 8, "eight guards");
 }
 
+/* The users live beside the policy (the config holds both): a rule names
+ * them, the login checks them. */
 static void test_users(void)
 {
-	struct policy *p = build(&(struct env){ .users = true }, NULL);
-	CHECK(policy_auth_required(p), "users: auth required");
-	CHECK(policy_authenticate(p, "alice", "s3cret pass"), "alice right password");
-	CHECK(policy_authenticate(p, "alice", "s3cret pass"), "alice again (cached)");
-	CHECK(!policy_authenticate(p, "alice", "s3cret pasS"), "alice wrong password");
-	CHECK(!policy_authenticate(p, "carol", "s3cret pass"), "unknown user");
-	CHECK(!policy_authenticate(p, "alice", NULL), "no password");
-	CHECK(policy_user_count(p) == 2 && strcmp(policy_user_name(p, 1), "bob") == 0, "user names");
+	struct auth_users *u = users_ab();
+	struct policy *p = build(&(struct env){ .users = true },
+				 (const char *[]){ "accept dst=198.51.100.7:80 users=alice", NULL });
+	CHECK(auth_users_verify(u, "alice", "s3cret pass"), "alice right password");
+	CHECK(auth_users_verify_cached(u, "alice", "s3cret pass"), "alice again (cached)");
+	CHECK(!auth_users_verify(u, "alice", "s3cret pasS"), "alice wrong password");
+	CHECK(!auth_users_verify(u, "carol", "s3cret pass"), "unknown user");
+	CHECK(!auth_users_verify(u, "alice", NULL), "no password");
+	CHECK(auth_users_count(u) == 2 && strcmp(auth_users_name(u, 1), "bob") == 0, "user names");
+	struct policy_query q = { .user = "alice", .port = 80 };
+	struct policy_decision d;
+	cidr_addr_parse("198.51.100.7", &q.dst);
+	policy_decide(p, &q, &d);
+	CHECK(d.action == POLICY_ACCEPT, "alice's rule: %s", d.reason);
+	q.user = "bob";
+	policy_decide(p, &q, &d);
+	CHECK(d.action == POLICY_DENY, "not bob's");
 	policy_free(p);
 }
 

@@ -244,13 +244,16 @@ int main(void)
 		return 1;
 	const int sets = 300, queries = 400;
 	long decisions = 0;
+	struct auth_users *known = auth_users_new();
+	if (!known || !auth_users_add(known, "alice", hash, err, sizeof err) ||
+	    !auth_users_add(known, "bob", hash, err, sizeof err))
+		return 1;
 	for (int s = 0; s < sets; s++) {
 		struct mrule rules[40];
 		struct cidr_prefix routes[4];
 		int nrules = 1 + (int)below(40), nroutes = (int)below(4);
 		struct policy_builder *b = policy_builder_new();
-		policy_builder_add_user(b, "alice", hash, err, sizeof err);
-		policy_builder_add_user(b, "bob", hash, err, sizeof err);
+		policy_builder_set_users(b, known);
 		for (int i = 0; i < nroutes; i++) {
 			rand_prefix(&routes[i], below(3) == 0);
 			policy_builder_add_route(b, &routes[i]);
@@ -341,6 +344,7 @@ int main(void)
 		policy_free(p);
 	}
 	printf("%ld decisions compared\n", decisions);
+	auth_users_free(known);
 	printf("%d passed, %d failed\n", passed, failed);
 	return failed ? 1 : 0;
 }
