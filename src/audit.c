@@ -326,30 +326,6 @@ bool audit_healthy(const struct audit *a)
 	return atomic_load(&((struct audit *)a)->healthy);
 }
 
-const char *audit_durability_name(enum audit_durability d)
-{
-	switch (d) {
-	case AUDIT_DURABILITY_QUEUED: return "queued";
-	case AUDIT_DURABILITY_WRITTEN: return "written";
-	case AUDIT_DURABILITY_SYNCED: return "synced";
-	}
-	return NULL;
-}
-
-bool audit_durability_parse(const char *s, enum audit_durability *out)
-{
-	static const enum audit_durability all[] = {
-		AUDIT_DURABILITY_QUEUED, AUDIT_DURABILITY_WRITTEN, AUDIT_DURABILITY_SYNCED,
-	};
-	for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
-		if (strcmp(s, audit_durability_name(all[i])) == 0) {
-			*out = all[i];
-			return true;
-		}
-	}
-	return false;
-}
-
 /* ------------------------------------------------------- acknowledgements */
 
 /* The sentence a refused connection is answered with (and its close

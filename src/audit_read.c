@@ -407,7 +407,9 @@ bool audit_read_in_time(const struct audit_read_filter *f, const cJSON *o, int64
 		 (f->has_until && (!ok || ms >= f->until)));
 }
 
-bool audit_read_parse_when(const char *s, int64_t *ms)
+/* --since/--until values: RFC 3339, a date, or a duration ago ("90m", "2h",
+ * "7d"), into ms since the epoch. */
+static bool audit_read_parse_when(const char *s, int64_t *ms)
 {
 	if (audit_read_time_parse(s, strlen(s), ms))
 		return true;

@@ -12,15 +12,6 @@ static enum log_level current = LOG_LEVEL_INFO;
 static const char *const names[] = { "error", "warn", "info", "debug" };
 
 void log_set_level(enum log_level level) { current = level; }
-enum log_level log_get_level(void) { return current; }
-
-int log_level_parse(const char *s)
-{
-	for (int i = 0; i < (int)(sizeof names / sizeof names[0]); i++)
-		if (strcmp(s, names[i]) == 0)
-			return i;
-	return -1;
-}
 
 void log_quote(const char *s, size_t len, size_t max, char *out, size_t outlen)
 {

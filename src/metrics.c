@@ -81,11 +81,6 @@ static const char *const metrics_backend_states[] = {
 	"Running",
 };
 
-const char *metrics_proto_name(enum metrics_proto p)
-{
-	return p < METRICS_PROTO_COUNT ? metrics_proto_names[p] : "none";
-}
-
 uint64_t metrics_now_us(void)
 {
 	struct timespec ts;

@@ -863,19 +863,9 @@ const char *policy_rule_canonical(const struct policy *p, size_t i)
 	return i < p->n_rules ? p->rules[i].canon : NULL;
 }
 
-bool policy_live(const struct policy *p)
-{
-	return p->live;
-}
-
 size_t policy_route_count(const struct policy *p)
 {
 	return p->n_routes;
-}
-
-const struct cidr_prefix *policy_route(const struct policy *p, size_t i)
-{
-	return i < p->n_routes ? &p->routes[i] : NULL;
 }
 
 void policy_builder_set_users(struct policy_builder *b, const struct auth_users *users)

@@ -126,11 +126,6 @@ void resolve_ctx_free(struct resolve_ctx *ctx)
 	free(ctx);
 }
 
-size_t resolve_ctx_inflight(const struct resolve_ctx *ctx)
-{
-	return ctx->inflight;
-}
-
 const char *resolve_source_str(enum resolve_source s)
 {
 	switch (s) {

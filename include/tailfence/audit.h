@@ -60,11 +60,6 @@ struct audit_config {
  * syntax only; a name is resolved when the sink opens. */
 bool audit_syslog_target_check(const char *target);
 
-/* "queued", "written", "synced"; NULL for an unknown value. */
-const char *audit_durability_name(enum audit_durability d);
-/* Parses one of those names; false for anything else. */
-bool audit_durability_parse(const char *s, enum audit_durability *out);
-
 struct audit;
 
 /* An inbound connection (tailscale serve, a PROXY header, an identity from
@@ -267,5 +262,4 @@ bool audit_verify_finish(struct audit_verify *v, char *msg, size_t msglen);
 uint64_t audit_verify_records(const struct audit_verify *v);
 
 void audit_verify_free(struct audit_verify *v);
-
 #endif

@@ -145,9 +145,6 @@ bool audit_read_in_time(const struct audit_read_filter *f, const cJSON *o, int64
  * verifier (audit_verify_line) to see files given out of order. */
 bool audit_read_time_parse(const char *s, size_t len, int64_t *ms);
 
-/* --since/--until values: RFC 3339, a date, or a duration ago ("90m", "2h",
- * "7d"), into ms since the epoch. */
-bool audit_read_parse_when(const char *s, int64_t *ms);
 
 /* ------------------------------------------------------ record accessors */
 

@@ -15,10 +15,6 @@ enum log_level {
 };
 
 void log_set_level(enum log_level level);
-enum log_level log_get_level(void);
-
-/* Parses "error", "warn", "info", "debug"; returns -1 otherwise. */
-int log_level_parse(const char *s);
 
 /* Copies at most max bytes of an untrusted value into out for a message:
  * control bytes, non-ASCII, quote and backslash become \xNN, a cut value
@@ -32,5 +28,4 @@ void log_msg(enum log_level level, const char *fmt, ...)
 #define log_warn(...) log_msg(LOG_LEVEL_WARN, __VA_ARGS__)
 #define log_info(...) log_msg(LOG_LEVEL_INFO, __VA_ARGS__)
 #define log_debug(...) log_msg(LOG_LEVEL_DEBUG, __VA_ARGS__)
-
 #endif

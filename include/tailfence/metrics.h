@@ -157,7 +157,4 @@ uint64_t metrics_now_us(void);
  * wall clock. */
 void metrics_format(const struct metrics *m, const struct metrics_snapshot *s, int64_t now_ms,
 		    struct evbuffer *out);
-
-const char *metrics_proto_name(enum metrics_proto p);
-
 #endif

@@ -159,9 +159,7 @@ bool policy_dst_covers_all(const char *entry);
 size_t policy_rule_count(const struct policy *p);
 const char *policy_rule_text(const struct policy *p, size_t i);	/* name or canonical */
 const char *policy_rule_canonical(const struct policy *p, size_t i);
-bool policy_live(const struct policy *p);
 size_t policy_route_count(const struct policy *p);
-const struct cidr_prefix *policy_route(const struct policy *p, size_t i);
 
 void policy_free(struct policy *p);
 

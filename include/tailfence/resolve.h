@@ -64,7 +64,6 @@ struct resolve_ctx *resolve_ctx_new(struct event_base *base, const struct config
 				    char *err, size_t errlen);
 /* Every lookup must have ended or been cancelled. */
 void resolve_ctx_free(struct resolve_ctx *ctx);
-size_t resolve_ctx_inflight(const struct resolve_ctx *ctx);
 
 typedef void (*resolve_cb)(void *arg, const struct resolve_result *res);
 
