@@ -24,6 +24,8 @@ GROUPS = [
     ("audit records", ["audit_decision", "audit_close", "cJSON_PrintUnformatted",
                        "writer_main"]),
 ]
+# Whose calls to these are listed.
+WHO_CALLS = ["event_new", "event_assign", "clock_gettime", "__clock_gettime", "gettimeofday"]
 # Inclusive shares of these, of all instructions the daemon ran.
 SHARES = ["audit_decision", "audit_close", "writer_main", "cJSON_PrintUnformatted",
           "policy_decide", "upstream_dial", "relay_start"]
@@ -41,6 +43,7 @@ def main():
     self_cost = defaultdict(int)
     incl_calls = defaultdict(int)           # cost of calls made from fn
     calls = defaultdict(int)
+    callers = defaultdict(lambda: defaultdict(int))
     total = 0
     fn = None
     callee = None
@@ -85,6 +88,7 @@ def main():
                 continue
             if line.startswith("calls="):
                 calls[callee] += int(line[6:].split()[0])
+                callers[callee][fn] += int(line[6:].split()[0])
                 pending_call = True
                 continue
             if line.startswith(("summary:", "totals:")):
@@ -109,6 +113,13 @@ def main():
         for f in fns:
             if calls.get(f):
                 print("| %s | %s | %.2f |" % (group, f, calls[f] / n))
+    print()
+    print("| who calls it | calls per connection |")
+    print("|---|---:|")
+    for f in WHO_CALLS:
+        for caller, k in sorted(callers[f].items(), key=lambda kv: -kv[1])[:6]:
+            if k / n >= 0.05:
+                print("| %s ← %s | %.2f |" % (f, caller, k / n))
     print()
     print("Instructions per connection (all threads): %.0f" % (total / n))
     print()

@@ -2,6 +2,7 @@
 # Profiles tailfence's connection path: what one connection costs it.
 #
 #   sudo bench/profile.sh [--quick]
+#   STEPS="strace perf callgrind"   the steps to run (all three by default)
 #
 # tailfence (upstream direct, audit to a file) in a private network
 # namespace, driven by bench/loadgen rate (connect, SOCKS5 greeting and
@@ -31,6 +32,7 @@ else
 	N_STRACE=10000; N_PERF=40000; N_CG=2000
 fi
 CLIENTS=8
+STEPS=" ${STEPS:-strace perf callgrind} "
 ORIGIN=127.0.0.1:7002
 "$LG" hold 7002 & pids+=($!)
 wait_port 7002
@@ -60,7 +62,9 @@ echo "each connection: connect, SOCKS5 greeting + CONNECT (IPv4), 1-byte echo, c
 
 # ---- 1. system calls ----
 echo
-if command -v strace >/dev/null; then
+if [[ $STEPS != *" strace "* ]]; then
+	:
+elif command -v strace >/dev/null; then
 	start_tf
 	strace -c -f -q -o "$work/strace.txt" -p "$tfpid" &
 	spid=$!
@@ -88,7 +92,9 @@ fi
 
 # ---- 2. perf ----
 echo
-if command -v perf >/dev/null &&
+if [[ $STEPS != *" perf "* ]]; then
+	:
+elif command -v perf >/dev/null &&
 	perf record -q -e cpu-clock -o "$work/probe.data" true >/dev/null 2>&1; then
 	start_tf
 	perf record -q -e cpu-clock -F 4999 -g -o "$work/perf.data" -p "$tfpid" \
@@ -118,7 +124,9 @@ fi
 
 # ---- 3. callgrind ----
 echo
-if command -v valgrind >/dev/null; then
+if [[ $STEPS != *" callgrind "* ]]; then
+	:
+elif command -v valgrind >/dev/null; then
 	start_tf valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" -q
 	# Counted from here: start-up and warm-up are zeroed, the run is dumped.
 	callgrind_control -z "$tfpid" >/dev/null

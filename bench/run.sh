@@ -9,9 +9,10 @@
 #                   temporary directory, built there and measured as a peer;
 #                   nothing of it enters this tree. Without it the hev row
 #                   says "not built".
-#   TF_BEFORE=FILE  another tailfence binary (say, the previous commit's),
-#                   measured in front of tailscaled beside this one, in the
-#                   same interleaved rounds.
+#   TF_OTHER=FILE   another tailfence binary (say, the previous commit's, or
+#                   an experiment), measured in front of tailscaled beside
+#                   this one, in the same interleaved rounds; TF_OTHER_LABEL
+#                   names its row.
 #   ROUNDS=N        connection-rate rounds (3, or 1 with --quick).
 #   ROWS=REGEX      only the rows whose label matches, and the baselines.
 #
@@ -163,9 +164,9 @@ if [ -x "$TSBIN/tailscaled" ]; then
 	add_row "tailfence + tailscaled SOCKS5" 127.0.0.1:7081 "$!" tailscaled all
 	start_tailfence "$TF" 7083 http://127.0.0.1:7056
 	add_row "tailfence + tailscaled HTTP" 127.0.0.1:7083 "$!" tailscaled none
-	if [ -n "${TF_BEFORE:-}" ]; then
-		start_tailfence "$TF_BEFORE" 7084 socks5://127.0.0.1:7055
-		add_row "tailfence before (TF_BEFORE) + tailscaled SOCKS5" 127.0.0.1:7084 "$!" tailscaled none
+	if [ -n "${TF_OTHER:-}" ]; then
+		start_tailfence "$TF_OTHER" 7084 socks5://127.0.0.1:7055
+		add_row "${TF_OTHER_LABEL:-TF_OTHER} + tailscaled SOCKS5" 127.0.0.1:7084 "$!" tailscaled none
 	fi
 else
 	add_row "tailscaled (not found in $TSBIN)" none - direct none
