@@ -61,7 +61,7 @@ def main():
             if kind == "ob":
                 name = name.rsplit("/", 1)[-1]
             elif name.startswith("0x"):
-                name = "%s in %s" % (name, where)  # no symbol: say where
+                name = "%s in %s" % (base(name), where)  # no symbol: say where
             else:
                 name = base(name)
             table[key] = name
