@@ -3,8 +3,10 @@
  *
  *   loadgen serve PORT                       echo server on 127.0.0.1:PORT
  *                                            (a thread per connection)
- *   loadgen hold PORT                        echo server for many mostly idle
- *                                            connections (one thread, epoll)
+ *   loadgen hold PORT                        echo server on one thread (epoll)
+ *                                            for short exchanges and many idle
+ *                                            connections: no thread per
+ *                                            connection in the figures
  *   loadgen rate  TARGET [PROXY] N THREADS   N connect/1-byte echo/close cycles
  *   loadgen latency TARGET [PROXY] RATE SECONDS
  *                                            open loop: a new cycle every
