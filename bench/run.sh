@@ -24,7 +24,7 @@
 # and tailfence in front of each of tailscaled's listeners.
 #
 # Per path: one bulk stream each way; the connection rate (64 clients, the
-# median of 3 interleaved rounds) and the proxy's own CPU time per
+# median of 3 interleaved rounds, every other one in reverse order) and the proxy's own CPU time per
 # connection (user + system from /proc/PID/stat); latency open-loop at
 # 1,000 new connections/s (p50, p99, the medians of 3 interleaved rounds);
 # the resident memory per idle tunnel of a fresh instance of the proxy with
@@ -181,6 +181,11 @@ rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || true; }
 median() { sort -n | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)] }'; }
 via() { [ "${proxies[$1]}" = - ] || echo "${proxies[$1]}"; }
 
+# The rows in the order of round r: forward, then backward, and so on, so
+# that no row always follows the same one (what ran just before moves a
+# row's figure: by up to a fifth here).
+order() { if (($1 % 2)); then seq $((rows - 1)) -1 0; else seq 0 $((rows - 1)); fi; }
+
 declare -A stream rate cpu p50 p99 idle tscpu
 phase() { echo "[$(date +%T)] $*" >&2; }
 
@@ -190,20 +195,20 @@ phase "streams, $((STREAM_BYTES / 1024 / 1024)) MiB each way"
 for ((i = 0; i < rows; i++)); do
 	[ "${proxies[$i]}" = none ] && continue
 	# shellcheck disable=SC2046
-	stream[$i]=$(timeout 60 "$LG" stream $STREAM_ORIGIN $(via $i) $STREAM_BYTES |
+	stream[$i]=$(timeout 60 "$LG" stream $STREAM_ORIGIN $(via "$i") $STREAM_BYTES |
 		figure mib_per_second) || stream[$i]=stalled
 done
 
 phase "connection rate, $ROUNDS rounds of $RATE_N connections x $RATE_CLIENTS clients"
 declare -A ticks rates
 for ((r = 0; r < ROUNDS; r++)); do
-	for ((i = 0; i < rows; i++)); do
+	for i in $(order "$r"); do
 		[ "${proxies[$i]}" = none ] && continue
 		pid=${rpids[$i]}
 		[ "$pid" != - ] && c0=$(cpu_ticks "$pid")
 		[ "$tspid" != - ] && t0=$(cpu_ticks "$tspid")
 		# shellcheck disable=SC2046
-		out=$(timeout 120 "$LG" rate $ORIGIN $(via $i) $RATE_N $RATE_CLIENTS) || out=
+		out=$(timeout 120 "$LG" rate $ORIGIN $(via "$i") $RATE_N $RATE_CLIENTS) || out=
 		v=$(echo "$out" | figure per_second)
 		rates[$i]+="${v:-0} "
 		if [ "$pid" != - ]; then
@@ -231,10 +236,10 @@ done
 phase "latency, open loop at $LAT_RATE new connections/s, $ROUNDS rounds of $LAT_SECONDS s"
 declare -A p50s p99s
 for ((r = 0; r < ROUNDS; r++)); do
-	for ((i = 0; i < rows; i++)); do
+	for i in $(order "$r"); do
 		[ "${proxies[$i]}" = none ] && continue
 		# shellcheck disable=SC2046
-		out=$(timeout $((LAT_SECONDS + 30)) "$LG" latency $ORIGIN $(via $i) $LAT_RATE $LAT_SECONDS) ||
+		out=$(timeout $((LAT_SECONDS + 30)) "$LG" latency $ORIGIN $(via "$i") $LAT_RATE $LAT_SECONDS) ||
 			echo "latency: failures through ${labels[$i]}: $out" >&2
 		p50s[$i]+="$(echo "$out" | figure p50_us) "
 		p99s[$i]+="$(echo "$out" | figure p99_us) "
