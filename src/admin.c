@@ -155,8 +155,8 @@ static void admin_metrics(struct admin *a, struct evhttp_request *req)
 	struct gateway *gw = a->gw;
 	struct metrics_snapshot s;
 	memset(&s, 0, sizeof s);
-	s.open_connections = gw->n_conns;
-	conn_stats(gw, &s.open_relays, &s.relay_bytes_up, &s.relay_bytes_down);
+	s.open_connections = conn_set_count(gw->conns);
+	conn_set_stats(gw->conns, &s.open_relays, &s.relay_bytes_up, &s.relay_bytes_down);
 	s.max_connections = gw->cfg->max_connections;
 	struct audit_stats as;
 	audit_get_stats(gw->audit, &as);

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <time.h>
 
 #include <event2/buffer.h>
@@ -29,8 +30,9 @@
 #include <openssl/crypto.h>
 
 #include "tailfence/audit.h"
+#include "tailfence/auth.h"
 #include "tailfence/config.h"
-#include "tailfence/gateway.h"
+#include "tailfence/conn_env.h"
 #include "tailfence/httpproxy.h"
 #include "tailfence/log.h"
 #include "tailfence/metrics.h"
@@ -38,7 +40,7 @@
 #include "tailfence/relay.h"
 #include "tailfence/resolve.h"
 #include "tailfence/socks.h"
-#include "tailfence/tailnet_watch.h"
+#include "tailfence/tailnet.h"
 #include "tailfence/target.h"
 #include "tailfence/text.h"
 #include "tailfence/udp_assoc.h"
@@ -112,7 +114,8 @@ struct conn_login {
 
 struct conn {
 	TAILQ_ENTRY(conn) link;
-	struct gateway *gw;
+	struct conn_set *set;
+	const struct conn_env *env;	/* the set's */
 	struct config *cfg;		/* the policy this connection started with */
 	uint64_t id;
 	enum conn_state state;
@@ -154,6 +157,13 @@ struct conn {
 	const char *end;		/* FLUSH: end reason to record */
 };
 
+/* The proxy connections of one loop. */
+struct conn_set {
+	const struct conn_env *env;
+	TAILQ_HEAD(conn_list, conn) list;
+	size_t n;
+};
+
 static void conn_close(struct conn *c, const char *end, const char *error);
 static void conn_read_cb(struct bufferevent *bev, void *arg);
 static void conn_dial_next(struct conn *c);
@@ -163,7 +173,7 @@ static void conn_dial_next(struct conn *c);
 static uint64_t conn_elapsed_ms(const struct conn *c)
 {
 	struct timeval now, d;
-	event_base_gettimeofday_cached(c->gw->base, &now);
+	event_base_gettimeofday_cached(c->env->base, &now);
 	evutil_timersub(&now, &c->started, &d);
 	return (uint64_t)d.tv_sec * 1000 + (uint64_t)d.tv_usec / 1000;
 }
@@ -276,7 +286,7 @@ static void conn_count_decision(struct conn *c, const struct policy_decision *d,
 {
 	static const struct policy_decision fail_closed = { .rule = -1, .guard = "audit" };
 	bool before_policy = !d || (d->rule < 0 && !d->guard && !d->reason[0]);
-	metrics_decision(&c->gw->metrics, c->cfg->policy, (enum metrics_proto)c->proto,
+	metrics_decision(c->env->metrics, c->cfg->policy, (enum metrics_proto)c->proto,
 			 !written ? &fail_closed : before_policy ? NULL : d, allow && written,
 			 c->target.is_name ? METRICS_ERROR_DNS : METRICS_ERROR_TARGET);
 }
@@ -317,7 +327,7 @@ static bool conn_audit_decision(struct conn *c, const struct target_verdict *v,
 		.userid = c->proto == CONN_PROTO_SOCKS4 || c->proto == CONN_PROTO_SOCKS4A
 				  ? c->socks.user : NULL,
 	};
-	bool ok = audit_decision(c->gw->audit, &rec);
+	bool ok = audit_decision(c->env->audit, &rec);
 	conn_count_decision(c, d, allow, ok);
 	return ok;
 }
@@ -326,7 +336,7 @@ static bool conn_audit_decision(struct conn *c, const struct target_verdict *v,
 
 static void conn_close(struct conn *c, const char *end, const char *error)
 {
-	struct gateway *gw = c->gw;
+	const struct conn_env *env = c->env;
 	uint64_t up = 0, down = 0;
 
 	struct udp_assoc_stats us = { 0 };
@@ -357,8 +367,8 @@ static void conn_close(struct conn *c, const char *end, const char *error)
 	};
 	/* Connections that never named a target (scanners, garbage, idle
 	 * handshakes) leave a close record too, so nothing goes unseen. */
-	audit_close(gw->audit, &rec);
-	metrics_closed(&gw->metrics, (enum metrics_proto)c->proto, end, c->udp ? 0 : up,
+	audit_close(env->audit, &rec);
+	metrics_closed(env->metrics, (enum metrics_proto)c->proto, end, c->udp ? 0 : up,
 		       c->udp ? 0 : down, metrics_now_us() - c->started_us);
 	log_debug("conn %llu: closed (%s%s%s), %llu bytes up, %llu down",
 		  (unsigned long long)c->id, end, error ? ": " : "", error ? error : "",
@@ -372,7 +382,7 @@ static void conn_close(struct conn *c, const char *end, const char *error)
 	socks_server_wipe(&c->socks);
 	if (c->resolve)
 		resolve_cancel(c->resolve);
-	audit_wait_cancel(gw->audit, &c->audit_wait);
+	audit_wait_cancel(env->audit, &c->audit_wait);
 	if (c->dial)
 		upstream_dial_cancel(c->dial);
 	udp_assoc_free(c->udp);
@@ -384,10 +394,10 @@ static void conn_close(struct conn *c, const char *end, const char *error)
 	if (c->http_parsed)
 		httpproxy_request_clear(&c->http);
 	config_unref(c->cfg);
-	TAILQ_REMOVE(&gw->conns, c, link);
-	gw->n_conns--;
+	TAILQ_REMOVE(&c->set->list, c, link);
+	c->set->n--;
 	free(c);
-	gateway_conn_gone(gw);
+	env->closed(env->owner);
 }
 
 /* ---------- relay ---------- */
@@ -475,7 +485,7 @@ static void conn_dial_cb(void *arg, struct upstream_result *res)
 {
 	struct conn *c = arg;
 	c->dial = NULL;
-	metrics_observe(&c->gw->metrics.dial, res->elapsed_us);
+	metrics_observe(&c->env->metrics->dial, res->elapsed_us);
 
 	if (res->err != UPSTREAM_OK) {
 		c->last_failure = conn_failure_of(res->err);
@@ -532,7 +542,7 @@ static void conn_dial_next(struct conn *c)
 	const struct config_upstream *up =
 		c->verdict.via[i] == POLICY_VIA_DIRECT ? &direct : &c->cfg->upstream;
 	c->state = CONN_DIAL;
-	c->dial = upstream_dial(c->gw->base, up, &c->verdict.allowed[i], c->target.port,
+	c->dial = upstream_dial(c->env->base, up, &c->verdict.allowed[i], c->target.port,
 				c->cfg->connect_timeout_ms, conn_dial_cb, c);
 	if (!c->dial)
 		conn_fail(c, CONN_FAIL_GENERAL, "out of memory");
@@ -559,7 +569,7 @@ static void conn_who(const struct conn *c, struct policy_query *q)
 	memset(q, 0, sizeof *q);
 	q->user = c->user[0] ? c->user : NULL;
 	q->src = c->client_addr;
-	q->view = c->gw->tailnet ? tailnet_watch_view(c->gw->tailnet) : NULL;
+	q->view = c->env->view;
 }
 
 /* Refuses before any address is known: records the decision, answers. */
@@ -598,7 +608,7 @@ static void conn_decide(struct conn *c, const struct cidr_addr *addrs, size_t n)
 	c->next_dial = 0;
 	c->last_failure = CONN_FAIL_GENERAL;
 	/* No dial before the decision record is written (audit.durability). */
-	if (audit_wait(c->gw->audit, &c->audit_wait, conn_audit_ack, c)) {
+	if (audit_wait(c->env->audit, &c->audit_wait, conn_audit_ack, c)) {
 		c->state = CONN_AUDIT_WAIT;
 		conn_timer_set(c, c->cfg->connect_timeout_ms);
 		return;
@@ -610,9 +620,9 @@ static void conn_resolve_cb(void *arg, const struct resolve_result *res)
 {
 	struct conn *c = arg;
 	c->resolve = NULL;
-	c->gw->metrics.dns_lookups++;
-	c->gw->metrics.dns_failures += res->error != 0;
-	metrics_observe(&c->gw->metrics.dns, res->elapsed_us);
+	c->env->metrics->dns_lookups++;
+	c->env->metrics->dns_failures += res->error != 0;
+	metrics_observe(&c->env->metrics->dns, res->elapsed_us);
 
 	if (res->error) {
 		char why[400];
@@ -630,7 +640,7 @@ static void conn_resolve_cb(void *arg, const struct resolve_result *res)
 /* The request is complete: the target is known. */
 static void conn_target_ready(struct conn *c)
 {
-	metrics_observe(&c->gw->metrics.handshake, metrics_now_us() - c->started_us);
+	metrics_observe(&c->env->metrics->handshake, metrics_now_us() - c->started_us);
 	evtimer_del(c->timer);
 	/* Reading stays on (bytes the client sends early wait in its buffer,
 	 * up to the head limit) so that a client that goes away while its
@@ -648,7 +658,7 @@ static void conn_target_ready(struct conn *c)
 	}
 	c->state = CONN_RESOLVE;
 	struct resolve_tailnet tn = { who.view, c->cfg->tailscaled_socket };
-	c->resolve = resolve_start(c->gw->resolver, &tn, c->target.host, &c->client_addr,
+	c->resolve = resolve_start(c->env->resolver, &tn, c->target.host, &c->client_addr,
 				   c->cfg->dns_timeout_ms, conn_resolve_cb, c);
 	if (!c->resolve)
 		conn_fail(c, CONN_FAIL_GENERAL, "out of memory");
@@ -701,7 +711,7 @@ static void conn_login_free(struct conn_login *l)
 static void conn_auth_failed(struct conn *c, const char *why)
 {
 	snprintf(c->last_error, sizeof c->last_error, "%s", why);
-	unsigned ms = auth_throttle_delay_ms(&c->gw->throttle, &c->client_addr, conn_now_ms());
+	unsigned ms = auth_throttle_delay_ms(c->env->throttle, &c->client_addr, conn_now_ms());
 	log_info("conn %llu: %s: %s", (unsigned long long)c->id, c->client_text, why);
 	c->state = CONN_AUTH_DELAY;
 	bufferevent_disable(c->client, EV_READ);
@@ -753,9 +763,9 @@ static void conn_login_refused(struct conn *c, const char *user, enum worker_ref
 		   "already waiting or running (limit)"
 		 : "login refused for user \"%s\": %u password checks are already waiting or "
 		   "running (server busy)",
-		 user, client ? GATEWAY_LOGIN_PER_CLIENT : GATEWAY_LOGIN_QUEUE);
-	auth_throttle_failure(&c->gw->throttle, &c->client_addr, conn_now_ms());
-	c->gw->metrics.login_failures++;
+		 user, client ? CONN_LOGIN_PER_CLIENT : CONN_LOGIN_QUEUE);
+	auth_throttle_failure(c->env->throttle, &c->client_addr, conn_now_ms());
+	c->env->metrics->login_failures++;
 	snprintf(c->user, sizeof c->user, "%s", user);
 	struct policy_decision d = { .action = POLICY_DENY, .rule = -1, .guard = "auth" };
 	conn_audit_decision(c, NULL, &d, why);
@@ -773,15 +783,15 @@ static void conn_login_refused(struct conn *c, const char *user, enum worker_ref
 static void conn_login_result(struct conn *c, const char *user, bool ok)
 {
 	if (!ok) {
-		auth_throttle_failure(&c->gw->throttle, &c->client_addr, conn_now_ms());
-		c->gw->metrics.login_failures++;
+		auth_throttle_failure(c->env->throttle, &c->client_addr, conn_now_ms());
+		c->env->metrics->login_failures++;
 		char why[320];
 		snprintf(why, sizeof why, "login failed for user \"%s\"", user ? user : "");
 		conn_auth_failed(c, why);
 		return;
 	}
 	if (user) {
-		auth_throttle_success(&c->gw->throttle, &c->client_addr);
+		auth_throttle_success(c->env->throttle, &c->client_addr);
 		snprintf(c->user, sizeof c->user, "%s", user);
 	}
 	if (c->proto == CONN_PROTO_SOCKS5) {
@@ -842,7 +852,7 @@ static void conn_login(struct conn *c, const char *user, char *pass, size_t pass
 	auth_client_prefix(&c->client_addr, &client);
 	l->c = c;
 	l->cfg = config_ref(c->cfg);
-	l->job = worker_submit(c->gw->worker, &client, conn_login_work, conn_login_done, l, &r);
+	l->job = worker_submit(c->env->worker, &client, conn_login_work, conn_login_done, l, &r);
 	if (!l->job) {
 		conn_login_refused(c, l->creds.user, r);
 		conn_login_free(l);
@@ -881,7 +891,7 @@ static void conn_udp_start(struct conn *c)
 		return;
 	}
 	struct udp_assoc_params p = {
-		.gw = c->gw, .cfg = c->cfg, .conn_id = c->id,
+		.env = c->env, .cfg = c->cfg, .conn_id = c->id,
 		.client_text = c->client_text, .listener_text = c->listener_text,
 		.user = c->user[0] ? c->user : NULL, .client_addr = c->client_addr,
 		.want_port = c->socks.target.is_name ? 0 : c->socks.target.port,
@@ -895,7 +905,7 @@ static void conn_udp_start(struct conn *c)
 		conn_fail(c, CONN_FAIL_GENERAL, c->udp ? err : "cannot read the local address");
 		return;
 	}
-	metrics_observe(&c->gw->metrics.handshake, metrics_now_us() - c->started_us);
+	metrics_observe(&c->env->metrics->handshake, metrics_now_us() - c->started_us);
 	evtimer_del(c->timer);
 	c->state = CONN_UDP;
 	log_debug("conn %llu: UDP association on %s port %u", (unsigned long long)c->id,
@@ -1121,7 +1131,7 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 		conn_close(c, c->end, "client did not read the final reply");
 		break;
 	case CONN_AUDIT_WAIT:
-		audit_wait_cancel(c->gw->audit, &c->audit_wait);
+		audit_wait_cancel(c->env->audit, &c->audit_wait);
 		log_warn("conn %llu: refused: its decision record was not written in time",
 			 (unsigned long long)c->id);
 		conn_fail(c, CONN_FAIL_TIMEOUT, "audit trail unavailable: record not written in time");
@@ -1133,29 +1143,54 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---------- public ---------- */
 
-void conn_accept(struct gateway *gw, struct gateway_listener *l, evutil_socket_t fd,
+struct conn_set *conn_set_new(const struct conn_env *env)
+{
+	struct conn_set *s = calloc(1, sizeof *s);
+	if (!s)
+		return NULL;
+	s->env = env;
+	TAILQ_INIT(&s->list);
+	return s;
+}
+
+void conn_set_free(struct conn_set *s)
+{
+	if (!s)
+		return;
+	conn_set_abort(s);
+	free(s);
+}
+
+size_t conn_set_count(const struct conn_set *s)
+{
+	return s ? s->n : 0;
+}
+
+void conn_accept(struct conn_set *s, const char *listener, evutil_socket_t fd,
 		 const struct sockaddr *sa, socklen_t salen)
 {
 	(void)salen;
+	const struct conn_env *env = s->env;
 	struct conn *c = calloc(1, sizeof *c);
 	if (!c) {
 		evutil_closesocket(fd);
 		return;
 	}
-	c->gw = gw;
-	c->cfg = config_ref(gw->cfg);
-	c->id = ++gw->next_conn_id;
-	gw->metrics.accepted++;
+	c->set = s;
+	c->env = env;
+	c->cfg = config_ref(env->cfg);
+	c->id = conn_env_next_id(env);
+	env->metrics->accepted++;
 	c->started_us = metrics_now_us();
 	c->state = CONN_SNIFF;
-	c->listener_text = l->text;
-	event_base_gettimeofday_cached(gw->base, &c->started);
+	c->listener_text = listener;
+	event_base_gettimeofday_cached(env->base, &c->started);
 	cidr_addr_from_sockaddr(sa, &c->client_addr, &c->client_port);
 	cidr_addr_format_port(&c->client_addr, c->client_port, c->client_text,
 			      sizeof c->client_text);
 
-	c->client = bufferevent_socket_new(gw->base, fd, BEV_OPT_CLOSE_ON_FREE);
-	c->timer = evtimer_new(gw->base, conn_timer_cb, c);
+	c->client = bufferevent_socket_new(env->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	c->timer = evtimer_new(env->base, conn_timer_cb, c);
 	if (!c->client || !c->timer) {
 		if (c->client)
 			bufferevent_free(c->client);
@@ -1167,8 +1202,8 @@ void conn_accept(struct gateway *gw, struct gateway_listener *l, evutil_socket_t
 		free(c);
 		return;
 	}
-	TAILQ_INSERT_TAIL(&gw->conns, c, link);
-	gw->n_conns++;
+	TAILQ_INSERT_TAIL(&s->list, c, link);
+	s->n++;
 
 	bufferevent_setcb(c->client, conn_read_cb, NULL, conn_event_cb, c);
 	/* Never buffer more than one request head from a client. */
@@ -1177,37 +1212,37 @@ void conn_accept(struct gateway *gw, struct gateway_listener *l, evutil_socket_t
 	conn_timer_set(c, c->cfg->handshake_timeout_ms);
 }
 
-void conn_stop_handshakes(struct gateway *gw)
+void conn_set_stop_handshakes(struct conn_set *s)
 {
 	struct conn *c, *next;
-	for (c = TAILQ_FIRST(&gw->conns); c; c = next) {
+	for (c = TAILQ_FIRST(&s->list); c; c = next) {
 		next = TAILQ_NEXT(c, link);
 		if (c->state != CONN_RELAY && c->state != CONN_FLUSH && c->state != CONN_UDP)
 			conn_close(c, "shutdown", NULL);
 	}
 }
 
-void conn_abort_all(struct gateway *gw)
+void conn_set_abort(struct conn_set *s)
 {
-	while (!TAILQ_EMPTY(&gw->conns))
-		conn_close(TAILQ_FIRST(&gw->conns), "shutdown", NULL);
+	while (!TAILQ_EMPTY(&s->list))
+		conn_close(TAILQ_FIRST(&s->list), "shutdown", NULL);
 }
 
-size_t conn_recheck_udp(struct gateway *gw, const struct tailnet_view *view)
+size_t conn_set_recheck_udp(struct conn_set *s, const struct tailnet_view *view)
 {
 	struct conn *c;
 	size_t revoked = 0;
-	TAILQ_FOREACH(c, &gw->conns, link)
+	TAILQ_FOREACH(c, &s->list, link)
 		if (c->udp)
 			revoked += udp_assoc_recheck(c->udp, view);
 	return revoked;
 }
 
-size_t conn_recheck_relays(struct gateway *gw, const struct tailnet_view *view)
+size_t conn_set_recheck_relays(struct conn_set *s, const struct tailnet_view *view)
 {
 	struct conn *c, *next;
 	size_t closed = 0;
-	for (c = TAILQ_FIRST(&gw->conns); c; c = next) {
+	for (c = TAILQ_FIRST(&s->list); c; c = next) {
 		next = TAILQ_NEXT(c, link);
 		if (c->state != CONN_RELAY || !c->connected.family)
 			continue;
@@ -1229,12 +1264,12 @@ size_t conn_recheck_relays(struct gateway *gw, const struct tailnet_view *view)
 	return closed;
 }
 
-void conn_stats(struct gateway *gw, size_t *relays, uint64_t *up, uint64_t *down)
+void conn_set_stats(const struct conn_set *s, size_t *relays, uint64_t *up, uint64_t *down)
 {
-	struct conn *c;
+	const struct conn *c;
 	*relays = 0;
 	*up = *down = 0;
-	TAILQ_FOREACH(c, &gw->conns, link) {
+	TAILQ_FOREACH(c, &s->list, link) {
 		if (!c->relay)
 			continue;
 		(*relays)++;

@@ -62,7 +62,7 @@ static void gateway_accepting(struct gateway *gw, bool on)
 /* Connections open, proxy and inbound. */
 static size_t gateway_open(const struct gateway *gw)
 {
-	return gw->n_conns + inbound_count(gw->inbound);
+	return conn_set_count(gw->conns) + inbound_count(gw->inbound);
 }
 
 static bool gateway_at_capacity(const struct gateway *gw)
@@ -70,8 +70,9 @@ static bool gateway_at_capacity(const struct gateway *gw)
 	return gateway_open(gw) >= gw->cfg->max_connections;
 }
 
-void gateway_conn_gone(struct gateway *gw)
+void gateway_conn_gone(void *arg)
 {
+	struct gateway *gw = arg;
 	if (gw->stopping) {
 		if (gateway_open(gw) == 0)
 			event_base_loopexit(gw->base, NULL);
@@ -89,7 +90,7 @@ static void gateway_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 	struct gateway *gw = l->gw;
 	(void)lev;
 
-	conn_accept(gw, l, fd, sa, (socklen_t)salen);
+	conn_accept(gw->conns, l->text, fd, sa, (socklen_t)salen);
 	gateway_conn_opened(gw);
 }
 
@@ -228,6 +229,7 @@ static void gateway_tailnet_cb(void *arg, const struct tailnet_view *old,
 		log_warn("tailnet: %s; the previous view stays in force", error);
 		return;
 	}
+	conn_env_set_view(&gw->env, tailnet_watch_view(gw->tailnet));	/* next */
 	/* Who a tailnet address is may have changed with the netmap. */
 	inbound_tailnet_changed(gw->inbound);
 	size_t cap = (old->state == TAILNET_RUNNING ? old->n_entries : 0) +
@@ -265,12 +267,12 @@ static void gateway_tailnet_cb(void *arg, const struct tailnet_view *old,
 		/* Not knowing (UNKNOWN) is no reason to cut anything; a known
 		 * change that carries less is. */
 		if (gw->cfg->close_revoked && next->state != TAILNET_UNKNOWN && g.n[0]) {
-			size_t n = conn_recheck_relays(gw, next);
+			size_t n = conn_set_recheck_relays(gw->conns, next);
 			if (n)
 				log_info("tailnet: closed %zu relay(s) to what is no longer carried", n);
 		}
 		if (next->state != TAILNET_UNKNOWN && (g.n[0] || state_changed)) {
-			size_t n = conn_recheck_udp(gw, next);
+			size_t n = conn_set_recheck_udp(gw->conns, next);
 			if (n)
 				log_info("tailnet: %zu UDP destination(s) no longer carried; their "
 					 "datagrams are dropped", n);
@@ -291,6 +293,7 @@ static bool gateway_tailnet_follow(struct gateway *gw)
 	    strcmp(tailnet_watch_socket(gw->tailnet), c->tailscaled_socket) == 0 &&
 	    gw->tailnet_opt.allow_exit_node == opt.allow_exit_node)
 		return true;
+	conn_env_set_view(&gw->env, NULL);
 	tailnet_watch_free(gw->tailnet);
 	gw->tailnet = NULL;
 	gw->tailnet_opt = opt;
@@ -298,9 +301,12 @@ static bool gateway_tailnet_follow(struct gateway *gw)
 		return true;
 	gw->tailnet = tailnet_watch_start(gw->base, c->tailscaled_socket, &opt,
 					  gateway_tailnet_cb, gw);
-	if (!gw->tailnet)
+	if (!gw->tailnet) {
 		log_error("cannot start watching tailscaled: out of memory");
-	return gw->tailnet != NULL;
+		return false;
+	}
+	conn_env_set_view(&gw->env, tailnet_watch_view(gw->tailnet));
+	return true;
 }
 
 /* ---------- signals ---------- */
@@ -312,7 +318,7 @@ static void gateway_grace_over_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	if (gateway_open(gw))
 		log_info("shutdown grace over: closing %zu open connections", gateway_open(gw));
-	conn_abort_all(gw);
+	conn_set_abort(gw->conns);
 	inbound_abort_all(gw->inbound);
 	event_base_loopexit(gw->base, NULL);
 }
@@ -326,7 +332,7 @@ static void gateway_stop(struct gateway *gw, const char *why)
 	for (size_t i = 0; i < gw->n_listeners; i++)
 		evconnlistener_disable(gw->listeners[i].lev);
 
-	conn_stop_handshakes(gw);
+	conn_set_stop_handshakes(gw->conns);
 	inbound_stop(gw->inbound);
 	if (gateway_open(gw) == 0) {
 		event_base_loopexit(gw->base, NULL);
@@ -364,6 +370,7 @@ static void gateway_reload(struct gateway *gw)
 	}
 	config_unref(gw->cfg);
 	gw->cfg = next;
+	conn_env_set_config(&gw->env, next);
 	gateway_tailnet_follow(gw);
 	log_info("reloaded the configuration%s%s", next->source ? " from " : "",
 		 next->source ? next->source : "");
@@ -476,6 +483,7 @@ static void gateway_free(struct gateway *gw)
 	/* First: closing its connections touches the listeners, timers, the
 	 * worker and the trail. */
 	gw->stopping = true;
+	conn_set_free(gw->conns);
 	inbound_free(gw->inbound);
 	admin_free(gw->admin);
 	for (size_t i = 0; i < gw->n_listeners; i++)
@@ -493,6 +501,7 @@ static void gateway_free(struct gateway *gw)
 	worker_free(gw->worker);
 	tailnet_watch_free(gw->tailnet);
 	resolve_ctx_free(gw->resolver);
+	conn_env_clear(&gw->env);
 	if (gw->audit)
 		audit_free(gw->audit);
 	if (gw->cfg)
@@ -510,7 +519,7 @@ int gateway_main(int argc, char **argv)
 	int rc = 1;
 
 	memset(&gw, 0, sizeof gw);
-	TAILQ_INIT(&gw.conns);
+	atomic_init(&gw.last_conn_id, 0);
 	metrics_init(&gw.metrics);
 
 	int parsed = config_args_parse(argc, argv, &gw.args);
@@ -554,8 +563,8 @@ int gateway_main(int argc, char **argv)
 	}
 	struct worker_limits wl = {
 		.threads = worker_default_threads(),
-		.max_jobs = GATEWAY_LOGIN_QUEUE,
-		.max_per_client = GATEWAY_LOGIN_PER_CLIENT,
+		.max_jobs = CONN_LOGIN_QUEUE,
+		.max_per_client = CONN_LOGIN_PER_CLIENT,
 	};
 	gw.worker = worker_new(gw.base, &wl);
 	if (!gw.worker) {
@@ -563,10 +572,17 @@ int gateway_main(int argc, char **argv)
 		goto out;
 	}
 	log_debug("password checks: %u threads, at most %u waiting or running, %u per client",
-		  wl.threads, GATEWAY_LOGIN_QUEUE, GATEWAY_LOGIN_PER_CLIENT);
+		  wl.threads, CONN_LOGIN_QUEUE, CONN_LOGIN_PER_CLIENT);
 	auth_throttle_init(&gw.throttle);
+	gw.env = (struct conn_env){
+		.base = gw.base, .resolver = gw.resolver, .metrics = &gw.metrics,
+		.throttle = &gw.throttle, .audit = gw.audit, .worker = gw.worker,
+		.last_id = &gw.last_conn_id, .closed = gateway_conn_gone, .owner = &gw,
+	};
+	conn_env_set_config(&gw.env, gw.cfg);
+	gw.conns = conn_set_new(&gw.env);
 	gw.inbound = inbound_new(&gw);
-	if (!gw.inbound) {
+	if (!gw.conns || !gw.inbound) {
 		log_error("out of memory");
 		goto out;
 	}

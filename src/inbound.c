@@ -631,7 +631,7 @@ static void ib_accept(struct ib_listener *l, evutil_socket_t fd)
 	c->in = in;
 	c->cfg = config_ref(gw->cfg);
 	c->e = &c->cfg->inbound->v[l->index];
-	c->id = ++gw->next_conn_id;
+	c->id = conn_env_next_id(&gw->env);
 	c->state = IB_HEADER;
 	c->proto = c->e->proxy_versions == PROXYPROTO_V1 ? "proxy-v1" : "proxy-v2";
 	event_base_gettimeofday_cached(gw->base, &c->started);

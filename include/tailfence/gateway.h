@@ -7,13 +7,14 @@
 #ifndef TAILFENCE_GATEWAY_H
 #define TAILFENCE_GATEWAY_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <sys/queue.h>
 
 #include "tailfence/auth.h"
 #include "tailfence/cidr.h"
+#include "tailfence/conn_env.h"
 #include "tailfence/metrics.h"
 #include "tailfence/tailnet.h"
 
@@ -22,7 +23,7 @@ struct upstream_probe;
 struct audit;
 struct config;
 struct config_args;
-struct conn;
+struct conn_set;
 struct event;
 struct event_base;
 struct evconnlistener;
@@ -37,12 +38,8 @@ struct gateway_listener {
 	char text[64];
 };
 
-/* Password checks: at most this many wait or run at once, and at most
- * GATEWAY_LOGIN_PER_CLIENT of them for one client prefix (/32, /64). */
 /* How long the look at the upstream at start may take. */
 #define GATEWAY_PROBE_TIMEOUT_S 3
-#define GATEWAY_LOGIN_QUEUE 256
-#define GATEWAY_LOGIN_PER_CLIENT 4
 
 struct gateway {
 	struct event_base *base;
@@ -60,9 +57,9 @@ struct gateway {
 	bool accept_paused;
 	struct event *accept_resume;	/* after EMFILE/ENFILE */
 
-	TAILQ_HEAD(gateway_conns, conn) conns;
-	size_t n_conns;
-	uint64_t next_conn_id;
+	struct conn_env env;		/* what the loop gives its connections */
+	struct conn_set *conns;		/* the proxy connections */
+	_Atomic uint64_t last_conn_id;
 
 	bool stopping;
 	int exit_status;		/* set when the loop ends on an error */
@@ -82,9 +79,9 @@ struct gateway {
 	struct inbound *inbound;	/* inbound listeners and their connections */
 };
 
-/* Called by conn and inbound when a connection ends, to resume accepting
- * at the cap (or to end the loop when stopping and none is left). */
-void gateway_conn_gone(struct gateway *gw);
+/* Called by inbound when a connection ends, to resume accepting at the
+ * cap (or to end the loop when stopping and none is left). */
+void gateway_conn_gone(void *gw);
 
 /* Called by inbound after it accepted a connection: pauses accepting at
  * the cap (limits.max_connections counts both kinds). */
