@@ -30,6 +30,7 @@
 #include "tailfence/config.h"
 #include "tailfence/conn.h"
 #include "tailfence/inbound.h"
+#include "tailfence/inbound_config.h"
 #include "tailfence/log.h"
 #include "tailfence/policy.h"
 #include "tailfence/resolve.h"
@@ -56,7 +57,6 @@ static void gateway_accepting(struct gateway *gw, bool on)
 		else
 			evconnlistener_disable(gw->listeners[i].lev);
 	}
-	inbound_accepting(gw->inbound, on);
 }
 
 /* Connections open, proxy and inbound. */
@@ -70,7 +70,8 @@ static bool gateway_at_capacity(const struct gateway *gw)
 	return gateway_open(gw) >= gw->cfg->max_connections;
 }
 
-void gateway_conn_gone(void *arg)
+/* A connection ended (the environment's closed()). */
+static void gateway_conn_gone(void *arg)
 {
 	struct gateway *gw = arg;
 	if (gw->stopping) {
@@ -83,18 +84,9 @@ void gateway_conn_gone(void *arg)
 		gateway_accepting(gw, true);
 }
 
-static void gateway_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
-			      struct sockaddr *sa, int salen, void *arg)
-{
-	struct gateway_listener *l = arg;
-	struct gateway *gw = l->gw;
-	(void)lev;
-
-	conn_accept(gw->conns, l->text, fd, sa, (socklen_t)salen);
-	gateway_conn_opened(gw);
-}
-
-void gateway_conn_opened(struct gateway *gw)
+/* A connection was accepted: pauses accepting at the cap
+ * (limits.max_connections counts both kinds). */
+static void gateway_conn_opened(struct gateway *gw)
 {
 	if (gateway_at_capacity(gw) && !gw->accept_paused) {
 		log_warn("%zu connections open (limits.max_connections): pausing accept",
@@ -103,7 +95,23 @@ void gateway_conn_opened(struct gateway *gw)
 	}
 }
 
-void gateway_accept_failed(struct gateway *gw, const char *listener, int err)
+static void gateway_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
+			      struct sockaddr *sa, int salen, void *arg)
+{
+	struct gateway_listener *l = arg;
+	struct gateway *gw = l->gw;
+	(void)lev;
+
+	if (l->inbound)
+		inbound_accept(gw->inbound, l->entry, fd);
+	else
+		conn_accept(gw->conns, l->text, fd, sa, (socklen_t)salen);
+	gateway_conn_opened(gw);
+}
+
+/* An accept failed on listener: out of descriptors or memory pauses every
+ * listener for a second instead of spinning. */
+static void gateway_accept_failed(struct gateway *gw, const char *listener, int err)
 {
 	if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
 		/* Spinning on accept() would burn the CPU: pause, as relayd does. */
@@ -426,31 +434,54 @@ static void gateway_probe_upstream(struct gateway *gw)
 					       GATEWAY_PROBE_TIMEOUT_S, gateway_upstream_answer, gw);
 }
 
+/* Binds one listener into the next slot: a proxy listener, or with e the
+ * inbound entry at index entry. false (logged) when it cannot. */
+static bool gateway_bind(struct gateway *gw, const char *text, const struct sockaddr_storage *ss,
+			 socklen_t len, int backlog, const struct inbound_entry *e, size_t entry)
+{
+	struct gateway_listener *l = &gw->listeners[gw->n_listeners];
+	l->gw = gw;
+	l->inbound = e != NULL;
+	l->entry = entry;
+	snprintf(l->text, sizeof l->text, "%s", text);
+	l->lev = evconnlistener_new_bind(
+		gw->base, gateway_accept_cb, l,
+		LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC, backlog,
+		(const struct sockaddr *)ss, (int)len);
+	if (!l->lev) {
+		if (e)
+			log_error("cannot listen on %s (inbound %s): %s", text, e->name,
+				  strerror(errno));
+		else
+			log_error("cannot listen on %s: %s", l->text, strerror(errno));
+		return false;
+	}
+	evconnlistener_set_error_cb(l->lev, gateway_accept_error_cb);
+	gw->n_listeners++;
+	return true;
+}
+
+/* Binds the proxy listeners, then the inbound ones (tailscale serve's). */
 static bool gateway_listen(struct gateway *gw)
 {
 	const struct config *cfg = gw->cfg;
-	gw->listeners = calloc(cfg->n_listeners, sizeof *gw->listeners);
+	const struct inbound_config *ic = cfg->inbound;
+	size_t n_inbound = ic ? ic->n : 0;
+	gw->listeners = calloc(cfg->n_listeners + n_inbound, sizeof *gw->listeners);
 	if (!gw->listeners)
 		return false;
 	for (size_t i = 0; i < cfg->n_listeners; i++) {
-		struct gateway_listener *l = &gw->listeners[i];
-		l->gw = gw;
-		snprintf(l->text, sizeof l->text, "%s", cfg->listeners[i].text);
-		l->lev = evconnlistener_new_bind(
-			gw->base, gateway_accept_cb, l,
-			LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
-			1024, (const struct sockaddr *)&cfg->listeners[i].ss,
-			(int)cfg->listeners[i].len);
-		if (!l->lev) {
-			log_error("cannot listen on %s: %s", l->text, strerror(errno));
+		const struct config_listener *cl = &cfg->listeners[i];
+		if (!gateway_bind(gw, cl->text, &cl->ss, cl->len, 1024, NULL, 0))
 			return false;
-		}
-		evconnlistener_set_error_cb(l->lev, gateway_accept_error_cb);
-		gw->n_listeners++;
-		log_info("listening on %s (SOCKS5, SOCKS4/4a, HTTP proxy)", l->text);
+		log_info("listening on %s (SOCKS5, SOCKS4/4a, HTTP proxy)", cl->text);
 	}
-	if (!inbound_listen(gw->inbound))
-		return false;
+	for (size_t i = 0; i < n_inbound; i++) {
+		const struct inbound_entry *e = &ic->v[i];
+		if (!gateway_bind(gw, e->listen_text, &e->listen, e->listen_len, 128, e, i))
+			return false;
+		inbound_announce(e);
+	}
 	gw->listening = true;
 	gateway_probe_upstream(gw);
 	return true;
@@ -581,7 +612,7 @@ int gateway_main(int argc, char **argv)
 	};
 	conn_env_set_config(&gw.env, gw.cfg);
 	gw.conns = conn_set_new(&gw.env);
-	gw.inbound = inbound_new(&gw);
+	gw.inbound = inbound_new(&gw.env);
 	if (!gw.conns || !gw.inbound) {
 		log_error("out of memory");
 		goto out;

@@ -35,6 +35,8 @@ struct worker;
 struct gateway_listener {
 	struct gateway *gw;
 	struct evconnlistener *lev;
+	bool inbound;			/* tailscale serve's, for inbound */
+	size_t entry;			/* inbound: into cfg->inbound */
 	char text[64];
 };
 
@@ -78,17 +80,5 @@ struct gateway {
 	struct upstream_probe *start_probe;	/* the look at the upstream at start */
 	struct inbound *inbound;	/* inbound listeners and their connections */
 };
-
-/* Called by inbound when a connection ends, to resume accepting at the
- * cap (or to end the loop when stopping and none is left). */
-void gateway_conn_gone(void *gw);
-
-/* Called by inbound after it accepted a connection: pauses accepting at
- * the cap (limits.max_connections counts both kinds). */
-void gateway_conn_opened(struct gateway *gw);
-
-/* An accept failed on the listener named: out of descriptors or memory
- * pauses every listener for a second instead of spinning. */
-void gateway_accept_failed(struct gateway *gw, const char *listener, int err);
 
 #endif
