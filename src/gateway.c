@@ -1,5 +1,11 @@
 /*
- * gateway: the daemon's top level.
+ * gateway: the daemon's top level (`tailfence run`, gateway_main in cli.h).
+ *
+ * Owns the event loop, the listeners (proxy and inbound), the current
+ * config, the resolver, the tailnet watcher, the audit trail, the worker
+ * pool, the login throttle and the metrics, and hands connections the
+ * part of it they need (struct conn_env); conn and inbound own the
+ * connections themselves and tell it when one ends.
  *
  * Builds the config, binds the listeners, runs the event loop, and handles
  * signals: SIGTERM/SIGINT stop accepting, close connections still in their
@@ -8,11 +14,10 @@
  * (an invalid one is rejected and the old one stays) and reopens the audit
  * files; SIGUSR1 only reopens the audit files (logrotate).
  */
-#include "tailfence/gateway.h"
-#include "tailfence/upstream_probe.h"
-
 #include <errno.h>
 #include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,15 +31,20 @@
 
 #include "tailfence/admin.h"
 #include "tailfence/audit.h"
+#include "tailfence/auth.h"
 #include "tailfence/cli.h"
 #include "tailfence/config.h"
 #include "tailfence/conn.h"
+#include "tailfence/conn_env.h"
 #include "tailfence/inbound.h"
 #include "tailfence/inbound_config.h"
 #include "tailfence/log.h"
+#include "tailfence/metrics.h"
 #include "tailfence/policy.h"
 #include "tailfence/resolve.h"
+#include "tailfence/tailnet.h"
 #include "tailfence/tailnet_watch.h"
+#include "tailfence/upstream_probe.h"
 #include "tailfence/worker.h"
 
 /* The longest the listeners wait for tailscaled's first answer. */
@@ -45,6 +55,61 @@
 
 /* How long accepting pauses after the process ran out of descriptors. */
 #define GATEWAY_EMFILE_PAUSE_MS 1000
+
+/* How long the look at the upstream at start may take. */
+#define GATEWAY_PROBE_TIMEOUT_S 3
+
+struct gateway;
+
+/* One bound listener: the proxy's, or an inbound entry's. */
+struct gateway_listener {
+	struct gateway *gw;
+	struct evconnlistener *lev;
+	bool inbound;			/* tailscale serve's, for inbound */
+	size_t entry;			/* inbound: into cfg->inbound */
+	char text[64];
+};
+
+struct gateway {
+	struct event_base *base;
+	struct resolve_ctx *resolver;
+	struct config *cfg;		/* current; connections hold their own ref */
+	struct config_args *args;
+	struct audit *audit;
+	struct worker *worker;		/* password KDFs, off the loop, bounded */
+	struct tailnet_watch *tailnet;	/* live view of the tailnet; NULL without a socket */
+	struct tailnet_options tailnet_opt;	/* what it was started with */
+
+	struct gateway_listener *listeners;
+	size_t n_listeners;
+	bool listening;			/* every listener is bound */
+	bool accept_paused;
+	struct event *accept_resume;	/* after EMFILE/ENFILE */
+
+	/* What the loop gives its connections, kept current (the config on
+	 * reload, the view on every change), and the connections of both
+	 * kinds, counted together against limits.max_connections. */
+	struct conn_env env;
+	struct conn_set *conns;		/* proxy connections */
+	struct inbound *inbound;	/* inbound connections */
+	_Atomic uint64_t last_conn_id;
+
+	bool stopping;
+	int exit_status;		/* set when the loop ends on an error */
+	struct event *grace;
+	/* With a tailscaled socket the listeners open once tailscaled first
+	 * answers (or could not be reached), at most GATEWAY_FIRST_VIEW_MS
+	 * after the start: a client is never refused only because it came
+	 * first. */
+	struct event *first_view;
+	struct event *signals[5];
+
+	struct auth_throttle throttle;	/* failed logins per client prefix */
+
+	struct metrics metrics;		/* loop thread only; survives reloads */
+	struct admin *admin;		/* /metrics, /healthz, /readyz; NULL when off */
+	struct upstream_probe *start_probe;	/* the look at the upstream at start */
+};
 
 static void gateway_accepting(struct gateway *gw, bool on)
 {
@@ -407,6 +472,31 @@ static void gateway_signal_cb(evutil_socket_t sig, short what, void *arg)
 	}
 }
 
+/* ---------- the admin endpoint's questions ---------- */
+
+static bool gateway_serving(void *arg, char *why, size_t len)
+{
+	const struct gateway *gw = arg;
+	if (gw->stopping) {
+		snprintf(why, len, "shutting down");
+		return false;
+	}
+	if (!gw->listening) {
+		snprintf(why, len, "listeners not bound yet%s",
+			 gw->first_view ? " (waiting for tailscaled's first answer)" : "");
+		return false;
+	}
+	return true;
+}
+
+static void gateway_gauges(void *arg, struct metrics_snapshot *s)
+{
+	const struct gateway *gw = arg;
+	s->open_connections = conn_set_count(gw->conns);
+	conn_set_stats(gw->conns, &s->open_relays, &s->relay_bytes_up, &s->relay_bytes_down);
+	s->listeners_bound = gw->listening;
+}
+
 /* ---------- start-up ---------- */
 
 /* Once at start: when tailscaled's proxy does not answer, every dial will
@@ -629,7 +719,8 @@ int gateway_main(int argc, char **argv)
 	}
 	if (!gw.accept_resume || !gw.grace)
 		goto out;
-	if (gw.cfg->has_admin && !(gw.admin = admin_start(&gw, err, sizeof err))) {
+	struct admin_owner ao = { gateway_serving, gateway_gauges, &gw };
+	if (gw.cfg->has_admin && !(gw.admin = admin_start(&gw.env, &ao, err, sizeof err))) {
 		log_error("%s", err);
 		goto out;
 	}
