@@ -1,7 +1,8 @@
 /*
  * conn: the per-connection state machine.
  *
- *   SNIFF -> SOCKS | HTTP          first byte picks the protocol
+ *   SNIFF -> REQUEST               first byte picks the protocol, which
+ *                                  reads its request
  *         -> [LOGIN]               password check on the worker pool
  *         -> [AUTH_DELAY]          a failed login waits before its answer
  *         -> RESOLVE               names only
@@ -13,8 +14,12 @@
  * Every path ends in conn_close(), which writes the close record, counts
  * and frees. The decision record is written once, when the verdict is made
  * and before anything is dialed.
+ *
+ * What differs between SOCKS5, SOCKS4/4a and HTTP (reading the request,
+ * the answers, what a login does) is behind the connection's protocol
+ * operations (conn_internal.h): this file never asks which it is.
  */
-#include "tailfence/conn.h"
+#include "conn_internal.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -47,59 +52,6 @@
 #include "tailfence/upstream.h"
 #include "tailfence/worker.h"
 
-enum conn_state {
-	CONN_SNIFF,
-	CONN_SOCKS,
-	CONN_HTTP,
-	CONN_LOGIN,
-	CONN_AUTH_DELAY,
-	CONN_RESOLVE,
-	CONN_AUDIT_WAIT,
-	CONN_DIAL,
-	CONN_RELAY,
-	CONN_UDP,			/* a UDP association: the control connection idles */
-	CONN_FLUSH,
-};
-
-enum conn_proto {
-	CONN_PROTO_NONE,
-	CONN_PROTO_SOCKS5,
-	CONN_PROTO_SOCKS4,
-	CONN_PROTO_SOCKS4A,
-	CONN_PROTO_HTTP_CONNECT,
-	CONN_PROTO_HTTP,
-	CONN_PROTO_SOCKS5_UDP,
-};
-
-static const char *const conn_proto_names[] = {
-	[CONN_PROTO_NONE] = NULL,
-	[CONN_PROTO_SOCKS5] = "socks5",
-	[CONN_PROTO_SOCKS4] = "socks4",
-	[CONN_PROTO_SOCKS4A] = "socks4a",
-	[CONN_PROTO_HTTP_CONNECT] = "http-connect",
-	[CONN_PROTO_HTTP] = "http",
-	[CONN_PROTO_SOCKS5_UDP] = "socks5-udp",
-};
-
-/* Longest SOCKS message: a SOCKS4a request with a 255-byte user id and a
- * 255-byte name. Anything still incomplete past this is not SOCKS. */
-#define CONN_SOCKS_MAX_MESSAGE 600
-
-/* How long a final reply may take to reach a client that does not read. */
-#define CONN_FLUSH_MS 5000
-
-/* Why a connection could not be served: mapped onto each protocol's codes. */
-enum conn_failure {
-	CONN_FAIL_DENIED,
-	CONN_FAIL_REFUSED,
-	CONN_FAIL_NET_UNREACHABLE,
-	CONN_FAIL_HOST_UNREACHABLE,
-	CONN_FAIL_TIMEOUT,
-	CONN_FAIL_GENERAL,
-	CONN_FAIL_AUTH,
-	CONN_FAIL_BUSY,		/* a limit is reached: try again shortly */
-};
-
 /* A password check that missed the cache runs the KDF (tens of ms) on a
  * worker thread, with its own copy of the credentials (the password wiped
  * as soon as the KDF has it) and its own config reference. A connection
@@ -112,51 +64,6 @@ struct conn_login {
 	bool ok;
 };
 
-struct conn {
-	TAILQ_ENTRY(conn) link;
-	struct conn_set *set;
-	const struct conn_env *env;	/* the set's */
-	struct config *cfg;		/* the policy this connection started with */
-	uint64_t id;
-	enum conn_state state;
-	enum conn_proto proto;
-	struct timeval started;
-	uint64_t started_us;		/* monotonic, for the metrics */
-
-	struct bufferevent *client;
-	struct cidr_addr client_addr;
-	uint16_t client_port;
-	char client_text[CIDR_ADDR_STRLEN + 8];
-	const char *listener_text;
-	struct event *timer;		/* handshake timeout, auth delay, flush limit */
-
-	struct socks_server socks;
-	struct httpproxy_request http;
-	bool http_parsed;
-	size_t http_scanned;		/* head bytes already known not to end the head */
-	bool http_line_checked;		/* the request line was parsed once */
-	struct httpproxy_body body;
-
-	char user[256];
-	struct conn_login *login;	/* password check in flight */
-
-	/* The target as asked for, then the addresses the policy allowed. */
-	struct target target;
-	struct target_verdict verdict;
-	size_t next_dial;
-	struct cidr_addr connected;	/* the address the dial reached */
-	struct resolve_req *resolve;
-	struct audit_waiter audit_wait;	/* AUDIT_WAIT: for the decision record */
-	struct upstream_dial *dial;
-	enum conn_failure last_failure;
-	char last_error[400];
-
-	struct relay *relay;
-	struct udp_assoc *udp;		/* CONN_UDP */
-	uint64_t head_up;		/* request head tailfence wrote for the client */
-	const char *end;		/* FLUSH: end reason to record */
-};
-
 /* The proxy connections of one loop. */
 struct conn_set {
 	const struct conn_env *env;
@@ -164,8 +71,12 @@ struct conn_set {
 	size_t n;
 };
 
-static void conn_close(struct conn *c, const char *end, const char *error);
-static void conn_read_cb(struct bufferevent *bev, void *arg);
+/* How long a final reply may take to reach a client that does not read. */
+#define CONN_FLUSH_MS 5000
+
+/* Before the first byte: no protocol, nothing to answer. */
+static const struct conn_proto conn_proto_none = { .name = NULL, .metric = METRICS_PROTO_NONE };
+
 static void conn_dial_next(struct conn *c);
 
 /* ---------- helpers ---------- */
@@ -199,8 +110,7 @@ static void conn_flush_event_cb(struct bufferevent *bev, short what, void *arg)
 	conn_close(c, c->end, c->last_error[0] ? c->last_error : NULL);
 }
 
-/* Sends the bytes already queued on the client, then closes with `end`. */
-static void conn_flush_close(struct conn *c, const char *end)
+void conn_flush_close(struct conn *c, const char *end)
 {
 	c->state = CONN_FLUSH;
 	c->end = end;
@@ -213,88 +123,37 @@ static void conn_flush_close(struct conn *c, const char *end)
 		conn_close(c, end, c->last_error[0] ? c->last_error : NULL);
 }
 
-static void conn_send(struct conn *c, const void *buf, size_t len)
+void conn_send(struct conn *c, const void *buf, size_t len)
 {
 	if (len)
 		bufferevent_write(c->client, buf, len);
 }
 
-static void conn_send_http_error(struct conn *c, int status, const char *why)
+void conn_fail(struct conn *c, enum conn_failure f, const char *why)
 {
-	char buf[1024];
-	size_t n = httpproxy_format_error(buf, sizeof buf, status, why);
-	conn_send(c, buf, n);
-}
-
-/* Answers a request that will not be served, in the client's protocol. */
-static void conn_fail(struct conn *c, enum conn_failure f, const char *why)
-{
-	uint8_t out[32];
-	size_t n = 0;
-
 	if (why != c->last_error)	/* a dial failure hands over last_error itself */
 		snprintf(c->last_error, sizeof c->last_error, "%s", why ? why : "");
-	why = c->last_error[0] ? c->last_error : NULL;
-	switch (c->proto) {
-	case CONN_PROTO_SOCKS5:
-	case CONN_PROTO_SOCKS5_UDP: {
-		static const uint8_t rep[] = {
-			[CONN_FAIL_DENIED] = SOCKS5_REP_NOT_ALLOWED,
-			[CONN_FAIL_REFUSED] = SOCKS5_REP_CONN_REFUSED,
-			[CONN_FAIL_NET_UNREACHABLE] = SOCKS5_REP_NET_UNREACHABLE,
-			[CONN_FAIL_HOST_UNREACHABLE] = SOCKS5_REP_HOST_UNREACHABLE,
-			[CONN_FAIL_TIMEOUT] = SOCKS5_REP_TTL_EXPIRED,
-			[CONN_FAIL_GENERAL] = SOCKS5_REP_GENERAL_FAILURE,
-			[CONN_FAIL_AUTH] = SOCKS5_REP_NOT_ALLOWED,
-			[CONN_FAIL_BUSY] = SOCKS5_REP_GENERAL_FAILURE,
-		};
-		n = socks5_encode_reply(out, rep[f], NULL, 0);
-		break;
-	}
-	case CONN_PROTO_SOCKS4:
-	case CONN_PROTO_SOCKS4A:
-		n = socks4_encode_reply(out, false, NULL, 0);
-		break;
-	case CONN_PROTO_HTTP_CONNECT:
-	case CONN_PROTO_HTTP: {
-		static const int status[] = {
-			[CONN_FAIL_DENIED] = 403,
-			[CONN_FAIL_REFUSED] = 502,
-			[CONN_FAIL_NET_UNREACHABLE] = 502,
-			[CONN_FAIL_HOST_UNREACHABLE] = 502,
-			[CONN_FAIL_TIMEOUT] = 504,
-			[CONN_FAIL_GENERAL] = 502,
-			[CONN_FAIL_AUTH] = 407,
-			[CONN_FAIL_BUSY] = 503,
-		};
-		conn_send_http_error(c, status[f], why);
-		break;
-	}
-	case CONN_PROTO_NONE:
-		break;
-	}
-	conn_send(c, out, n);
+	if (c->proto->refuse)
+		c->proto->refuse(c, f, c->last_error[0] ? c->last_error : NULL);
 	conn_flush_close(c, f == CONN_FAIL_DENIED ? "denied"
 			    : f == CONN_FAIL_AUTH ? "auth_failed" : "dial_failed");
 }
 
 /* ---------- audit ---------- */
 
-/* Counts a decision record in the metrics (proto values match). */
+/* Counts a decision record in the metrics. */
 static void conn_count_decision(struct conn *c, const struct policy_decision *d, bool allow,
 				bool written)
 {
 	static const struct policy_decision fail_closed = { .rule = -1, .guard = "audit" };
 	bool before_policy = !d || (d->rule < 0 && !d->guard && !d->reason[0]);
-	metrics_decision(c->env->metrics, c->cfg->policy, (enum metrics_proto)c->proto,
+	metrics_decision(c->env->metrics, c->cfg->policy, c->proto->metric,
 			 !written ? &fail_closed : before_policy ? NULL : d, allow && written,
 			 c->target.is_name ? METRICS_ERROR_DNS : METRICS_ERROR_TARGET);
 }
 
-/* The decision record: from a verdict (v), or for a refusal before any
- * address was known (v NULL, d and reason say why). */
-static bool conn_audit_decision(struct conn *c, const struct target_verdict *v,
-				const struct policy_decision *d, const char *reason)
+bool conn_audit_decision(struct conn *c, const struct target_verdict *v,
+			 const struct policy_decision *d, const char *reason)
 {
 	char addr_text[CIDR_ADDR_STRLEN], route[CIDR_PREFIX_STRLEN];
 	if (v)
@@ -305,7 +164,7 @@ static bool conn_audit_decision(struct conn *c, const struct target_verdict *v,
 		.conn_id = c->id,
 		.client = c->client_text,
 		.listener = c->listener_text,
-		.proto = conn_proto_names[c->proto],
+		.proto = c->proto->name,
 		.user = c->user[0] ? c->user : NULL,
 		.host = c->target.host[0] ? c->target.host : NULL,
 		.port = c->target.port,
@@ -324,8 +183,7 @@ static bool conn_audit_decision(struct conn *c, const struct target_verdict *v,
 		.peer_route = carrier && carrier->kind != TAILNET_CARRY_ADDRESS
 				      ? cidr_prefix_format(&carrier->prefix, route, sizeof route)
 				      : NULL,
-		.userid = c->proto == CONN_PROTO_SOCKS4 || c->proto == CONN_PROTO_SOCKS4A
-				  ? c->socks.user : NULL,
+		.userid = c->userid,
 	};
 	bool ok = audit_decision(c->env->audit, &rec);
 	conn_count_decision(c, d, allow, ok);
@@ -334,7 +192,7 @@ static bool conn_audit_decision(struct conn *c, const struct target_verdict *v,
 
 /* ---------- close ---------- */
 
-static void conn_close(struct conn *c, const char *end, const char *error)
+void conn_close(struct conn *c, const char *end, const char *error)
 {
 	const struct conn_env *env = c->env;
 	uint64_t up = 0, down = 0;
@@ -352,7 +210,7 @@ static void conn_close(struct conn *c, const char *end, const char *error)
 	struct audit_close rec = {
 		.conn_id = c->id,
 		.client = c->client_text,
-		.proto = conn_proto_names[c->proto],
+		.proto = c->proto->name,
 		.addr = c->connected.family ? cidr_addr_format(&c->connected, addr_text,
 							       sizeof addr_text) : NULL,
 		.bytes_up = up,
@@ -368,7 +226,7 @@ static void conn_close(struct conn *c, const char *end, const char *error)
 	/* Connections that never named a target (scanners, garbage, idle
 	 * handshakes) leave a close record too, so nothing goes unseen. */
 	audit_close(env->audit, &rec);
-	metrics_closed(env->metrics, (enum metrics_proto)c->proto, end, c->udp ? 0 : up,
+	metrics_closed(env->metrics, c->proto->metric, end, c->udp ? 0 : up,
 		       c->udp ? 0 : down, metrics_now_us() - c->started_us);
 	log_debug("conn %llu: closed (%s%s%s), %llu bytes up, %llu down",
 		  (unsigned long long)c->id, end, error ? ": " : "", error ? error : "",
@@ -408,59 +266,11 @@ static void conn_relay_done(void *arg, enum relay_end end, const char *error)
 	conn_close(c, relay_end_str(end), error);
 }
 
-/* Limits the client's bytes to the body of the one forwarded request. */
-static size_t conn_body_take(void *arg, struct evbuffer *in, bool *done)
+static void conn_start_relay(struct conn *c, struct bufferevent *up, const struct relay_params *p)
 {
-	struct conn *c = arg;
-	size_t total = 0;
-	size_t len = evbuffer_get_length(in);
-
-	if (len == 0) {
-		/* Nothing pending: only a body-less request can be complete. */
-		size_t used = 0;
-		*done = httpproxy_body_feed(&c->body, "", 0, &used) == HTTPPROXY_DONE;
-		return 0;
-	}
-	/* Walk the buffer's chains in place, a few at a time. */
-	struct evbuffer_ptr pos;
-	evbuffer_ptr_set(in, &pos, 0, EVBUFFER_PTR_SET);
-	while (total < len) {
-		struct evbuffer_iovec vec[8];
-		int n = evbuffer_peek(in, (ev_ssize_t)(len - total), &pos, vec, 8);
-		if (n <= 0)
-			break;
-		for (int i = 0; i < n && i < 8; i++) {
-			size_t used = 0;
-			enum httpproxy_step st = httpproxy_body_feed(&c->body, vec[i].iov_base,
-								     vec[i].iov_len, &used);
-			total += used;
-			if (st == HTTPPROXY_ERROR)
-				return (size_t)-1;
-			if (st == HTTPPROXY_DONE) {
-				*done = true;
-				return total;
-			}
-		}
-		evbuffer_ptr_set(in, &pos, total, EVBUFFER_PTR_SET);
-	}
-	return total;
-}
-
-static void conn_start_relay(struct conn *c, struct bufferevent *up)
-{
-	struct relay_params p = {
-		.high_watermark = c->cfg->buffer_bytes,
-		.idle_ms = c->cfg->idle_timeout_ms,
-		.splice = c->cfg->relay_splice,
-	};
-	if (c->proto == CONN_PROTO_HTTP) {
-		httpproxy_body_init(&c->body, &c->http);
-		p.limiter.take = conn_body_take;
-		p.limiter.arg = c;
-	}
 	evtimer_del(c->timer);
 	c->state = CONN_RELAY;
-	c->relay = relay_start(c->client, up, &p, conn_relay_done, c);
+	c->relay = relay_start(c->client, up, p, conn_relay_done, c);
 	if (!c->relay) {
 		bufferevent_free(up);
 		conn_close(c, "error", "out of memory");
@@ -498,33 +308,13 @@ static void conn_dial_cb(void *arg, struct upstream_result *res)
 	}
 
 	c->connected = c->verdict.allowed[c->next_dial - 1];
-	uint8_t out[32];
-	char head[128];
-	switch (c->proto) {
-	case CONN_PROTO_SOCKS5:
-		conn_send(c, out, socks5_encode_reply(out, SOCKS5_REP_SUCCEEDED,
-						      &res->bnd, res->bnd_port));
-		break;
-	case CONN_PROTO_SOCKS4:
-	case CONN_PROTO_SOCKS4A: {
-		/* SOCKS4 can only carry an IPv4 bound address. */
-		bool v4 = res->bnd.family == AF_INET;
-		conn_send(c, out, socks4_encode_reply(out, true, v4 ? &res->bnd : NULL,
-						      v4 ? res->bnd_port : 0));
-		break;
-	}
-	case CONN_PROTO_HTTP_CONNECT:
-		conn_send(c, head, httpproxy_format_established(head, sizeof head));
-		break;
-	case CONN_PROTO_HTTP:
-		bufferevent_write(res->bev, c->http.origin_head, c->http.origin_head_len);
-		c->head_up = c->http.origin_head_len;
-		break;
-	case CONN_PROTO_NONE:
-	case CONN_PROTO_SOCKS5_UDP:
-		break;
-	}
-	conn_start_relay(c, res->bev);
+	struct relay_params p = {
+		.high_watermark = c->cfg->buffer_bytes,
+		.idle_ms = c->cfg->idle_timeout_ms,
+		.splice = c->cfg->relay_splice,
+	};
+	c->proto->connected(c, res, &p);
+	conn_start_relay(c, res->bev, &p);
 }
 
 /* Tries the next allowed address; when none is left, answers the failure
@@ -572,9 +362,8 @@ static void conn_who(const struct conn *c, struct policy_query *q)
 	q->view = c->env->view;
 }
 
-/* Refuses before any address is known: records the decision, answers. */
-static void conn_refuse(struct conn *c, enum conn_failure f, const struct policy_decision *d,
-			const char *why)
+void conn_refuse(struct conn *c, enum conn_failure f, const struct policy_decision *d,
+		 const char *why)
 {
 	conn_audit_decision(c, NULL, d, why);
 	log_info("conn %llu: %s denied %s:%u: %s", (unsigned long long)c->id, c->client_text,
@@ -637,8 +426,7 @@ static void conn_resolve_cb(void *arg, const struct resolve_result *res)
 	conn_decide(c, res->addrs, res->n);
 }
 
-/* The request is complete: the target is known. */
-static void conn_target_ready(struct conn *c)
+void conn_target_ready(struct conn *c)
 {
 	metrics_observe(&c->env->metrics->handshake, metrics_now_us() - c->started_us);
 	evtimer_del(c->timer);
@@ -664,9 +452,7 @@ static void conn_target_ready(struct conn *c)
 		conn_fail(c, CONN_FAIL_GENERAL, "out of memory");
 }
 
-/* Takes what the client asked for; false (and answered) when it is no
- * host at all. */
-static bool conn_set_target(struct conn *c, const char *host, size_t len, uint16_t port)
+bool conn_set_target(struct conn *c, const char *host, size_t len, uint16_t port)
 {
 	char why[400];
 	if (target_parse(&c->target, host, len, port, why, sizeof why))
@@ -681,7 +467,7 @@ static bool conn_set_target(struct conn *c, const char *host, size_t len, uint16
 	return false;
 }
 
-static void conn_set_target_addr(struct conn *c, const struct cidr_addr *a, uint16_t port)
+void conn_set_target_addr(struct conn *c, const struct cidr_addr *a, uint16_t port)
 {
 	char text[CIDR_ADDR_STRLEN];
 	cidr_addr_format(a, text, sizeof text);
@@ -689,8 +475,6 @@ static void conn_set_target_addr(struct conn *c, const struct cidr_addr *a, uint
 }
 
 /* ---------- authentication ---------- */
-
-static void conn_socks_read(struct conn *c);
 
 static uint64_t conn_now_ms(void)
 {
@@ -708,8 +492,9 @@ static void conn_login_free(struct conn_login *l)
 
 /* A failed login is answered only after a delay that grows with the
  * client's recent failures (the throttle, per client prefix). */
-static void conn_auth_failed(struct conn *c, const char *why)
+static void conn_auth_failed(struct conn *c, const char *user, const char *why)
 {
+	snprintf(c->user, sizeof c->user, "%s", user);	/* the record names who tried */
 	snprintf(c->last_error, sizeof c->last_error, "%s", why);
 	unsigned ms = auth_throttle_delay_ms(c->env->throttle, &c->client_addr, conn_now_ms());
 	log_info("conn %llu: %s: %s", (unsigned long long)c->id, c->client_text, why);
@@ -718,31 +503,12 @@ static void conn_auth_failed(struct conn *c, const char *why)
 	conn_timer_set(c, ms);
 }
 
-/* Answers a login that was refused or failed, in the client's protocol. */
-static void conn_auth_answer(struct conn *c, int http_status, const char *http_why)
-{
-	if (c->proto == CONN_PROTO_SOCKS5) {
-		socks5_server_auth_result(&c->socks, false);
-		conn_send(c, c->socks.out, c->socks.out_len);
-		conn_flush_close(c, "auth_failed");
-	} else if (http_status == 407) {
-		char why[sizeof c->last_error];
-		snprintf(why, sizeof why, "%s", c->last_error);	/* conn_fail writes last_error */
-		conn_fail(c, CONN_FAIL_AUTH, why);
-	} else {
-		conn_send_http_error(c, http_status, http_why);
-		conn_flush_close(c, "auth_failed");
-	}
-}
-
 static void conn_auth_delay_over(struct conn *c)
 {
 	/* The refusal is a decision like any other, and names who tried. */
-	const char *tried = c->proto == CONN_PROTO_SOCKS5 ? c->socks.user : c->http.user;
-	snprintf(c->user, sizeof c->user, "%s", tried);
 	struct policy_decision d = { .action = POLICY_DENY, .rule = -1, .guard = "auth" };
 	conn_audit_decision(c, NULL, &d, c->last_error);	/* conn_auth_failed's reason */
-	conn_auth_answer(c, 407, NULL);
+	c->proto->login_failed(c, NULL);
 }
 
 /* The check could not be queued (a limit of the worker pool): refused at
@@ -773,9 +539,9 @@ static void conn_login_refused(struct conn *c, const char *user, enum worker_ref
 	snprintf(c->last_error, sizeof c->last_error, "%s",
 		 client ? "too many logins from this client are being checked"
 			: "too many logins are being checked");
-	conn_auth_answer(c, 503, client ? "too many logins from this address are being checked; "
-					  "try again shortly"
-					: "the proxy is busy checking other logins; try again shortly");
+	c->proto->login_failed(c, client ? "too many logins from this address are being "
+					   "checked; try again shortly"
+					 : "the proxy is busy checking other logins; try again shortly");
 }
 
 /* The verdict on the credentials, whichever way it was reached; user is
@@ -787,23 +553,14 @@ static void conn_login_result(struct conn *c, const char *user, bool ok)
 		c->env->metrics->login_failures++;
 		char why[320];
 		snprintf(why, sizeof why, "login failed for user \"%s\"", user ? user : "");
-		conn_auth_failed(c, why);
+		conn_auth_failed(c, user ? user : "", why);
 		return;
 	}
 	if (user) {
 		auth_throttle_success(c->env->throttle, &c->client_addr);
 		snprintf(c->user, sizeof c->user, "%s", user);
 	}
-	if (c->proto == CONN_PROTO_SOCKS5) {
-		socks5_server_auth_result(&c->socks, true);
-		conn_send(c, c->socks.out, c->socks.out_len);
-		c->socks.out_len = 0;
-		c->state = CONN_SOCKS;
-		bufferevent_enable(c->client, EV_READ);
-		conn_socks_read(c);	/* the request may be buffered already */
-	} else {
-		conn_target_ready(c);
-	}
+	c->proto->login_ok(c);
 }
 
 static void conn_login_work(void *arg)
@@ -823,9 +580,7 @@ static void conn_login_done(void *arg, bool cancelled)
 	conn_login_free(l);
 }
 
-/* Checks user and pass, the parser's own buffers: the password is copied
- * and the parser's copy (pass, passcap bytes) wiped before anything else. */
-static void conn_login(struct conn *c, const char *user, char *pass, size_t passcap)
+void conn_login(struct conn *c, const char *user, char *pass, size_t passcap)
 {
 	struct conn_login *l = calloc(1, sizeof *l);
 	bool copied = l && auth_creds_set(&l->creds, user, pass);
@@ -869,6 +624,124 @@ static void conn_login(struct conn *c, const char *user, char *pass, size_t pass
 
 /* ---------- SOCKS ---------- */
 
+/* Longest SOCKS message: a SOCKS4a request with a 255-byte user id and a
+ * 255-byte name. Anything still incomplete past this is not SOCKS. */
+#define CONN_SOCKS_MAX_MESSAGE 600
+
+static void conn_socks_read(struct conn *c);
+
+/* SOCKS5's answer to each failure. */
+static const uint8_t conn_socks5_rep[CONN_FAIL_COUNT] = {
+	[CONN_FAIL_DENIED] = SOCKS5_REP_NOT_ALLOWED,
+	[CONN_FAIL_REFUSED] = SOCKS5_REP_CONN_REFUSED,
+	[CONN_FAIL_NET_UNREACHABLE] = SOCKS5_REP_NET_UNREACHABLE,
+	[CONN_FAIL_HOST_UNREACHABLE] = SOCKS5_REP_HOST_UNREACHABLE,
+	[CONN_FAIL_TIMEOUT] = SOCKS5_REP_TTL_EXPIRED,
+	[CONN_FAIL_GENERAL] = SOCKS5_REP_GENERAL_FAILURE,
+	[CONN_FAIL_AUTH] = SOCKS5_REP_NOT_ALLOWED,
+	[CONN_FAIL_BUSY] = SOCKS5_REP_GENERAL_FAILURE,
+};
+
+static void conn_socks5_refuse(struct conn *c, enum conn_failure f, const char *why)
+{
+	(void)why;
+	uint8_t out[32];
+	conn_send(c, out, socks5_encode_reply(out, conn_socks5_rep[f], NULL, 0));
+}
+
+static void conn_socks4_refuse(struct conn *c, enum conn_failure f, const char *why)
+{
+	(void)f;
+	(void)why;
+	uint8_t out[32];
+	conn_send(c, out, socks4_encode_reply(out, false, NULL, 0));
+}
+
+static void conn_socks5_connected(struct conn *c, const struct upstream_result *res,
+				  struct relay_params *p)
+{
+	(void)p;
+	uint8_t out[32];
+	conn_send(c, out, socks5_encode_reply(out, SOCKS5_REP_SUCCEEDED, &res->bnd, res->bnd_port));
+}
+
+static void conn_socks4_connected(struct conn *c, const struct upstream_result *res,
+				  struct relay_params *p)
+{
+	(void)p;
+	uint8_t out[32];
+	/* SOCKS4 can only carry an IPv4 bound address. */
+	bool v4 = res->bnd.family == AF_INET;
+	conn_send(c, out, socks4_encode_reply(out, true, v4 ? &res->bnd : NULL,
+					      v4 ? res->bnd_port : 0));
+}
+
+static void conn_socks5_login_ok(struct conn *c)
+{
+	socks5_server_auth_result(&c->socks, true);
+	conn_send(c, c->socks.out, c->socks.out_len);
+	c->socks.out_len = 0;
+	c->state = CONN_REQUEST;
+	bufferevent_enable(c->client, EV_READ);
+	conn_socks_read(c);	/* the request may be buffered already */
+}
+
+static void conn_socks5_login_failed(struct conn *c, const char *busy)
+{
+	(void)busy;	/* RFC 1929 has one failure status */
+	socks5_server_auth_result(&c->socks, false);
+	conn_send(c, c->socks.out, c->socks.out_len);
+	conn_flush_close(c, "auth_failed");
+}
+
+/* The greeting, until a request (or a login) says the version. */
+static const struct conn_proto conn_proto_socks = {
+	.name = NULL, .metric = METRICS_PROTO_NONE,
+	.read = conn_socks_read,
+};
+
+static const struct conn_proto conn_proto_socks5 = {
+	.name = "socks5", .metric = METRICS_PROTO_SOCKS5,
+	.read = conn_socks_read,
+	.login_ok = conn_socks5_login_ok,
+	.login_failed = conn_socks5_login_failed,
+	.connected = conn_socks5_connected,
+	.refuse = conn_socks5_refuse,
+};
+
+/* SOCKS4 has no login: with users, its requests are refused. */
+static const struct conn_proto conn_proto_socks4 = {
+	.name = "socks4", .metric = METRICS_PROTO_SOCKS4,
+	.read = conn_socks_read,
+	.connected = conn_socks4_connected,
+	.refuse = conn_socks4_refuse,
+};
+
+static const struct conn_proto conn_proto_socks4a = {
+	.name = "socks4a", .metric = METRICS_PROTO_SOCKS4A,
+	.read = conn_socks_read,
+	.connected = conn_socks4_connected,
+	.refuse = conn_socks4_refuse,
+};
+
+/* A UDP association's control connection: it dials nothing; after the
+ * reply it only idles (CONN_UDP). */
+static const struct conn_proto conn_proto_socks5_udp = {
+	.name = "socks5-udp", .metric = METRICS_PROTO_SOCKS5_UDP,
+	.refuse = conn_socks5_refuse,
+};
+
+void conn_socks_begin(struct conn *c)
+{
+	/* With users, only username/password; without, no-auth whenever the
+	 * client offers it (no credentials to check). */
+	bool auth = auth_users_count(c->cfg->users) > 0;
+	socks_server_init(&c->socks, !auth, auth);
+	c->socks.allow_udp = c->cfg->udp;
+	c->proto = &conn_proto_socks;
+	c->state = CONN_REQUEST;
+}
+
 /* The association ended by itself (idle, upstream gone). */
 static void conn_udp_end(void *arg, const char *end, const char *error)
 {
@@ -881,7 +754,7 @@ static void conn_udp_start(struct conn *c)
 {
 	char err[200];
 	uint8_t out[32];
-	c->proto = CONN_PROTO_SOCKS5_UDP;
+	c->proto = &conn_proto_socks5_udp;
 	if (c->cfg->upstream.kind == CONFIG_UPSTREAM_HTTP) {
 		snprintf(c->last_error, sizeof c->last_error,
 			 "UDP ASSOCIATE needs a socks5 or direct upstream, not %.80s",
@@ -924,9 +797,10 @@ static void conn_socks_request(struct conn *c)
 	}
 
 	if (s->version == 4) {
-		c->proto = s->socks4a ? CONN_PROTO_SOCKS4A : CONN_PROTO_SOCKS4;
+		c->proto = s->socks4a ? &conn_proto_socks4a : &conn_proto_socks4;
 		/* The SOCKS4 user id is what the client calls itself: recorded,
 		 * never trusted. Without passwords there is no login. */
+		c->userid = s->user;
 		if (auth_users_count(c->cfg->users) > 0) {
 			/* A refusal like any other: a decision naming the target. */
 			if (s->target.is_name)
@@ -952,7 +826,7 @@ static void conn_socks_read(struct conn *c)
 	struct evbuffer *in = bufferevent_get_input(c->client);
 	struct socks_server *s = &c->socks;
 
-	while (c->state == CONN_SOCKS) {
+	while (c->state == CONN_REQUEST) {
 		size_t len = evbuffer_get_length(in);
 		size_t look = len < CONN_SOCKS_MAX_MESSAGE ? len : CONN_SOCKS_MAX_MESSAGE;
 		const uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)look);
@@ -973,17 +847,17 @@ static void conn_socks_read(struct conn *c)
 			s->out_len = 0;
 			break;
 		case SOCKS_AUTH:
-			c->proto = CONN_PROTO_SOCKS5;
+			c->proto = &conn_proto_socks5;
 			conn_login(c, s->user, s->pass, sizeof s->pass);
 			return;
 		case SOCKS_REQUEST:
 			if (s->version == 5)
-				c->proto = CONN_PROTO_SOCKS5;
+				c->proto = &conn_proto_socks5;
 			conn_socks_request(c);
 			return;
 		case SOCKS_ERROR:
-			if (s->version == 5 && c->proto == CONN_PROTO_NONE)
-				c->proto = CONN_PROTO_SOCKS5;
+			if (s->version == 5 && c->proto == &conn_proto_socks)
+				c->proto = &conn_proto_socks5;
 			snprintf(c->last_error, sizeof c->last_error, "%s",
 				 s->why ? s->why : "SOCKS protocol error");
 			log_info("conn %llu: %s: %s", (unsigned long long)c->id, c->client_text,
@@ -996,6 +870,151 @@ static void conn_socks_read(struct conn *c)
 }
 
 /* ---------- HTTP ---------- */
+
+static void conn_http_read(struct conn *c);
+
+static void conn_http_error(struct conn *c, int status, const char *why)
+{
+	char buf[1024];
+	size_t n = httpproxy_format_error(buf, sizeof buf, status, why);
+	conn_send(c, buf, n);
+}
+
+/* The status answering each failure. */
+static const int conn_http_status[CONN_FAIL_COUNT] = {
+	[CONN_FAIL_DENIED] = 403,
+	[CONN_FAIL_REFUSED] = 502,
+	[CONN_FAIL_NET_UNREACHABLE] = 502,
+	[CONN_FAIL_HOST_UNREACHABLE] = 502,
+	[CONN_FAIL_TIMEOUT] = 504,
+	[CONN_FAIL_GENERAL] = 502,
+	[CONN_FAIL_AUTH] = 407,
+	[CONN_FAIL_BUSY] = 503,
+};
+
+static void conn_http_refuse(struct conn *c, enum conn_failure f, const char *why)
+{
+	conn_http_error(c, conn_http_status[f], why);
+}
+
+static void conn_http_login_ok(struct conn *c)
+{
+	conn_target_ready(c);
+}
+
+/* Wrong credentials get 407 (try others); a check that could not run gets
+ * 503 with Retry-After: the credentials were not judged, and a 407 would
+ * tell the client (and a browser's password prompt) that they were wrong. */
+static void conn_http_login_failed(struct conn *c, const char *busy)
+{
+	if (!busy) {
+		char why[sizeof c->last_error];
+		snprintf(why, sizeof why, "%s", c->last_error);	/* conn_fail writes last_error */
+		conn_fail(c, CONN_FAIL_AUTH, why);
+		return;
+	}
+	conn_http_error(c, 503, busy);
+	conn_flush_close(c, "auth_failed");
+}
+
+static void conn_http_tunnel_connected(struct conn *c, const struct upstream_result *res,
+				       struct relay_params *p)
+{
+	(void)res;
+	(void)p;
+	char head[128];
+	conn_send(c, head, httpproxy_format_established(head, sizeof head));
+}
+
+/* Limits the client's bytes to the body of the one forwarded request. */
+static size_t conn_body_take(void *arg, struct evbuffer *in, bool *done)
+{
+	struct conn *c = arg;
+	size_t total = 0;
+	size_t len = evbuffer_get_length(in);
+
+	if (len == 0) {
+		/* Nothing pending: only a body-less request can be complete. */
+		size_t used = 0;
+		*done = httpproxy_body_feed(&c->body, "", 0, &used) == HTTPPROXY_DONE;
+		return 0;
+	}
+	/* Walk the buffer's chains in place, a few at a time. */
+	struct evbuffer_ptr pos;
+	evbuffer_ptr_set(in, &pos, 0, EVBUFFER_PTR_SET);
+	while (total < len) {
+		struct evbuffer_iovec vec[8];
+		int n = evbuffer_peek(in, (ev_ssize_t)(len - total), &pos, vec, 8);
+		if (n <= 0)
+			break;
+		for (int i = 0; i < n && i < 8; i++) {
+			size_t used = 0;
+			enum httpproxy_step st = httpproxy_body_feed(&c->body, vec[i].iov_base,
+								     vec[i].iov_len, &used);
+			total += used;
+			if (st == HTTPPROXY_ERROR)
+				return (size_t)-1;
+			if (st == HTTPPROXY_DONE) {
+				*done = true;
+				return total;
+			}
+		}
+		evbuffer_ptr_set(in, &pos, total, EVBUFFER_PTR_SET);
+	}
+	return total;
+}
+
+static void conn_http_forward_connected(struct conn *c, const struct upstream_result *res,
+					struct relay_params *p)
+{
+	bufferevent_write(res->bev, c->http.origin_head, c->http.origin_head_len);
+	c->head_up = c->http.origin_head_len;
+	httpproxy_body_init(&c->body, &c->http);
+	p->limiter.take = conn_body_take;
+	p->limiter.arg = c;
+}
+
+static const struct conn_proto conn_proto_http_connect = {
+	.name = "http-connect", .metric = METRICS_PROTO_HTTP_CONNECT,
+	.read = conn_http_read,
+	.login_ok = conn_http_login_ok,
+	.login_failed = conn_http_login_failed,
+	.connected = conn_http_tunnel_connected,
+	.refuse = conn_http_refuse,
+};
+
+/* absolute-form: one request forwarded, its body limited, then closed. */
+static const struct conn_proto conn_proto_http = {
+	.name = "http", .metric = METRICS_PROTO_HTTP,
+	.read = conn_http_read,
+	.login_ok = conn_http_login_ok,
+	.login_failed = conn_http_login_failed,
+	.connected = conn_http_forward_connected,
+	.refuse = conn_http_refuse,
+};
+
+/* A head that did not arrive in time is answered like a forward request's
+ * (there is no telling which it would have been). */
+static void conn_http_timed_out(struct conn *c)
+{
+	c->proto = &conn_proto_http;
+	conn_http_error(c, 408, "request head not received in time");
+	snprintf(c->last_error, sizeof c->last_error, "handshake timed out");
+	conn_flush_close(c, "handshake_timeout");
+}
+
+/* The head, until it is parsed. */
+static const struct conn_proto conn_proto_http_head = {
+	.name = NULL, .metric = METRICS_PROTO_NONE,
+	.read = conn_http_read,
+	.timed_out = conn_http_timed_out,
+};
+
+void conn_http_begin(struct conn *c)
+{
+	c->proto = &conn_proto_http_head;
+	c->state = CONN_REQUEST;
+}
 
 static void conn_http_read(struct conn *c)
 {
@@ -1025,13 +1044,12 @@ static void conn_http_read(struct conn *c)
 		return;
 	/* Parsed: the head as sent (Proxy-Authorization included) has served. */
 	OPENSSL_cleanse((void *)(uintptr_t)p, st == HTTPPROXY_DONE ? used : look);
-	c->proto = c->http.kind == HTTPPROXY_CONNECT ? CONN_PROTO_HTTP_CONNECT
-						       : CONN_PROTO_HTTP;
+	c->proto = c->http.kind == HTTPPROXY_CONNECT ? &conn_proto_http_connect : &conn_proto_http;
 	if (st == HTTPPROXY_ERROR) {
 		snprintf(c->last_error, sizeof c->last_error, "%s", c->http.why);
 		log_info("conn %llu: %s: %s", (unsigned long long)c->id, c->client_text,
 			 c->last_error);
-		conn_send_http_error(c, c->http.status, c->http.why);
+		conn_http_error(c, c->http.status, c->http.why);
 		conn_flush_close(c, "protocol_error");
 		return;
 	}
@@ -1047,7 +1065,7 @@ static void conn_http_read(struct conn *c)
 						     .guard = "auth" };
 			conn_audit_decision(c, NULL, &d, "proxy authentication required");
 			snprintf(c->last_error, sizeof c->last_error, "proxy authentication required");
-			conn_send_http_error(c, 407, "proxy authentication required");
+			conn_http_error(c, 407, "proxy authentication required");
 			conn_flush_close(c, "auth_required");
 			return;
 		}
@@ -1075,21 +1093,13 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
 		uint8_t first;
 		if (evbuffer_copyout(bufferevent_get_input(c->client), &first, 1) != 1)
 			return;
-		if (first == 0x05 || first == 0x04) {
-			/* With users, only username/password; without, no-auth
-			 * whenever the client offers it (no credentials to check). */
-			bool auth = auth_users_count(c->cfg->users) > 0;
-			socks_server_init(&c->socks, !auth, auth);
-			c->socks.allow_udp = c->cfg->udp;
-			c->state = CONN_SOCKS;
-		} else {
-			c->state = CONN_HTTP;
-		}
+		if (first == 0x05 || first == 0x04)
+			conn_socks_begin(c);
+		else
+			conn_http_begin(c);
 	}
-	if (c->state == CONN_SOCKS)
-		conn_socks_read(c);
-	else if (c->state == CONN_HTTP)
-		conn_http_read(c);
+	if (c->state == CONN_REQUEST)
+		c->proto->read(c);
 }
 
 static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
@@ -1112,17 +1122,12 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 
 	switch (c->state) {
 	case CONN_SNIFF:
-	case CONN_SOCKS:
-	case CONN_HTTP:
+	case CONN_REQUEST:
 	case CONN_LOGIN:
-		if (c->state == CONN_HTTP) {
-			c->proto = CONN_PROTO_HTTP;
-			conn_send_http_error(c, 408, "request head not received in time");
-			snprintf(c->last_error, sizeof c->last_error, "handshake timed out");
-			conn_flush_close(c, "handshake_timeout");
-		} else {
+		if (c->state == CONN_REQUEST && c->proto->timed_out)
+			c->proto->timed_out(c);
+		else
 			conn_close(c, "handshake_timeout", "handshake timed out");
-		}
 		break;
 	case CONN_AUTH_DELAY:
 		conn_auth_delay_over(c);
@@ -1183,6 +1188,7 @@ void conn_accept(struct conn_set *s, const char *listener, evutil_socket_t fd,
 	env->metrics->accepted++;
 	c->started_us = metrics_now_us();
 	c->state = CONN_SNIFF;
+	c->proto = &conn_proto_none;
 	c->listener_text = listener;
 	event_base_gettimeofday_cached(env->base, &c->started);
 	cidr_addr_from_sockaddr(sa, &c->client_addr, &c->client_port);
