@@ -38,13 +38,11 @@
 #include "tailfence/auth.h"
 #include "tailfence/config.h"
 #include "tailfence/conn_env.h"
-#include "tailfence/httpproxy.h"
 #include "tailfence/log.h"
 #include "tailfence/metrics.h"
 #include "tailfence/policy.h"
 #include "tailfence/relay.h"
 #include "tailfence/resolve.h"
-#include "tailfence/socks.h"
 #include "tailfence/tailnet.h"
 #include "tailfence/target.h"
 #include "tailfence/udp_assoc.h"
@@ -236,7 +234,8 @@ void conn_close(struct conn *c, const char *end, const char *error)
 		log_debug("conn %llu: password check %s", (unsigned long long)c->id,
 			  dropped ? "dropped before it ran" : "already running; result discarded");
 	}
-	socks_server_wipe(&c->socks);
+	if (c->proto->clear)
+		c->proto->clear(c);
 	if (c->resolve)
 		resolve_cancel(c->resolve);
 	audit_wait_cancel(env->audit, &c->audit_wait);
@@ -248,8 +247,6 @@ void conn_close(struct conn *c, const char *end, const char *error)
 	else
 		bufferevent_free(c->client);
 	event_free(c->timer);
-	if (c->http_parsed)
-		httpproxy_request_clear(&c->http);
 	config_unref(c->cfg);
 	TAILQ_REMOVE(&c->set->list, c, link);
 	c->set->n--;

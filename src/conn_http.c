@@ -127,6 +127,12 @@ static void conn_http_forward_connected(struct conn *c, const struct upstream_re
 	p->limiter.arg = c;
 }
 
+static void conn_http_clear(struct conn *c)
+{
+	if (c->http_parsed)
+		httpproxy_request_clear(&c->http);
+}
+
 static const struct conn_proto conn_proto_http_connect = {
 	.name = "http-connect", .metric = METRICS_PROTO_HTTP_CONNECT,
 	.read = conn_http_read,
@@ -134,6 +140,7 @@ static const struct conn_proto conn_proto_http_connect = {
 	.login_failed = conn_http_login_failed,
 	.connected = conn_http_tunnel_connected,
 	.refuse = conn_http_refuse,
+	.clear = conn_http_clear,
 };
 
 /* absolute-form: one request forwarded, its body limited, then closed. */
@@ -144,6 +151,7 @@ static const struct conn_proto conn_proto_http = {
 	.login_failed = conn_http_login_failed,
 	.connected = conn_http_forward_connected,
 	.refuse = conn_http_refuse,
+	.clear = conn_http_clear,
 };
 
 /* A head that did not arrive in time is answered like a forward request's
@@ -161,6 +169,7 @@ static const struct conn_proto conn_proto_http_head = {
 	.name = NULL, .metric = METRICS_PROTO_NONE,
 	.read = conn_http_read,
 	.timed_out = conn_http_timed_out,
+	.clear = conn_http_clear,
 };
 
 void conn_http_begin(struct conn *c)

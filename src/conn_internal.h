@@ -92,6 +92,9 @@ struct conn_proto {
 	/* Queues the answer to a request that will not be served (why may be
 	 * NULL; NULL: nothing to answer). */
 	void (*refuse)(struct conn *c, enum conn_failure f, const char *why);
+	/* At close: wipes the credentials the protocol's state may hold and
+	 * frees what it owns (NULL: nothing). */
+	void (*clear)(struct conn *c);
 };
 
 /* The family's handshake, once the sniff has picked it: set c->proto and
@@ -121,13 +124,17 @@ struct conn {
 	const char *listener_text;
 	struct event *timer;		/* handshake timeout, auth delay, flush limit */
 
-	/* The protocols' own state. */
-	struct socks_server socks;
-	struct httpproxy_request http;
-	bool http_parsed;
-	size_t http_scanned;		/* head bytes already known not to end the head */
-	bool http_line_checked;		/* the request line was parsed once */
-	struct httpproxy_body body;
+	/* The protocol's own state: one family's, as the sniff picked it. */
+	union {
+		struct socks_server socks;		/* conn_socks.c */
+		struct {				/* conn_http.c */
+			struct httpproxy_request http;
+			bool http_parsed;
+			size_t http_scanned;	/* head bytes known not to end the head */
+			bool http_line_checked;	/* the request line was parsed once */
+			struct httpproxy_body body;
+		};
+	};
 	const char *userid;		/* SOCKS4: what the client calls itself */
 
 	char user[256];			/* logged in as (or, refused, who tried) */

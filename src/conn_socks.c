@@ -96,10 +96,16 @@ static void conn_socks5_login_failed(struct conn *c, const char *busy)
 	conn_flush_close(c, "auth_failed");
 }
 
+static void conn_socks_clear(struct conn *c)
+{
+	socks_server_wipe(&c->socks);
+}
+
 /* The greeting, until a request (or a login) says the version. */
 static const struct conn_proto conn_proto_socks = {
 	.name = NULL, .metric = METRICS_PROTO_NONE,
 	.read = conn_socks_read,
+	.clear = conn_socks_clear,
 };
 
 static const struct conn_proto conn_proto_socks5 = {
@@ -109,6 +115,7 @@ static const struct conn_proto conn_proto_socks5 = {
 	.login_failed = conn_socks5_login_failed,
 	.connected = conn_socks5_connected,
 	.refuse = conn_socks5_refuse,
+	.clear = conn_socks_clear,
 };
 
 /* SOCKS4 has no login: with users, its requests are refused. */
@@ -117,6 +124,7 @@ static const struct conn_proto conn_proto_socks4 = {
 	.read = conn_socks_read,
 	.connected = conn_socks4_connected,
 	.refuse = conn_socks4_refuse,
+	.clear = conn_socks_clear,
 };
 
 static const struct conn_proto conn_proto_socks4a = {
@@ -124,6 +132,7 @@ static const struct conn_proto conn_proto_socks4a = {
 	.read = conn_socks_read,
 	.connected = conn_socks4_connected,
 	.refuse = conn_socks4_refuse,
+	.clear = conn_socks_clear,
 };
 
 /* A UDP association's control connection: it dials nothing; after the
@@ -131,6 +140,7 @@ static const struct conn_proto conn_proto_socks4a = {
 static const struct conn_proto conn_proto_socks5_udp = {
 	.name = "socks5-udp", .metric = METRICS_PROTO_SOCKS5_UDP,
 	.refuse = conn_socks5_refuse,
+	.clear = conn_socks_clear,
 };
 
 void conn_socks_begin(struct conn *c)
