@@ -41,12 +41,12 @@ static void setup(void)
 	struct cidr_addr up;
 	cidr_addr_parse("127.0.0.1", &up);
 	policy_builder_set_upstream(b, &up, 1055);
-	static struct auth_users *users;
-	users = auth_users_new();
-	if (!users || !auth_users_add(users, "alice", "$scrypt$ln=15,r=8,p=1$nsYjimAnOE6NYzK1pozWnA$"
+	static struct auth_users *accounts;
+	accounts = auth_users_new();
+	if (!accounts || !auth_users_add(accounts, "alice", "$scrypt$ln=15,r=8,p=1$nsYjimAnOE6NYzK1pozWnA$"
 				      "+AHiULLuP7OYuE/fslPkQlEMKg3T6KL02aNAb/Hnacc", err, sizeof err))
 		abort();
-	policy_builder_set_users(b, users);
+	policy_builder_set_users(b, accounts);
 	static const char *const d1[] = { "secret.test:*", "*.blocked.test:*", "192.0.2.66:*" };
 	static const char *const d2[] = { "db.test:5432", "*.corp.test:443", "198.51.100.0/24:80" };
 	static const char *const d3[] = { "tailnet:*" };

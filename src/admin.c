@@ -24,12 +24,11 @@
 
 #include "tailfence/audit.h"
 #include "tailfence/config.h"
-#include "tailfence/conn.h"
-#include "tailfence/gateway.h"
+#include "tailfence/conn_env.h"
 #include "tailfence/log.h"
 #include "tailfence/metrics.h"
 #include "tailfence/socks.h"
-#include "tailfence/tailnet_watch.h"
+#include "tailfence/tailnet.h"
 #include "tailfence/upstream_probe.h"
 #include "tailfence/worker.h"
 
@@ -38,7 +37,8 @@
 #define ADMIN_PROBE_TIMEOUT_S 3
 
 struct admin {
-	struct gateway *gw;
+	const struct conn_env *env;	/* the loop, config, trail, pool, view, counters */
+	struct admin_owner owner;
 	struct evhttp *http;
 	struct event *probe_timer;
 	struct upstream_probe *probe;	/* in flight, or NULL */
@@ -55,9 +55,9 @@ static void admin_probe_done(void *arg, bool up, const char *why)
 	a->probe = NULL;
 	if (a->probed && up != a->up) {
 		if (up)
-			log_info("admin: upstream %s reachable again", a->gw->cfg->upstream.text);
+			log_info("admin: upstream %s reachable again", a->env->cfg->upstream.text);
 		else
-			log_warn("admin: upstream %s: %s; not ready", a->gw->cfg->upstream.text, why);
+			log_warn("admin: upstream %s: %s; not ready", a->env->cfg->upstream.text, why);
 	}
 	a->probed = true;
 	a->up = up;
@@ -71,14 +71,14 @@ static void admin_probe_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	struct timeval every = { ADMIN_PROBE_MS / 1000, (ADMIN_PROBE_MS % 1000) * 1000 };
 	evtimer_add(a->probe_timer, &every);
-	const struct config_upstream *up = &a->gw->cfg->upstream;
+	const struct config_upstream *up = &a->env->cfg->upstream;
 	if (up->kind == CONFIG_UPSTREAM_DIRECT) {
 		a->probed = a->up = true;
 		return;
 	}
 	if (a->probe)
 		return;	/* the last one is still waiting for its timeout */
-	a->probe = upstream_probe_start(a->gw->base, up, ADMIN_PROBE_TIMEOUT_S, admin_probe_done, a);
+	a->probe = upstream_probe_start(a->env->base, up, ADMIN_PROBE_TIMEOUT_S, admin_probe_done, a);
 	if (!a->probe)
 		admin_probe_done(a, false, "out of memory");
 }
@@ -87,24 +87,17 @@ static void admin_probe_cb(evutil_socket_t fd, short what, void *arg)
 
 bool admin_ready(struct admin *a, char *why, size_t len)
 {
-	struct gateway *gw = a->gw;
-	const struct config *c = gw->cfg;
-	if (gw->stopping) {
-		snprintf(why, len, "shutting down");
+	const struct conn_env *env = a->env;
+	const struct config *c = env->cfg;
+	if (!a->owner.serving(a->owner.arg, why, len))
 		return false;
-	}
-	if (!gw->listening) {
-		snprintf(why, len, "listeners not bound yet%s",
-			 gw->first_view ? " (waiting for tailscaled's first answer)" : "");
-		return false;
-	}
-	if (!audit_healthy(gw->audit)) {
+	if (!audit_healthy(env->audit)) {
 		snprintf(why, len, "audit trail unhealthy: a sink cannot be written (see the "
 			 "operator log)");
 		return false;
 	}
-	if (gw->tailnet) {
-		const struct tailnet_view *v = tailnet_watch_view(gw->tailnet);
+	if (env->view) {
+		const struct tailnet_view *v = env->view;
 		if (v->state != TAILNET_RUNNING) {
 			snprintf(why, len, "tailscaled is not running: %s",
 				 v->reason ? v->reason : tailnet_state_str(v->state));
@@ -152,14 +145,13 @@ static void admin_text(struct evhttp_request *req, int code, const char *reason,
 
 static void admin_metrics(struct admin *a, struct evhttp_request *req)
 {
-	struct gateway *gw = a->gw;
+	const struct conn_env *env = a->env;
 	struct metrics_snapshot s;
 	memset(&s, 0, sizeof s);
-	s.open_connections = gw->n_conns;
-	conn_stats(gw, &s.open_relays, &s.relay_bytes_up, &s.relay_bytes_down);
-	s.max_connections = gw->cfg->max_connections;
+	a->owner.gauges(a->owner.arg, &s);
+	s.max_connections = env->cfg->max_connections;
 	struct audit_stats as;
-	audit_get_stats(gw->audit, &as);
+	audit_get_stats(env->audit, &as);
 	s.audit_queue_records = as.queue_records;
 	s.audit_queue_bytes = as.queue_bytes;
 	s.audit_records_written = as.written;
@@ -167,10 +159,10 @@ static void admin_metrics(struct admin *a, struct evhttp_request *req)
 	s.audit_sink_errors = as.sink_errors;
 	s.audit_healthy = as.healthy;
 	struct worker_stats ws;
-	worker_stats(gw->worker, &ws);
+	worker_stats(env->worker, &ws);
 	s.worker_queue = ws.pending;
-	if (gw->tailnet) {
-		const struct tailnet_view *v = tailnet_watch_view(gw->tailnet);
+	if (env->view) {
+		const struct tailnet_view *v = env->view;
 		s.has_tailnet = true;
 		s.tailnet_state = (int)v->state;
 		s.backend_state = v->backend_state;
@@ -179,8 +171,7 @@ static void admin_metrics(struct admin *a, struct evhttp_request *req)
 	}
 	char why[256];
 	s.ready = admin_ready(a, why, sizeof why);
-	s.listeners_bound = gw->listening;
-	s.upstream_probed = gw->cfg->upstream.kind != CONFIG_UPSTREAM_DIRECT;
+	s.upstream_probed = env->cfg->upstream.kind != CONFIG_UPSTREAM_DIRECT;
 	s.upstream_up = a->probed && a->up;
 
 	struct timeval now;
@@ -190,7 +181,7 @@ static void admin_metrics(struct admin *a, struct evhttp_request *req)
 		evhttp_send_error(req, 500, NULL);
 		return;
 	}
-	metrics_format(&gw->metrics, &s, (int64_t)now.tv_sec * 1000 + now.tv_usec / 1000, b);
+	metrics_format(env->metrics, &s, (int64_t)now.tv_sec * 1000 + now.tv_usec / 1000, b);
 	admin_reply(req, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", b);
 	evbuffer_free(b);
 }
@@ -231,17 +222,19 @@ static void admin_request_cb(struct evhttp_request *req, void *arg)
 
 /* ---------- start, stop ---------- */
 
-struct admin *admin_start(struct gateway *gw, char *err, size_t errlen)
+struct admin *admin_start(const struct conn_env *env, const struct admin_owner *owner,
+			  char *err, size_t errlen)
 {
-	const struct config_listener *l = &gw->cfg->admin;
+	const struct config_listener *l = &env->cfg->admin;
 	struct admin *a = calloc(1, sizeof *a);
 	if (!a) {
 		snprintf(err, errlen, "admin: out of memory");
 		return NULL;
 	}
-	a->gw = gw;
-	a->http = evhttp_new(gw->base);
-	a->probe_timer = evtimer_new(gw->base, admin_probe_cb, a);
+	a->env = env;
+	a->owner = *owner;
+	a->http = evhttp_new(env->base);
+	a->probe_timer = evtimer_new(env->base, admin_probe_cb, a);
 	if (!a->http || !a->probe_timer) {
 		snprintf(err, errlen, "admin: out of memory");
 		admin_free(a);
@@ -258,7 +251,7 @@ struct admin *admin_start(struct gateway *gw, char *err, size_t errlen)
 	evhttp_set_max_body_size(a->http, 4096);
 	evhttp_set_gencb(a->http, admin_request_cb, a);
 	struct evconnlistener *lev = evconnlistener_new_bind(
-		gw->base, NULL, NULL,
+		env->base, NULL, NULL,
 		LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC, 128,
 		(const struct sockaddr *)&l->ss, (int)l->len);
 	if (!lev) {

@@ -1,7 +1,8 @@
 /*
  * conn: the per-connection state machine.
  *
- *   SNIFF -> SOCKS | HTTP          first byte picks the protocol
+ *   SNIFF -> REQUEST               first byte picks the protocol, which
+ *                                  reads its request
  *         -> [LOGIN]               password check on the worker pool
  *         -> [AUTH_DELAY]          a failed login waits before its answer
  *         -> RESOLVE               names only
@@ -13,90 +14,40 @@
  * Every path ends in conn_close(), which writes the close record, counts
  * and frees. The decision record is written once, when the verdict is made
  * and before anything is dialed.
+ *
+ * What differs between SOCKS5, SOCKS4/4a and HTTP (reading the request,
+ * the answers, what a login does) is behind the connection's protocol
+ * operations (src/conn_internal.h), defined in conn_socks.c and
+ * conn_http.c: this file never asks which protocol it is. It also owns
+ * the connection set of a loop (include/tailfence/conn.h).
  */
-#include "tailfence/conn.h"
+#include "conn_internal.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <time.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
-#include <event2/listener.h>
 #include <openssl/crypto.h>
 
 #include "tailfence/audit.h"
+#include "tailfence/auth.h"
 #include "tailfence/config.h"
-#include "tailfence/gateway.h"
-#include "tailfence/httpproxy.h"
+#include "tailfence/conn_env.h"
 #include "tailfence/log.h"
 #include "tailfence/metrics.h"
 #include "tailfence/policy.h"
 #include "tailfence/relay.h"
 #include "tailfence/resolve.h"
-#include "tailfence/socks.h"
-#include "tailfence/tailnet_watch.h"
+#include "tailfence/tailnet.h"
 #include "tailfence/target.h"
-#include "tailfence/text.h"
 #include "tailfence/udp_assoc.h"
 #include "tailfence/upstream.h"
 #include "tailfence/worker.h"
-
-enum conn_state {
-	CONN_SNIFF,
-	CONN_SOCKS,
-	CONN_HTTP,
-	CONN_LOGIN,
-	CONN_AUTH_DELAY,
-	CONN_RESOLVE,
-	CONN_AUDIT_WAIT,
-	CONN_DIAL,
-	CONN_RELAY,
-	CONN_UDP,			/* a UDP association: the control connection idles */
-	CONN_FLUSH,
-};
-
-enum conn_proto {
-	CONN_PROTO_NONE,
-	CONN_PROTO_SOCKS5,
-	CONN_PROTO_SOCKS4,
-	CONN_PROTO_SOCKS4A,
-	CONN_PROTO_HTTP_CONNECT,
-	CONN_PROTO_HTTP,
-	CONN_PROTO_SOCKS5_UDP,
-};
-
-static const char *const conn_proto_names[] = {
-	[CONN_PROTO_NONE] = NULL,
-	[CONN_PROTO_SOCKS5] = "socks5",
-	[CONN_PROTO_SOCKS4] = "socks4",
-	[CONN_PROTO_SOCKS4A] = "socks4a",
-	[CONN_PROTO_HTTP_CONNECT] = "http-connect",
-	[CONN_PROTO_HTTP] = "http",
-	[CONN_PROTO_SOCKS5_UDP] = "socks5-udp",
-};
-
-/* Longest SOCKS message: a SOCKS4a request with a 255-byte user id and a
- * 255-byte name. Anything still incomplete past this is not SOCKS. */
-#define CONN_SOCKS_MAX_MESSAGE 600
-
-/* How long a final reply may take to reach a client that does not read. */
-#define CONN_FLUSH_MS 5000
-
-/* Why a connection could not be served: mapped onto each protocol's codes. */
-enum conn_failure {
-	CONN_FAIL_DENIED,
-	CONN_FAIL_REFUSED,
-	CONN_FAIL_NET_UNREACHABLE,
-	CONN_FAIL_HOST_UNREACHABLE,
-	CONN_FAIL_TIMEOUT,
-	CONN_FAIL_GENERAL,
-	CONN_FAIL_AUTH,
-	CONN_FAIL_BUSY,		/* a limit is reached: try again shortly */
-};
 
 /* A password check that missed the cache runs the KDF (tens of ms) on a
  * worker thread, with its own copy of the credentials (the password wiped
@@ -110,52 +61,19 @@ struct conn_login {
 	bool ok;
 };
 
-struct conn {
-	TAILQ_ENTRY(conn) link;
-	struct gateway *gw;
-	struct config *cfg;		/* the policy this connection started with */
-	uint64_t id;
-	enum conn_state state;
-	enum conn_proto proto;
-	struct timeval started;
-	uint64_t started_us;		/* monotonic, for the metrics */
-
-	struct bufferevent *client;
-	struct cidr_addr client_addr;
-	uint16_t client_port;
-	char client_text[CIDR_ADDR_STRLEN + 8];
-	const char *listener_text;
-	struct event *timer;		/* handshake timeout, auth delay, flush limit */
-
-	struct socks_server socks;
-	struct httpproxy_request http;
-	bool http_parsed;
-	size_t http_scanned;		/* head bytes already known not to end the head */
-	bool http_line_checked;		/* the request line was parsed once */
-	struct httpproxy_body body;
-
-	char user[256];
-	struct conn_login *login;	/* password check in flight */
-
-	/* The target as asked for, then the addresses the policy allowed. */
-	struct target target;
-	struct target_verdict verdict;
-	size_t next_dial;
-	struct cidr_addr connected;	/* the address the dial reached */
-	struct resolve_req *resolve;
-	struct audit_waiter audit_wait;	/* AUDIT_WAIT: for the decision record */
-	struct upstream_dial *dial;
-	enum conn_failure last_failure;
-	char last_error[400];
-
-	struct relay *relay;
-	struct udp_assoc *udp;		/* CONN_UDP */
-	uint64_t head_up;		/* request head tailfence wrote for the client */
-	const char *end;		/* FLUSH: end reason to record */
+/* The proxy connections of one loop. */
+struct conn_set {
+	const struct conn_env *env;
+	TAILQ_HEAD(conn_list, conn) list;
+	size_t n;
 };
 
-static void conn_close(struct conn *c, const char *end, const char *error);
-static void conn_read_cb(struct bufferevent *bev, void *arg);
+/* How long a final reply may take to reach a client that does not read. */
+#define CONN_FLUSH_MS 5000
+
+/* Before the first byte: no protocol, nothing to answer. */
+static const struct conn_proto conn_proto_none = { .name = NULL, .metric = METRICS_PROTO_NONE };
+
 static void conn_dial_next(struct conn *c);
 
 /* ---------- helpers ---------- */
@@ -163,7 +81,7 @@ static void conn_dial_next(struct conn *c);
 static uint64_t conn_elapsed_ms(const struct conn *c)
 {
 	struct timeval now, d;
-	event_base_gettimeofday_cached(c->gw->base, &now);
+	event_base_gettimeofday_cached(c->env->base, &now);
 	evutil_timersub(&now, &c->started, &d);
 	return (uint64_t)d.tv_sec * 1000 + (uint64_t)d.tv_usec / 1000;
 }
@@ -189,8 +107,7 @@ static void conn_flush_event_cb(struct bufferevent *bev, short what, void *arg)
 	conn_close(c, c->end, c->last_error[0] ? c->last_error : NULL);
 }
 
-/* Sends the bytes already queued on the client, then closes with `end`. */
-static void conn_flush_close(struct conn *c, const char *end)
+void conn_flush_close(struct conn *c, const char *end)
 {
 	c->state = CONN_FLUSH;
 	c->end = end;
@@ -203,88 +120,37 @@ static void conn_flush_close(struct conn *c, const char *end)
 		conn_close(c, end, c->last_error[0] ? c->last_error : NULL);
 }
 
-static void conn_send(struct conn *c, const void *buf, size_t len)
+void conn_send(struct conn *c, const void *buf, size_t len)
 {
 	if (len)
 		bufferevent_write(c->client, buf, len);
 }
 
-static void conn_send_http_error(struct conn *c, int status, const char *why)
+void conn_fail(struct conn *c, enum conn_failure f, const char *why)
 {
-	char buf[1024];
-	size_t n = httpproxy_format_error(buf, sizeof buf, status, why);
-	conn_send(c, buf, n);
-}
-
-/* Answers a request that will not be served, in the client's protocol. */
-static void conn_fail(struct conn *c, enum conn_failure f, const char *why)
-{
-	uint8_t out[32];
-	size_t n = 0;
-
 	if (why != c->last_error)	/* a dial failure hands over last_error itself */
 		snprintf(c->last_error, sizeof c->last_error, "%s", why ? why : "");
-	why = c->last_error[0] ? c->last_error : NULL;
-	switch (c->proto) {
-	case CONN_PROTO_SOCKS5:
-	case CONN_PROTO_SOCKS5_UDP: {
-		static const uint8_t rep[] = {
-			[CONN_FAIL_DENIED] = SOCKS5_REP_NOT_ALLOWED,
-			[CONN_FAIL_REFUSED] = SOCKS5_REP_CONN_REFUSED,
-			[CONN_FAIL_NET_UNREACHABLE] = SOCKS5_REP_NET_UNREACHABLE,
-			[CONN_FAIL_HOST_UNREACHABLE] = SOCKS5_REP_HOST_UNREACHABLE,
-			[CONN_FAIL_TIMEOUT] = SOCKS5_REP_TTL_EXPIRED,
-			[CONN_FAIL_GENERAL] = SOCKS5_REP_GENERAL_FAILURE,
-			[CONN_FAIL_AUTH] = SOCKS5_REP_NOT_ALLOWED,
-			[CONN_FAIL_BUSY] = SOCKS5_REP_GENERAL_FAILURE,
-		};
-		n = socks5_encode_reply(out, rep[f], NULL, 0);
-		break;
-	}
-	case CONN_PROTO_SOCKS4:
-	case CONN_PROTO_SOCKS4A:
-		n = socks4_encode_reply(out, false, NULL, 0);
-		break;
-	case CONN_PROTO_HTTP_CONNECT:
-	case CONN_PROTO_HTTP: {
-		static const int status[] = {
-			[CONN_FAIL_DENIED] = 403,
-			[CONN_FAIL_REFUSED] = 502,
-			[CONN_FAIL_NET_UNREACHABLE] = 502,
-			[CONN_FAIL_HOST_UNREACHABLE] = 502,
-			[CONN_FAIL_TIMEOUT] = 504,
-			[CONN_FAIL_GENERAL] = 502,
-			[CONN_FAIL_AUTH] = 407,
-			[CONN_FAIL_BUSY] = 503,
-		};
-		conn_send_http_error(c, status[f], why);
-		break;
-	}
-	case CONN_PROTO_NONE:
-		break;
-	}
-	conn_send(c, out, n);
+	if (c->proto->refuse)
+		c->proto->refuse(c, f, c->last_error[0] ? c->last_error : NULL);
 	conn_flush_close(c, f == CONN_FAIL_DENIED ? "denied"
 			    : f == CONN_FAIL_AUTH ? "auth_failed" : "dial_failed");
 }
 
 /* ---------- audit ---------- */
 
-/* Counts a decision record in the metrics (proto values match). */
+/* Counts a decision record in the metrics. */
 static void conn_count_decision(struct conn *c, const struct policy_decision *d, bool allow,
 				bool written)
 {
 	static const struct policy_decision fail_closed = { .rule = -1, .guard = "audit" };
 	bool before_policy = !d || (d->rule < 0 && !d->guard && !d->reason[0]);
-	metrics_decision(&c->gw->metrics, c->cfg->policy, (enum metrics_proto)c->proto,
+	metrics_decision(c->env->metrics, c->cfg->policy, c->proto->metric,
 			 !written ? &fail_closed : before_policy ? NULL : d, allow && written,
 			 c->target.is_name ? METRICS_ERROR_DNS : METRICS_ERROR_TARGET);
 }
 
-/* The decision record: from a verdict (v), or for a refusal before any
- * address was known (v NULL, d and reason say why). */
-static bool conn_audit_decision(struct conn *c, const struct target_verdict *v,
-				const struct policy_decision *d, const char *reason)
+bool conn_audit_decision(struct conn *c, const struct target_verdict *v,
+			 const struct policy_decision *d, const char *reason)
 {
 	char addr_text[CIDR_ADDR_STRLEN], route[CIDR_PREFIX_STRLEN];
 	if (v)
@@ -295,7 +161,7 @@ static bool conn_audit_decision(struct conn *c, const struct target_verdict *v,
 		.conn_id = c->id,
 		.client = c->client_text,
 		.listener = c->listener_text,
-		.proto = conn_proto_names[c->proto],
+		.proto = c->proto->name,
 		.user = c->user[0] ? c->user : NULL,
 		.host = c->target.host[0] ? c->target.host : NULL,
 		.port = c->target.port,
@@ -314,19 +180,18 @@ static bool conn_audit_decision(struct conn *c, const struct target_verdict *v,
 		.peer_route = carrier && carrier->kind != TAILNET_CARRY_ADDRESS
 				      ? cidr_prefix_format(&carrier->prefix, route, sizeof route)
 				      : NULL,
-		.userid = c->proto == CONN_PROTO_SOCKS4 || c->proto == CONN_PROTO_SOCKS4A
-				  ? c->socks.user : NULL,
+		.userid = c->userid,
 	};
-	bool ok = audit_decision(c->gw->audit, &rec);
+	bool ok = audit_decision(c->env->audit, &rec);
 	conn_count_decision(c, d, allow, ok);
 	return ok;
 }
 
 /* ---------- close ---------- */
 
-static void conn_close(struct conn *c, const char *end, const char *error)
+void conn_close(struct conn *c, const char *end, const char *error)
 {
-	struct gateway *gw = c->gw;
+	const struct conn_env *env = c->env;
 	uint64_t up = 0, down = 0;
 
 	struct udp_assoc_stats us = { 0 };
@@ -342,7 +207,7 @@ static void conn_close(struct conn *c, const char *end, const char *error)
 	struct audit_close rec = {
 		.conn_id = c->id,
 		.client = c->client_text,
-		.proto = conn_proto_names[c->proto],
+		.proto = c->proto->name,
 		.addr = c->connected.family ? cidr_addr_format(&c->connected, addr_text,
 							       sizeof addr_text) : NULL,
 		.bytes_up = up,
@@ -357,8 +222,8 @@ static void conn_close(struct conn *c, const char *end, const char *error)
 	};
 	/* Connections that never named a target (scanners, garbage, idle
 	 * handshakes) leave a close record too, so nothing goes unseen. */
-	audit_close(gw->audit, &rec);
-	metrics_closed(&gw->metrics, (enum metrics_proto)c->proto, end, c->udp ? 0 : up,
+	audit_close(env->audit, &rec);
+	metrics_closed(env->metrics, c->proto->metric, end, c->udp ? 0 : up,
 		       c->udp ? 0 : down, metrics_now_us() - c->started_us);
 	log_debug("conn %llu: closed (%s%s%s), %llu bytes up, %llu down",
 		  (unsigned long long)c->id, end, error ? ": " : "", error ? error : "",
@@ -369,10 +234,11 @@ static void conn_close(struct conn *c, const char *end, const char *error)
 		log_debug("conn %llu: password check %s", (unsigned long long)c->id,
 			  dropped ? "dropped before it ran" : "already running; result discarded");
 	}
-	socks_server_wipe(&c->socks);
+	if (c->proto->clear)
+		c->proto->clear(c);
 	if (c->resolve)
 		resolve_cancel(c->resolve);
-	audit_wait_cancel(gw->audit, &c->audit_wait);
+	audit_wait_cancel(env->audit, &c->audit_wait);
 	if (c->dial)
 		upstream_dial_cancel(c->dial);
 	udp_assoc_free(c->udp);
@@ -381,13 +247,11 @@ static void conn_close(struct conn *c, const char *end, const char *error)
 	else
 		bufferevent_free(c->client);
 	event_free(c->timer);
-	if (c->http_parsed)
-		httpproxy_request_clear(&c->http);
 	config_unref(c->cfg);
-	TAILQ_REMOVE(&gw->conns, c, link);
-	gw->n_conns--;
+	TAILQ_REMOVE(&c->set->list, c, link);
+	c->set->n--;
 	free(c);
-	gateway_conn_gone(gw);
+	env->closed(env->owner);
 }
 
 /* ---------- relay ---------- */
@@ -398,59 +262,11 @@ static void conn_relay_done(void *arg, enum relay_end end, const char *error)
 	conn_close(c, relay_end_str(end), error);
 }
 
-/* Limits the client's bytes to the body of the one forwarded request. */
-static size_t conn_body_take(void *arg, struct evbuffer *in, bool *done)
+static void conn_start_relay(struct conn *c, struct bufferevent *up, const struct relay_params *p)
 {
-	struct conn *c = arg;
-	size_t total = 0;
-	size_t len = evbuffer_get_length(in);
-
-	if (len == 0) {
-		/* Nothing pending: only a body-less request can be complete. */
-		size_t used = 0;
-		*done = httpproxy_body_feed(&c->body, "", 0, &used) == HTTPPROXY_DONE;
-		return 0;
-	}
-	/* Walk the buffer's chains in place, a few at a time. */
-	struct evbuffer_ptr pos;
-	evbuffer_ptr_set(in, &pos, 0, EVBUFFER_PTR_SET);
-	while (total < len) {
-		struct evbuffer_iovec vec[8];
-		int n = evbuffer_peek(in, (ev_ssize_t)(len - total), &pos, vec, 8);
-		if (n <= 0)
-			break;
-		for (int i = 0; i < n && i < 8; i++) {
-			size_t used = 0;
-			enum httpproxy_step st = httpproxy_body_feed(&c->body, vec[i].iov_base,
-								     vec[i].iov_len, &used);
-			total += used;
-			if (st == HTTPPROXY_ERROR)
-				return (size_t)-1;
-			if (st == HTTPPROXY_DONE) {
-				*done = true;
-				return total;
-			}
-		}
-		evbuffer_ptr_set(in, &pos, total, EVBUFFER_PTR_SET);
-	}
-	return total;
-}
-
-static void conn_start_relay(struct conn *c, struct bufferevent *up)
-{
-	struct relay_params p = {
-		.high_watermark = c->cfg->buffer_bytes,
-		.idle_ms = c->cfg->idle_timeout_ms,
-		.splice = c->cfg->relay_splice,
-	};
-	if (c->proto == CONN_PROTO_HTTP) {
-		httpproxy_body_init(&c->body, &c->http);
-		p.limiter.take = conn_body_take;
-		p.limiter.arg = c;
-	}
 	evtimer_del(c->timer);
 	c->state = CONN_RELAY;
-	c->relay = relay_start(c->client, up, &p, conn_relay_done, c);
+	c->relay = relay_start(c->client, up, p, conn_relay_done, c);
 	if (!c->relay) {
 		bufferevent_free(up);
 		conn_close(c, "error", "out of memory");
@@ -475,7 +291,7 @@ static void conn_dial_cb(void *arg, struct upstream_result *res)
 {
 	struct conn *c = arg;
 	c->dial = NULL;
-	metrics_observe(&c->gw->metrics.dial, res->elapsed_us);
+	metrics_observe(&c->env->metrics->dial, res->elapsed_us);
 
 	if (res->err != UPSTREAM_OK) {
 		c->last_failure = conn_failure_of(res->err);
@@ -488,33 +304,13 @@ static void conn_dial_cb(void *arg, struct upstream_result *res)
 	}
 
 	c->connected = c->verdict.allowed[c->next_dial - 1];
-	uint8_t out[32];
-	char head[128];
-	switch (c->proto) {
-	case CONN_PROTO_SOCKS5:
-		conn_send(c, out, socks5_encode_reply(out, SOCKS5_REP_SUCCEEDED,
-						      &res->bnd, res->bnd_port));
-		break;
-	case CONN_PROTO_SOCKS4:
-	case CONN_PROTO_SOCKS4A: {
-		/* SOCKS4 can only carry an IPv4 bound address. */
-		bool v4 = res->bnd.family == AF_INET;
-		conn_send(c, out, socks4_encode_reply(out, true, v4 ? &res->bnd : NULL,
-						      v4 ? res->bnd_port : 0));
-		break;
-	}
-	case CONN_PROTO_HTTP_CONNECT:
-		conn_send(c, head, httpproxy_format_established(head, sizeof head));
-		break;
-	case CONN_PROTO_HTTP:
-		bufferevent_write(res->bev, c->http.origin_head, c->http.origin_head_len);
-		c->head_up = c->http.origin_head_len;
-		break;
-	case CONN_PROTO_NONE:
-	case CONN_PROTO_SOCKS5_UDP:
-		break;
-	}
-	conn_start_relay(c, res->bev);
+	struct relay_params p = {
+		.high_watermark = c->cfg->buffer_bytes,
+		.idle_ms = c->cfg->idle_timeout_ms,
+		.splice = c->cfg->relay_splice,
+	};
+	c->proto->connected(c, res, &p);
+	conn_start_relay(c, res->bev, &p);
 }
 
 /* Tries the next allowed address; when none is left, answers the failure
@@ -532,7 +328,7 @@ static void conn_dial_next(struct conn *c)
 	const struct config_upstream *up =
 		c->verdict.via[i] == POLICY_VIA_DIRECT ? &direct : &c->cfg->upstream;
 	c->state = CONN_DIAL;
-	c->dial = upstream_dial(c->gw->base, up, &c->verdict.allowed[i], c->target.port,
+	c->dial = upstream_dial(c->env->base, up, &c->verdict.allowed[i], c->target.port,
 				c->cfg->connect_timeout_ms, conn_dial_cb, c);
 	if (!c->dial)
 		conn_fail(c, CONN_FAIL_GENERAL, "out of memory");
@@ -559,12 +355,11 @@ static void conn_who(const struct conn *c, struct policy_query *q)
 	memset(q, 0, sizeof *q);
 	q->user = c->user[0] ? c->user : NULL;
 	q->src = c->client_addr;
-	q->view = c->gw->tailnet ? tailnet_watch_view(c->gw->tailnet) : NULL;
+	q->view = c->env->view;
 }
 
-/* Refuses before any address is known: records the decision, answers. */
-static void conn_refuse(struct conn *c, enum conn_failure f, const struct policy_decision *d,
-			const char *why)
+void conn_refuse(struct conn *c, enum conn_failure f, const struct policy_decision *d,
+		 const char *why)
 {
 	conn_audit_decision(c, NULL, d, why);
 	log_info("conn %llu: %s denied %s:%u: %s", (unsigned long long)c->id, c->client_text,
@@ -598,7 +393,7 @@ static void conn_decide(struct conn *c, const struct cidr_addr *addrs, size_t n)
 	c->next_dial = 0;
 	c->last_failure = CONN_FAIL_GENERAL;
 	/* No dial before the decision record is written (audit.durability). */
-	if (audit_wait(c->gw->audit, &c->audit_wait, conn_audit_ack, c)) {
+	if (audit_wait(c->env->audit, &c->audit_wait, conn_audit_ack, c)) {
 		c->state = CONN_AUDIT_WAIT;
 		conn_timer_set(c, c->cfg->connect_timeout_ms);
 		return;
@@ -610,9 +405,9 @@ static void conn_resolve_cb(void *arg, const struct resolve_result *res)
 {
 	struct conn *c = arg;
 	c->resolve = NULL;
-	c->gw->metrics.dns_lookups++;
-	c->gw->metrics.dns_failures += res->error != 0;
-	metrics_observe(&c->gw->metrics.dns, res->elapsed_us);
+	c->env->metrics->dns_lookups++;
+	c->env->metrics->dns_failures += res->error != 0;
+	metrics_observe(&c->env->metrics->dns, res->elapsed_us);
 
 	if (res->error) {
 		char why[400];
@@ -627,10 +422,9 @@ static void conn_resolve_cb(void *arg, const struct resolve_result *res)
 	conn_decide(c, res->addrs, res->n);
 }
 
-/* The request is complete: the target is known. */
-static void conn_target_ready(struct conn *c)
+void conn_target_ready(struct conn *c)
 {
-	metrics_observe(&c->gw->metrics.handshake, metrics_now_us() - c->started_us);
+	metrics_observe(&c->env->metrics->handshake, metrics_now_us() - c->started_us);
 	evtimer_del(c->timer);
 	/* Reading stays on (bytes the client sends early wait in its buffer,
 	 * up to the head limit) so that a client that goes away while its
@@ -648,15 +442,13 @@ static void conn_target_ready(struct conn *c)
 	}
 	c->state = CONN_RESOLVE;
 	struct resolve_tailnet tn = { who.view, c->cfg->tailscaled_socket };
-	c->resolve = resolve_start(c->gw->resolver, &tn, c->target.host, &c->client_addr,
+	c->resolve = resolve_start(c->env->resolver, &tn, c->target.host, &c->client_addr,
 				   c->cfg->dns_timeout_ms, conn_resolve_cb, c);
 	if (!c->resolve)
 		conn_fail(c, CONN_FAIL_GENERAL, "out of memory");
 }
 
-/* Takes what the client asked for; false (and answered) when it is no
- * host at all. */
-static bool conn_set_target(struct conn *c, const char *host, size_t len, uint16_t port)
+bool conn_set_target(struct conn *c, const char *host, size_t len, uint16_t port)
 {
 	char why[400];
 	if (target_parse(&c->target, host, len, port, why, sizeof why))
@@ -671,7 +463,7 @@ static bool conn_set_target(struct conn *c, const char *host, size_t len, uint16
 	return false;
 }
 
-static void conn_set_target_addr(struct conn *c, const struct cidr_addr *a, uint16_t port)
+void conn_set_target_addr(struct conn *c, const struct cidr_addr *a, uint16_t port)
 {
 	char text[CIDR_ADDR_STRLEN];
 	cidr_addr_format(a, text, sizeof text);
@@ -679,8 +471,6 @@ static void conn_set_target_addr(struct conn *c, const struct cidr_addr *a, uint
 }
 
 /* ---------- authentication ---------- */
-
-static void conn_socks_read(struct conn *c);
 
 static uint64_t conn_now_ms(void)
 {
@@ -698,41 +488,23 @@ static void conn_login_free(struct conn_login *l)
 
 /* A failed login is answered only after a delay that grows with the
  * client's recent failures (the throttle, per client prefix). */
-static void conn_auth_failed(struct conn *c, const char *why)
+static void conn_auth_failed(struct conn *c, const char *user, const char *why)
 {
+	snprintf(c->user, sizeof c->user, "%s", user);	/* the record names who tried */
 	snprintf(c->last_error, sizeof c->last_error, "%s", why);
-	unsigned ms = auth_throttle_delay_ms(&c->gw->throttle, &c->client_addr, conn_now_ms());
+	unsigned ms = auth_throttle_delay_ms(c->env->throttle, &c->client_addr, conn_now_ms());
 	log_info("conn %llu: %s: %s", (unsigned long long)c->id, c->client_text, why);
 	c->state = CONN_AUTH_DELAY;
 	bufferevent_disable(c->client, EV_READ);
 	conn_timer_set(c, ms);
 }
 
-/* Answers a login that was refused or failed, in the client's protocol. */
-static void conn_auth_answer(struct conn *c, int http_status, const char *http_why)
-{
-	if (c->proto == CONN_PROTO_SOCKS5) {
-		socks5_server_auth_result(&c->socks, false);
-		conn_send(c, c->socks.out, c->socks.out_len);
-		conn_flush_close(c, "auth_failed");
-	} else if (http_status == 407) {
-		char why[sizeof c->last_error];
-		snprintf(why, sizeof why, "%s", c->last_error);	/* conn_fail writes last_error */
-		conn_fail(c, CONN_FAIL_AUTH, why);
-	} else {
-		conn_send_http_error(c, http_status, http_why);
-		conn_flush_close(c, "auth_failed");
-	}
-}
-
 static void conn_auth_delay_over(struct conn *c)
 {
 	/* The refusal is a decision like any other, and names who tried. */
-	const char *tried = c->proto == CONN_PROTO_SOCKS5 ? c->socks.user : c->http.user;
-	snprintf(c->user, sizeof c->user, "%s", tried);
 	struct policy_decision d = { .action = POLICY_DENY, .rule = -1, .guard = "auth" };
 	conn_audit_decision(c, NULL, &d, c->last_error);	/* conn_auth_failed's reason */
-	conn_auth_answer(c, 407, NULL);
+	c->proto->login_failed(c, NULL);
 }
 
 /* The check could not be queued (a limit of the worker pool): refused at
@@ -753,9 +525,9 @@ static void conn_login_refused(struct conn *c, const char *user, enum worker_ref
 		   "already waiting or running (limit)"
 		 : "login refused for user \"%s\": %u password checks are already waiting or "
 		   "running (server busy)",
-		 user, client ? GATEWAY_LOGIN_PER_CLIENT : GATEWAY_LOGIN_QUEUE);
-	auth_throttle_failure(&c->gw->throttle, &c->client_addr, conn_now_ms());
-	c->gw->metrics.login_failures++;
+		 user, client ? CONN_LOGIN_PER_CLIENT : CONN_LOGIN_QUEUE);
+	auth_throttle_failure(c->env->throttle, &c->client_addr, conn_now_ms());
+	c->env->metrics->login_failures++;
 	snprintf(c->user, sizeof c->user, "%s", user);
 	struct policy_decision d = { .action = POLICY_DENY, .rule = -1, .guard = "auth" };
 	conn_audit_decision(c, NULL, &d, why);
@@ -763,9 +535,9 @@ static void conn_login_refused(struct conn *c, const char *user, enum worker_ref
 	snprintf(c->last_error, sizeof c->last_error, "%s",
 		 client ? "too many logins from this client are being checked"
 			: "too many logins are being checked");
-	conn_auth_answer(c, 503, client ? "too many logins from this address are being checked; "
-					  "try again shortly"
-					: "the proxy is busy checking other logins; try again shortly");
+	c->proto->login_failed(c, client ? "too many logins from this address are being "
+					   "checked; try again shortly"
+					 : "the proxy is busy checking other logins; try again shortly");
 }
 
 /* The verdict on the credentials, whichever way it was reached; user is
@@ -773,27 +545,18 @@ static void conn_login_refused(struct conn *c, const char *user, enum worker_ref
 static void conn_login_result(struct conn *c, const char *user, bool ok)
 {
 	if (!ok) {
-		auth_throttle_failure(&c->gw->throttle, &c->client_addr, conn_now_ms());
-		c->gw->metrics.login_failures++;
+		auth_throttle_failure(c->env->throttle, &c->client_addr, conn_now_ms());
+		c->env->metrics->login_failures++;
 		char why[320];
 		snprintf(why, sizeof why, "login failed for user \"%s\"", user ? user : "");
-		conn_auth_failed(c, why);
+		conn_auth_failed(c, user ? user : "", why);
 		return;
 	}
 	if (user) {
-		auth_throttle_success(&c->gw->throttle, &c->client_addr);
+		auth_throttle_success(c->env->throttle, &c->client_addr);
 		snprintf(c->user, sizeof c->user, "%s", user);
 	}
-	if (c->proto == CONN_PROTO_SOCKS5) {
-		socks5_server_auth_result(&c->socks, true);
-		conn_send(c, c->socks.out, c->socks.out_len);
-		c->socks.out_len = 0;
-		c->state = CONN_SOCKS;
-		bufferevent_enable(c->client, EV_READ);
-		conn_socks_read(c);	/* the request may be buffered already */
-	} else {
-		conn_target_ready(c);
-	}
+	c->proto->login_ok(c);
 }
 
 static void conn_login_work(void *arg)
@@ -813,9 +576,7 @@ static void conn_login_done(void *arg, bool cancelled)
 	conn_login_free(l);
 }
 
-/* Checks user and pass, the parser's own buffers: the password is copied
- * and the parser's copy (pass, passcap bytes) wiped before anything else. */
-static void conn_login(struct conn *c, const char *user, char *pass, size_t passcap)
+void conn_login(struct conn *c, const char *user, char *pass, size_t passcap)
 {
 	struct conn_login *l = calloc(1, sizeof *l);
 	bool copied = l && auth_creds_set(&l->creds, user, pass);
@@ -842,7 +603,7 @@ static void conn_login(struct conn *c, const char *user, char *pass, size_t pass
 	auth_client_prefix(&c->client_addr, &client);
 	l->c = c;
 	l->cfg = config_ref(c->cfg);
-	l->job = worker_submit(c->gw->worker, &client, conn_login_work, conn_login_done, l, &r);
+	l->job = worker_submit(c->env->worker, &client, conn_login_work, conn_login_done, l, &r);
 	if (!l->job) {
 		conn_login_refused(c, l->creds.user, r);
 		conn_login_free(l);
@@ -855,197 +616,6 @@ static void conn_login(struct conn *c, const char *user, char *pass, size_t pass
 	c->state = CONN_LOGIN;
 	bufferevent_enable(c->client, EV_READ);
 	c->login = l;
-}
-
-/* ---------- SOCKS ---------- */
-
-/* The association ended by itself (idle, upstream gone). */
-static void conn_udp_end(void *arg, const char *end, const char *error)
-{
-	conn_close(arg, end, error);
-}
-
-/* UDP ASSOCIATE: the association module takes the datagrams; this
- * connection only lives on as its control connection. */
-static void conn_udp_start(struct conn *c)
-{
-	char err[200];
-	uint8_t out[32];
-	c->proto = CONN_PROTO_SOCKS5_UDP;
-	if (c->cfg->upstream.kind == CONFIG_UPSTREAM_HTTP) {
-		snprintf(c->last_error, sizeof c->last_error,
-			 "UDP ASSOCIATE needs a socks5 or direct upstream, not %.80s",
-			 c->cfg->upstream.text);
-		conn_send(c, out, socks5_encode_reply(out, SOCKS5_REP_CMD_UNSUPPORTED, NULL, 0));
-		conn_flush_close(c, "protocol_error");
-		return;
-	}
-	struct udp_assoc_params p = {
-		.gw = c->gw, .cfg = c->cfg, .conn_id = c->id,
-		.client_text = c->client_text, .listener_text = c->listener_text,
-		.user = c->user[0] ? c->user : NULL, .client_addr = c->client_addr,
-		.want_port = c->socks.target.is_name ? 0 : c->socks.target.port,
-		.local_len = sizeof p.local,
-	};
-	struct cidr_addr bnd;
-	uint16_t bnd_port;
-	if (getsockname(bufferevent_getfd(c->client), (struct sockaddr *)&p.local,
-			&p.local_len) != 0 ||
-	    !(c->udp = udp_assoc_start(&p, conn_udp_end, c, &bnd, &bnd_port, err, sizeof err))) {
-		conn_fail(c, CONN_FAIL_GENERAL, c->udp ? err : "cannot read the local address");
-		return;
-	}
-	metrics_observe(&c->gw->metrics.handshake, metrics_now_us() - c->started_us);
-	evtimer_del(c->timer);
-	c->state = CONN_UDP;
-	log_debug("conn %llu: UDP association on %s port %u", (unsigned long long)c->id,
-		  c->listener_text, bnd_port);
-	conn_send(c, out, socks5_encode_reply(out, SOCKS5_REP_SUCCEEDED, &bnd, bnd_port));
-	bufferevent_enable(c->client, EV_READ);
-}
-
-static void conn_socks_request(struct conn *c)
-{
-	struct socks_server *s = &c->socks;
-
-	if (s->version == 5 && s->cmd == SOCKS_CMD_UDP_ASSOCIATE) {
-		conn_udp_start(c);
-		return;
-	}
-
-	if (s->version == 4) {
-		c->proto = s->socks4a ? CONN_PROTO_SOCKS4A : CONN_PROTO_SOCKS4;
-		/* The SOCKS4 user id is what the client calls itself: recorded,
-		 * never trusted. Without passwords there is no login. */
-		if (auth_users_count(c->cfg->users) > 0) {
-			/* A refusal like any other: a decision naming the target. */
-			if (s->target.is_name)
-				snprintf(c->target.host, sizeof c->target.host, "%s", s->target.host);
-			else
-				cidr_addr_format(&s->target.addr, c->target.host, sizeof c->target.host);
-			c->target.port = s->target.port;
-			struct policy_decision d = { .action = POLICY_DENY, .rule = -1, .guard = "auth" };
-			conn_refuse(c, CONN_FAIL_AUTH, &d,
-				    "authentication required: SOCKS4 cannot carry a password; use SOCKS5 or HTTP");
-			return;
-		}
-	}
-	bool ok = s->target.is_name
-			  ? conn_set_target(c, s->target.host, s->target.host_len, s->target.port)
-			  : (conn_set_target_addr(c, &s->target.addr, s->target.port), true);
-	if (ok)
-		conn_target_ready(c);
-}
-
-static void conn_socks_read(struct conn *c)
-{
-	struct evbuffer *in = bufferevent_get_input(c->client);
-	struct socks_server *s = &c->socks;
-
-	while (c->state == CONN_SOCKS) {
-		size_t len = evbuffer_get_length(in);
-		size_t look = len < CONN_SOCKS_MAX_MESSAGE ? len : CONN_SOCKS_MAX_MESSAGE;
-		const uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)look);
-		size_t used = 0;
-		enum socks_step st = socks_server_feed(s, p, look, &used);
-		if (st == SOCKS_AUTH)	/* the credentials as sent */
-			OPENSSL_cleanse((void *)(uintptr_t)p, used);
-		evbuffer_drain(in, used);
-
-		switch (st) {
-		case SOCKS_NEED_MORE:
-			if (look == CONN_SOCKS_MAX_MESSAGE) {
-				conn_close(c, "protocol_error", "SOCKS message too long");
-			}
-			return;
-		case SOCKS_REPLY:
-			conn_send(c, s->out, s->out_len);
-			s->out_len = 0;
-			break;
-		case SOCKS_AUTH:
-			c->proto = CONN_PROTO_SOCKS5;
-			conn_login(c, s->user, s->pass, sizeof s->pass);
-			return;
-		case SOCKS_REQUEST:
-			if (s->version == 5)
-				c->proto = CONN_PROTO_SOCKS5;
-			conn_socks_request(c);
-			return;
-		case SOCKS_ERROR:
-			if (s->version == 5 && c->proto == CONN_PROTO_NONE)
-				c->proto = CONN_PROTO_SOCKS5;
-			snprintf(c->last_error, sizeof c->last_error, "%s",
-				 s->why ? s->why : "SOCKS protocol error");
-			log_info("conn %llu: %s: %s", (unsigned long long)c->id, c->client_text,
-				 c->last_error);
-			conn_send(c, s->out, s->out_len);
-			conn_flush_close(c, "protocol_error");
-			return;
-		}
-	}
-}
-
-/* ---------- HTTP ---------- */
-
-static void conn_http_read(struct conn *c)
-{
-	struct evbuffer *in = bufferevent_get_input(c->client);
-	size_t max = c->cfg->max_head_bytes;
-	size_t len = evbuffer_get_length(in);
-	size_t look = len < max + 1 ? len : max + 1;
-	size_t used = 0;
-	const char *p = (const char *)evbuffer_pullup(in, (ev_ssize_t)look);
-
-	/* Parse at most twice: once the request line is complete (so a bad
-	 * one is answered at once), and once the head has ended or passed the
-	 * limit. A client dribbling its head costs linear time. */
-	if (look <= max) {
-		size_t end = text_http_head_end(p, look, c->http_scanned);
-		bool first_line = !c->http_line_checked && memchr(p, '\n', look);
-		c->http_scanned = look;
-		if (!end && !first_line)
-			return;
-		c->http_line_checked = true;
-	}
-	if (c->http_parsed)
-		httpproxy_request_clear(&c->http);
-	c->http_parsed = true;
-	enum httpproxy_step st = httpproxy_parse_request(&c->http, p, look, max, &used);
-	if (st == HTTPPROXY_NEED_MORE)
-		return;
-	/* Parsed: the head as sent (Proxy-Authorization included) has served. */
-	OPENSSL_cleanse((void *)(uintptr_t)p, st == HTTPPROXY_DONE ? used : look);
-	c->proto = c->http.kind == HTTPPROXY_CONNECT ? CONN_PROTO_HTTP_CONNECT
-						       : CONN_PROTO_HTTP;
-	if (st == HTTPPROXY_ERROR) {
-		snprintf(c->last_error, sizeof c->last_error, "%s", c->http.why);
-		log_info("conn %llu: %s: %s", (unsigned long long)c->id, c->client_text,
-			 c->last_error);
-		conn_send_http_error(c, c->http.status, c->http.why);
-		conn_flush_close(c, "protocol_error");
-		return;
-	}
-	evbuffer_drain(in, used);
-	if (!conn_set_target(c, c->http.host, strlen(c->http.host), c->http.port))
-		return;
-
-	if (auth_users_count(c->cfg->users) > 0) {
-		if (!c->http.have_credentials) {
-			/* The normal first step of a Basic login, and still a
-			 * refusal: a decision record naming the target. */
-			struct policy_decision d = { .action = POLICY_DENY, .rule = -1,
-						     .guard = "auth" };
-			conn_audit_decision(c, NULL, &d, "proxy authentication required");
-			snprintf(c->last_error, sizeof c->last_error, "proxy authentication required");
-			conn_send_http_error(c, 407, "proxy authentication required");
-			conn_flush_close(c, "auth_required");
-			return;
-		}
-		conn_login(c, c->http.user, c->http.pass, sizeof c->http.pass);
-		return;
-	}
-	OPENSSL_cleanse(c->http.pass, sizeof c->http.pass);	/* no users: unused */
-	conn_target_ready(c);
 }
 
 /* ---------- callbacks ---------- */
@@ -1065,21 +635,13 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
 		uint8_t first;
 		if (evbuffer_copyout(bufferevent_get_input(c->client), &first, 1) != 1)
 			return;
-		if (first == 0x05 || first == 0x04) {
-			/* With users, only username/password; without, no-auth
-			 * whenever the client offers it (no credentials to check). */
-			bool auth = auth_users_count(c->cfg->users) > 0;
-			socks_server_init(&c->socks, !auth, auth);
-			c->socks.allow_udp = c->cfg->udp;
-			c->state = CONN_SOCKS;
-		} else {
-			c->state = CONN_HTTP;
-		}
+		if (first == 0x05 || first == 0x04)
+			conn_socks_begin(c);
+		else
+			conn_http_begin(c);
 	}
-	if (c->state == CONN_SOCKS)
-		conn_socks_read(c);
-	else if (c->state == CONN_HTTP)
-		conn_http_read(c);
+	if (c->state == CONN_REQUEST)
+		c->proto->read(c);
 }
 
 static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
@@ -1102,17 +664,12 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 
 	switch (c->state) {
 	case CONN_SNIFF:
-	case CONN_SOCKS:
-	case CONN_HTTP:
+	case CONN_REQUEST:
 	case CONN_LOGIN:
-		if (c->state == CONN_HTTP) {
-			c->proto = CONN_PROTO_HTTP;
-			conn_send_http_error(c, 408, "request head not received in time");
-			snprintf(c->last_error, sizeof c->last_error, "handshake timed out");
-			conn_flush_close(c, "handshake_timeout");
-		} else {
+		if (c->state == CONN_REQUEST && c->proto->timed_out)
+			c->proto->timed_out(c);
+		else
 			conn_close(c, "handshake_timeout", "handshake timed out");
-		}
 		break;
 	case CONN_AUTH_DELAY:
 		conn_auth_delay_over(c);
@@ -1121,7 +678,7 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 		conn_close(c, c->end, "client did not read the final reply");
 		break;
 	case CONN_AUDIT_WAIT:
-		audit_wait_cancel(c->gw->audit, &c->audit_wait);
+		audit_wait_cancel(c->env->audit, &c->audit_wait);
 		log_warn("conn %llu: refused: its decision record was not written in time",
 			 (unsigned long long)c->id);
 		conn_fail(c, CONN_FAIL_TIMEOUT, "audit trail unavailable: record not written in time");
@@ -1133,29 +690,55 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---------- public ---------- */
 
-void conn_accept(struct gateway *gw, struct gateway_listener *l, evutil_socket_t fd,
+struct conn_set *conn_set_new(const struct conn_env *env)
+{
+	struct conn_set *s = calloc(1, sizeof *s);
+	if (!s)
+		return NULL;
+	s->env = env;
+	TAILQ_INIT(&s->list);
+	return s;
+}
+
+void conn_set_free(struct conn_set *s)
+{
+	if (!s)
+		return;
+	conn_set_abort(s);
+	free(s);
+}
+
+size_t conn_set_count(const struct conn_set *s)
+{
+	return s ? s->n : 0;
+}
+
+void conn_accept(struct conn_set *s, const char *listener, evutil_socket_t fd,
 		 const struct sockaddr *sa, socklen_t salen)
 {
 	(void)salen;
+	const struct conn_env *env = s->env;
 	struct conn *c = calloc(1, sizeof *c);
 	if (!c) {
 		evutil_closesocket(fd);
 		return;
 	}
-	c->gw = gw;
-	c->cfg = config_ref(gw->cfg);
-	c->id = ++gw->next_conn_id;
-	gw->metrics.accepted++;
+	c->set = s;
+	c->env = env;
+	c->cfg = config_ref(env->cfg);
+	c->id = conn_env_next_id(env);
+	env->metrics->accepted++;
 	c->started_us = metrics_now_us();
 	c->state = CONN_SNIFF;
-	c->listener_text = l->text;
-	event_base_gettimeofday_cached(gw->base, &c->started);
+	c->proto = &conn_proto_none;
+	c->listener_text = listener;
+	event_base_gettimeofday_cached(env->base, &c->started);
 	cidr_addr_from_sockaddr(sa, &c->client_addr, &c->client_port);
 	cidr_addr_format_port(&c->client_addr, c->client_port, c->client_text,
 			      sizeof c->client_text);
 
-	c->client = bufferevent_socket_new(gw->base, fd, BEV_OPT_CLOSE_ON_FREE);
-	c->timer = evtimer_new(gw->base, conn_timer_cb, c);
+	c->client = bufferevent_socket_new(env->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	c->timer = evtimer_new(env->base, conn_timer_cb, c);
 	if (!c->client || !c->timer) {
 		if (c->client)
 			bufferevent_free(c->client);
@@ -1167,8 +750,8 @@ void conn_accept(struct gateway *gw, struct gateway_listener *l, evutil_socket_t
 		free(c);
 		return;
 	}
-	TAILQ_INSERT_TAIL(&gw->conns, c, link);
-	gw->n_conns++;
+	TAILQ_INSERT_TAIL(&s->list, c, link);
+	s->n++;
 
 	bufferevent_setcb(c->client, conn_read_cb, NULL, conn_event_cb, c);
 	/* Never buffer more than one request head from a client. */
@@ -1177,37 +760,37 @@ void conn_accept(struct gateway *gw, struct gateway_listener *l, evutil_socket_t
 	conn_timer_set(c, c->cfg->handshake_timeout_ms);
 }
 
-void conn_stop_handshakes(struct gateway *gw)
+void conn_set_stop_handshakes(struct conn_set *s)
 {
 	struct conn *c, *next;
-	for (c = TAILQ_FIRST(&gw->conns); c; c = next) {
+	for (c = TAILQ_FIRST(&s->list); c; c = next) {
 		next = TAILQ_NEXT(c, link);
 		if (c->state != CONN_RELAY && c->state != CONN_FLUSH && c->state != CONN_UDP)
 			conn_close(c, "shutdown", NULL);
 	}
 }
 
-void conn_abort_all(struct gateway *gw)
+void conn_set_abort(struct conn_set *s)
 {
-	while (!TAILQ_EMPTY(&gw->conns))
-		conn_close(TAILQ_FIRST(&gw->conns), "shutdown", NULL);
+	while (!TAILQ_EMPTY(&s->list))
+		conn_close(TAILQ_FIRST(&s->list), "shutdown", NULL);
 }
 
-size_t conn_recheck_udp(struct gateway *gw, const struct tailnet_view *view)
+size_t conn_set_recheck_udp(struct conn_set *s, const struct tailnet_view *view)
 {
 	struct conn *c;
 	size_t revoked = 0;
-	TAILQ_FOREACH(c, &gw->conns, link)
+	TAILQ_FOREACH(c, &s->list, link)
 		if (c->udp)
 			revoked += udp_assoc_recheck(c->udp, view);
 	return revoked;
 }
 
-size_t conn_recheck_relays(struct gateway *gw, const struct tailnet_view *view)
+size_t conn_set_recheck_relays(struct conn_set *s, const struct tailnet_view *view)
 {
 	struct conn *c, *next;
 	size_t closed = 0;
-	for (c = TAILQ_FIRST(&gw->conns); c; c = next) {
+	for (c = TAILQ_FIRST(&s->list); c; c = next) {
 		next = TAILQ_NEXT(c, link);
 		if (c->state != CONN_RELAY || !c->connected.family)
 			continue;
@@ -1229,12 +812,12 @@ size_t conn_recheck_relays(struct gateway *gw, const struct tailnet_view *view)
 	return closed;
 }
 
-void conn_stats(struct gateway *gw, size_t *relays, uint64_t *up, uint64_t *down)
+void conn_set_stats(const struct conn_set *s, size_t *relays, uint64_t *up, uint64_t *down)
 {
-	struct conn *c;
+	const struct conn *c;
 	*relays = 0;
 	*up = *down = 0;
-	TAILQ_FOREACH(c, &gw->conns, link) {
+	TAILQ_FOREACH(c, &s->list, link) {
 		if (!c->relay)
 			continue;
 		(*relays)++;

@@ -1,5 +1,11 @@
 /*
- * gateway: the daemon's top level.
+ * gateway: the daemon's top level (`tailfence run`, gateway_main in cli.h).
+ *
+ * Owns the event loop, the listeners (proxy and inbound), the current
+ * config, the resolver, the tailnet watcher, the audit trail, the worker
+ * pool, the login throttle and the metrics, and hands connections the
+ * part of it they need (struct conn_env); conn and inbound own the
+ * connections themselves and tell it when one ends.
  *
  * Builds the config, binds the listeners, runs the event loop, and handles
  * signals: SIGTERM/SIGINT stop accepting, close connections still in their
@@ -8,11 +14,10 @@
  * (an invalid one is rejected and the old one stays) and reopens the audit
  * files; SIGUSR1 only reopens the audit files (logrotate).
  */
-#include "tailfence/gateway.h"
-#include "tailfence/upstream_probe.h"
-
 #include <errno.h>
 #include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,14 +31,20 @@
 
 #include "tailfence/admin.h"
 #include "tailfence/audit.h"
+#include "tailfence/auth.h"
 #include "tailfence/cli.h"
 #include "tailfence/config.h"
 #include "tailfence/conn.h"
+#include "tailfence/conn_env.h"
 #include "tailfence/inbound.h"
+#include "tailfence/inbound_config.h"
 #include "tailfence/log.h"
+#include "tailfence/metrics.h"
 #include "tailfence/policy.h"
 #include "tailfence/resolve.h"
+#include "tailfence/tailnet.h"
 #include "tailfence/tailnet_watch.h"
+#include "tailfence/upstream_probe.h"
 #include "tailfence/worker.h"
 
 /* The longest the listeners wait for tailscaled's first answer. */
@@ -44,6 +55,61 @@
 
 /* How long accepting pauses after the process ran out of descriptors. */
 #define GATEWAY_EMFILE_PAUSE_MS 1000
+
+/* How long the look at the upstream at start may take. */
+#define GATEWAY_PROBE_TIMEOUT_S 3
+
+struct gateway;
+
+/* One bound listener: the proxy's, or an inbound entry's. */
+struct gateway_listener {
+	struct gateway *gw;
+	struct evconnlistener *lev;
+	bool inbound;			/* tailscale serve's, for inbound */
+	size_t entry;			/* inbound: into cfg->inbound */
+	char text[64];
+};
+
+struct gateway {
+	struct event_base *base;
+	struct resolve_ctx *resolver;
+	struct config *cfg;		/* current; connections hold their own ref */
+	struct config_args *args;
+	struct audit *audit;
+	struct worker *worker;		/* password KDFs, off the loop, bounded */
+	struct tailnet_watch *tailnet;	/* live view of the tailnet; NULL without a socket */
+	struct tailnet_options tailnet_opt;	/* what it was started with */
+
+	struct gateway_listener *listeners;
+	size_t n_listeners;
+	bool listening;			/* every listener is bound */
+	bool accept_paused;
+	struct event *accept_resume;	/* after EMFILE/ENFILE */
+
+	/* What the loop gives its connections, kept current (the config on
+	 * reload, the view on every change), and the connections of both
+	 * kinds, counted together against limits.max_connections. */
+	struct conn_env env;
+	struct conn_set *conns;		/* proxy connections */
+	struct inbound *inbound;	/* inbound connections */
+	_Atomic uint64_t last_conn_id;
+
+	bool stopping;
+	int exit_status;		/* set when the loop ends on an error */
+	struct event *grace;
+	/* With a tailscaled socket the listeners open once tailscaled first
+	 * answers (or could not be reached), at most GATEWAY_FIRST_VIEW_MS
+	 * after the start: a client is never refused only because it came
+	 * first. */
+	struct event *first_view;
+	struct event *signals[5];
+
+	struct auth_throttle throttle;	/* failed logins per client prefix */
+
+	struct metrics metrics;		/* loop thread only; survives reloads */
+	struct admin *admin;		/* /metrics, /healthz, /readyz; NULL when off */
+	struct upstream_probe *start_probe;	/* the look at the upstream at start */
+};
 
 static void gateway_accepting(struct gateway *gw, bool on)
 {
@@ -56,13 +122,12 @@ static void gateway_accepting(struct gateway *gw, bool on)
 		else
 			evconnlistener_disable(gw->listeners[i].lev);
 	}
-	inbound_accepting(gw->inbound, on);
 }
 
 /* Connections open, proxy and inbound. */
 static size_t gateway_open(const struct gateway *gw)
 {
-	return gw->n_conns + inbound_count(gw->inbound);
+	return conn_set_count(gw->conns) + inbound_count(gw->inbound);
 }
 
 static bool gateway_at_capacity(const struct gateway *gw)
@@ -70,8 +135,10 @@ static bool gateway_at_capacity(const struct gateway *gw)
 	return gateway_open(gw) >= gw->cfg->max_connections;
 }
 
-void gateway_conn_gone(struct gateway *gw)
+/* A connection ended (the environment's closed()). */
+static void gateway_conn_gone(void *arg)
 {
+	struct gateway *gw = arg;
 	if (gw->stopping) {
 		if (gateway_open(gw) == 0)
 			event_base_loopexit(gw->base, NULL);
@@ -82,18 +149,9 @@ void gateway_conn_gone(struct gateway *gw)
 		gateway_accepting(gw, true);
 }
 
-static void gateway_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
-			      struct sockaddr *sa, int salen, void *arg)
-{
-	struct gateway_listener *l = arg;
-	struct gateway *gw = l->gw;
-	(void)lev;
-
-	conn_accept(gw, l, fd, sa, (socklen_t)salen);
-	gateway_conn_opened(gw);
-}
-
-void gateway_conn_opened(struct gateway *gw)
+/* A connection was accepted: pauses accepting at the cap
+ * (limits.max_connections counts both kinds). */
+static void gateway_conn_opened(struct gateway *gw)
 {
 	if (gateway_at_capacity(gw) && !gw->accept_paused) {
 		log_warn("%zu connections open (limits.max_connections): pausing accept",
@@ -102,7 +160,23 @@ void gateway_conn_opened(struct gateway *gw)
 	}
 }
 
-void gateway_accept_failed(struct gateway *gw, const char *listener, int err)
+static void gateway_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
+			      struct sockaddr *sa, int salen, void *arg)
+{
+	struct gateway_listener *l = arg;
+	struct gateway *gw = l->gw;
+	(void)lev;
+
+	if (l->inbound)
+		inbound_accept(gw->inbound, l->entry, fd);
+	else
+		conn_accept(gw->conns, l->text, fd, sa, (socklen_t)salen);
+	gateway_conn_opened(gw);
+}
+
+/* An accept failed on listener: out of descriptors or memory pauses every
+ * listener for a second instead of spinning. */
+static void gateway_accept_failed(struct gateway *gw, const char *listener, int err)
 {
 	if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
 		/* Spinning on accept() would burn the CPU: pause, as relayd does. */
@@ -228,6 +302,7 @@ static void gateway_tailnet_cb(void *arg, const struct tailnet_view *old,
 		log_warn("tailnet: %s; the previous view stays in force", error);
 		return;
 	}
+	conn_env_set_view(&gw->env, tailnet_watch_view(gw->tailnet));	/* next */
 	/* Who a tailnet address is may have changed with the netmap. */
 	inbound_tailnet_changed(gw->inbound);
 	size_t cap = (old->state == TAILNET_RUNNING ? old->n_entries : 0) +
@@ -265,12 +340,12 @@ static void gateway_tailnet_cb(void *arg, const struct tailnet_view *old,
 		/* Not knowing (UNKNOWN) is no reason to cut anything; a known
 		 * change that carries less is. */
 		if (gw->cfg->close_revoked && next->state != TAILNET_UNKNOWN && g.n[0]) {
-			size_t n = conn_recheck_relays(gw, next);
+			size_t n = conn_set_recheck_relays(gw->conns, next);
 			if (n)
 				log_info("tailnet: closed %zu relay(s) to what is no longer carried", n);
 		}
 		if (next->state != TAILNET_UNKNOWN && (g.n[0] || state_changed)) {
-			size_t n = conn_recheck_udp(gw, next);
+			size_t n = conn_set_recheck_udp(gw->conns, next);
 			if (n)
 				log_info("tailnet: %zu UDP destination(s) no longer carried; their "
 					 "datagrams are dropped", n);
@@ -291,6 +366,7 @@ static bool gateway_tailnet_follow(struct gateway *gw)
 	    strcmp(tailnet_watch_socket(gw->tailnet), c->tailscaled_socket) == 0 &&
 	    gw->tailnet_opt.allow_exit_node == opt.allow_exit_node)
 		return true;
+	conn_env_set_view(&gw->env, NULL);
 	tailnet_watch_free(gw->tailnet);
 	gw->tailnet = NULL;
 	gw->tailnet_opt = opt;
@@ -298,9 +374,12 @@ static bool gateway_tailnet_follow(struct gateway *gw)
 		return true;
 	gw->tailnet = tailnet_watch_start(gw->base, c->tailscaled_socket, &opt,
 					  gateway_tailnet_cb, gw);
-	if (!gw->tailnet)
+	if (!gw->tailnet) {
 		log_error("cannot start watching tailscaled: out of memory");
-	return gw->tailnet != NULL;
+		return false;
+	}
+	conn_env_set_view(&gw->env, tailnet_watch_view(gw->tailnet));
+	return true;
 }
 
 /* ---------- signals ---------- */
@@ -312,7 +391,7 @@ static void gateway_grace_over_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	if (gateway_open(gw))
 		log_info("shutdown grace over: closing %zu open connections", gateway_open(gw));
-	conn_abort_all(gw);
+	conn_set_abort(gw->conns);
 	inbound_abort_all(gw->inbound);
 	event_base_loopexit(gw->base, NULL);
 }
@@ -326,7 +405,7 @@ static void gateway_stop(struct gateway *gw, const char *why)
 	for (size_t i = 0; i < gw->n_listeners; i++)
 		evconnlistener_disable(gw->listeners[i].lev);
 
-	conn_stop_handshakes(gw);
+	conn_set_stop_handshakes(gw->conns);
 	inbound_stop(gw->inbound);
 	if (gateway_open(gw) == 0) {
 		event_base_loopexit(gw->base, NULL);
@@ -364,6 +443,7 @@ static void gateway_reload(struct gateway *gw)
 	}
 	config_unref(gw->cfg);
 	gw->cfg = next;
+	conn_env_set_config(&gw->env, next);
 	gateway_tailnet_follow(gw);
 	log_info("reloaded the configuration%s%s", next->source ? " from " : "",
 		 next->source ? next->source : "");
@@ -390,6 +470,31 @@ static void gateway_signal_cb(evutil_socket_t sig, short what, void *arg)
 		audit_reopen(gw->audit);
 		break;
 	}
+}
+
+/* ---------- the admin endpoint's questions ---------- */
+
+static bool gateway_serving(void *arg, char *why, size_t len)
+{
+	const struct gateway *gw = arg;
+	if (gw->stopping) {
+		snprintf(why, len, "shutting down");
+		return false;
+	}
+	if (!gw->listening) {
+		snprintf(why, len, "listeners not bound yet%s",
+			 gw->first_view ? " (waiting for tailscaled's first answer)" : "");
+		return false;
+	}
+	return true;
+}
+
+static void gateway_gauges(void *arg, struct metrics_snapshot *s)
+{
+	const struct gateway *gw = arg;
+	s->open_connections = conn_set_count(gw->conns);
+	conn_set_stats(gw->conns, &s->open_relays, &s->relay_bytes_up, &s->relay_bytes_down);
+	s->listeners_bound = gw->listening;
 }
 
 /* ---------- start-up ---------- */
@@ -419,31 +524,54 @@ static void gateway_probe_upstream(struct gateway *gw)
 					       GATEWAY_PROBE_TIMEOUT_S, gateway_upstream_answer, gw);
 }
 
+/* Binds one listener into the next slot: a proxy listener, or with e the
+ * inbound entry at index entry. false (logged) when it cannot. */
+static bool gateway_bind(struct gateway *gw, const char *text, const struct sockaddr_storage *ss,
+			 socklen_t len, int backlog, const struct inbound_entry *e, size_t entry)
+{
+	struct gateway_listener *l = &gw->listeners[gw->n_listeners];
+	l->gw = gw;
+	l->inbound = e != NULL;
+	l->entry = entry;
+	snprintf(l->text, sizeof l->text, "%s", text);
+	l->lev = evconnlistener_new_bind(
+		gw->base, gateway_accept_cb, l,
+		LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC, backlog,
+		(const struct sockaddr *)ss, (int)len);
+	if (!l->lev) {
+		if (e)
+			log_error("cannot listen on %s (inbound %s): %s", text, e->name,
+				  strerror(errno));
+		else
+			log_error("cannot listen on %s: %s", l->text, strerror(errno));
+		return false;
+	}
+	evconnlistener_set_error_cb(l->lev, gateway_accept_error_cb);
+	gw->n_listeners++;
+	return true;
+}
+
+/* Binds the proxy listeners, then the inbound ones (tailscale serve's). */
 static bool gateway_listen(struct gateway *gw)
 {
 	const struct config *cfg = gw->cfg;
-	gw->listeners = calloc(cfg->n_listeners, sizeof *gw->listeners);
+	const struct inbound_config *ic = cfg->inbound;
+	size_t n_inbound = ic ? ic->n : 0;
+	gw->listeners = calloc(cfg->n_listeners + n_inbound, sizeof *gw->listeners);
 	if (!gw->listeners)
 		return false;
 	for (size_t i = 0; i < cfg->n_listeners; i++) {
-		struct gateway_listener *l = &gw->listeners[i];
-		l->gw = gw;
-		snprintf(l->text, sizeof l->text, "%s", cfg->listeners[i].text);
-		l->lev = evconnlistener_new_bind(
-			gw->base, gateway_accept_cb, l,
-			LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
-			1024, (const struct sockaddr *)&cfg->listeners[i].ss,
-			(int)cfg->listeners[i].len);
-		if (!l->lev) {
-			log_error("cannot listen on %s: %s", l->text, strerror(errno));
+		const struct config_listener *cl = &cfg->listeners[i];
+		if (!gateway_bind(gw, cl->text, &cl->ss, cl->len, 1024, NULL, 0))
 			return false;
-		}
-		evconnlistener_set_error_cb(l->lev, gateway_accept_error_cb);
-		gw->n_listeners++;
-		log_info("listening on %s (SOCKS5, SOCKS4/4a, HTTP proxy)", l->text);
+		log_info("listening on %s (SOCKS5, SOCKS4/4a, HTTP proxy)", cl->text);
 	}
-	if (!inbound_listen(gw->inbound))
-		return false;
+	for (size_t i = 0; i < n_inbound; i++) {
+		const struct inbound_entry *e = &ic->v[i];
+		if (!gateway_bind(gw, e->listen_text, &e->listen, e->listen_len, 128, e, i))
+			return false;
+		inbound_announce(e);
+	}
 	gw->listening = true;
 	gateway_probe_upstream(gw);
 	return true;
@@ -476,6 +604,7 @@ static void gateway_free(struct gateway *gw)
 	/* First: closing its connections touches the listeners, timers, the
 	 * worker and the trail. */
 	gw->stopping = true;
+	conn_set_free(gw->conns);
 	inbound_free(gw->inbound);
 	admin_free(gw->admin);
 	for (size_t i = 0; i < gw->n_listeners; i++)
@@ -493,6 +622,7 @@ static void gateway_free(struct gateway *gw)
 	worker_free(gw->worker);
 	tailnet_watch_free(gw->tailnet);
 	resolve_ctx_free(gw->resolver);
+	conn_env_clear(&gw->env);
 	if (gw->audit)
 		audit_free(gw->audit);
 	if (gw->cfg)
@@ -510,7 +640,7 @@ int gateway_main(int argc, char **argv)
 	int rc = 1;
 
 	memset(&gw, 0, sizeof gw);
-	TAILQ_INIT(&gw.conns);
+	atomic_init(&gw.last_conn_id, 0);
 	metrics_init(&gw.metrics);
 
 	int parsed = config_args_parse(argc, argv, &gw.args);
@@ -554,8 +684,8 @@ int gateway_main(int argc, char **argv)
 	}
 	struct worker_limits wl = {
 		.threads = worker_default_threads(),
-		.max_jobs = GATEWAY_LOGIN_QUEUE,
-		.max_per_client = GATEWAY_LOGIN_PER_CLIENT,
+		.max_jobs = CONN_LOGIN_QUEUE,
+		.max_per_client = CONN_LOGIN_PER_CLIENT,
 	};
 	gw.worker = worker_new(gw.base, &wl);
 	if (!gw.worker) {
@@ -563,10 +693,17 @@ int gateway_main(int argc, char **argv)
 		goto out;
 	}
 	log_debug("password checks: %u threads, at most %u waiting or running, %u per client",
-		  wl.threads, GATEWAY_LOGIN_QUEUE, GATEWAY_LOGIN_PER_CLIENT);
+		  wl.threads, CONN_LOGIN_QUEUE, CONN_LOGIN_PER_CLIENT);
 	auth_throttle_init(&gw.throttle);
-	gw.inbound = inbound_new(&gw);
-	if (!gw.inbound) {
+	gw.env = (struct conn_env){
+		.base = gw.base, .resolver = gw.resolver, .metrics = &gw.metrics,
+		.throttle = &gw.throttle, .audit = gw.audit, .worker = gw.worker,
+		.last_id = &gw.last_conn_id, .closed = gateway_conn_gone, .owner = &gw,
+	};
+	conn_env_set_config(&gw.env, gw.cfg);
+	gw.conns = conn_set_new(&gw.env);
+	gw.inbound = inbound_new(&gw.env);
+	if (!gw.conns || !gw.inbound) {
 		log_error("out of memory");
 		goto out;
 	}
@@ -582,7 +719,8 @@ int gateway_main(int argc, char **argv)
 	}
 	if (!gw.accept_resume || !gw.grace)
 		goto out;
-	if (gw.cfg->has_admin && !(gw.admin = admin_start(&gw, err, sizeof err))) {
+	struct admin_owner ao = { gateway_serving, gateway_gauges, &gw };
+	if (gw.cfg->has_admin && !(gw.admin = admin_start(&gw.env, &ao, err, sizeof err))) {
 		log_error("%s", err);
 		goto out;
 	}

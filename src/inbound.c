@@ -17,7 +17,6 @@
  */
 #include "tailfence/inbound.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,11 +26,10 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
-#include <event2/listener.h>
 
 #include "tailfence/audit.h"
 #include "tailfence/config.h"
-#include "tailfence/gateway.h"
+#include "tailfence/conn_env.h"
 #include "tailfence/inbound_config.h"
 #include "tailfence/log.h"
 #include "tailfence/metrics.h"
@@ -60,13 +58,6 @@ enum ib_state {
 	IB_RELAY,
 };
 
-struct ib_listener {
-	struct inbound *in;
-	struct evconnlistener *lev;
-	size_t index;			/* into cfg->inbound */
-	char text[64];
-};
-
 struct ib_cached {
 	struct cidr_addr addr;
 	uint64_t expires_us;
@@ -74,14 +65,11 @@ struct ib_cached {
 };
 
 struct inbound {
-	struct gateway *gw;
-	struct ib_listener *ls;
-	size_t n_ls;
+	const struct conn_env *env;
 	TAILQ_HEAD(ib_conns, ib_conn) conns;
 	size_t n_conns;
 	struct ib_cached *cache;	/* a few hundred at most: searched in order */
 	size_t n_cache;
-	bool stopping;
 };
 
 /* The peer check's job: its own copies, so the connection may close first. */
@@ -141,7 +129,7 @@ static void ib_proceed(struct ib_conn *c);
 static uint64_t ib_elapsed_ms(const struct ib_conn *c)
 {
 	struct timeval now, d;
-	event_base_gettimeofday_cached(c->in->gw->base, &now);
+	event_base_gettimeofday_cached(c->in->env->base, &now);
 	evutil_timersub(&now, &c->started, &d);
 	return (uint64_t)d.tv_sec * 1000 + (uint64_t)d.tv_usec / 1000;
 }
@@ -194,7 +182,7 @@ static bool ib_decision(struct ib_conn *c, bool allow, const char *rule, const c
 		.upstream = allow ? "direct" : NULL,
 		.inbound = &ib,
 	};
-	return audit_decision(c->in->gw->audit, &d);
+	return audit_decision(c->in->env->audit, &d);
 }
 
 /* Refuses: a decision record with the reason, a log line, then close. */
@@ -216,7 +204,7 @@ static void ib_refuse(struct ib_conn *c, const char *end, const char *rule, cons
 static void ib_close(struct ib_conn *c, const char *end, const char *error)
 {
 	struct inbound *in = c->in;
-	struct gateway *gw = in->gw;
+	const struct conn_env *env = in->env;
 	uint64_t up = c->relay ? relay_bytes_up(c->relay) : 0;
 	uint64_t down = c->relay ? relay_bytes_down(c->relay) : 0;
 	char addr[CIDR_ADDR_STRLEN];
@@ -235,7 +223,7 @@ static void ib_close(struct ib_conn *c, const char *end, const char *error)
 		.error = error && error[0] ? error : NULL,
 		.inbound = &ib,
 	};
-	audit_close(gw->audit, &rec);
+	audit_close(env->audit, &rec);
 	log_debug("conn %llu: inbound %s closed (%s%s%s), %llu bytes up, %llu down",
 		  (unsigned long long)c->id, c->e->name, end, error ? ": " : "",
 		  error ? error : "", (unsigned long long)up, (unsigned long long)down);
@@ -248,7 +236,7 @@ static void ib_close(struct ib_conn *c, const char *end, const char *error)
 		whois_cancel(c->whois);
 	if (c->resolve)
 		resolve_cancel(c->resolve);
-	audit_wait_cancel(gw->audit, &c->audit_wait);
+	audit_wait_cancel(env->audit, &c->audit_wait);
 	if (c->dial)
 		upstream_dial_cancel(c->dial);
 	if (c->relay)
@@ -260,7 +248,7 @@ static void ib_close(struct ib_conn *c, const char *end, const char *error)
 	TAILQ_REMOVE(&in->conns, c, link);
 	in->n_conns--;
 	free(c);
-	gateway_conn_gone(gw);
+	env->closed(env->owner);
 }
 
 /* ---------- relay and dial ---------- */
@@ -309,7 +297,7 @@ static void ib_dial_next(struct ib_conn *c)
 	size_t i = c->next_dial++;
 	static const struct config_upstream direct = { .kind = CONFIG_UPSTREAM_DIRECT };
 	c->state = IB_DIAL;
-	c->dial = upstream_dial(c->in->gw->base, &direct, &c->verdict.allowed[i],
+	c->dial = upstream_dial(c->in->env->base, &direct, &c->verdict.allowed[i],
 				c->e->target_port, c->cfg->connect_timeout_ms, ib_dial_cb, c);
 	if (!c->dial)
 		ib_close(c, "error", "out of memory");
@@ -354,7 +342,7 @@ static void ib_decide_target(struct ib_conn *c, const struct cidr_addr *addrs, s
 	log_info("conn %llu: inbound %s from %s %s to %s", (unsigned long long)c->id,
 		 c->e->name, c->tailnet_addr, who_text, c->e->target);
 	c->next_dial = 0;
-	if (audit_wait(c->in->gw->audit, &c->audit_wait, ib_audit_ack, c)) {
+	if (audit_wait(c->in->env->audit, &c->audit_wait, ib_audit_ack, c)) {
 		c->state = IB_AUDIT;
 		ib_timer_set(c, c->cfg->connect_timeout_ms);
 		return;
@@ -397,7 +385,7 @@ static void ib_target(struct ib_conn *c)
 		return;
 	}
 	c->state = IB_RESOLVE;
-	c->resolve = resolve_start(c->in->gw->resolver, NULL, c->target.host, &c->hdr.src,
+	c->resolve = resolve_start(c->in->env->resolver, NULL, c->target.host, &c->hdr.src,
 				   c->cfg->dns_timeout_ms, ib_resolve_cb, c);
 	if (!c->resolve)
 		ib_close(c, "error", "out of memory");
@@ -486,7 +474,7 @@ static void ib_proceed(struct ib_conn *c)
 		ib_identified(c, &id);
 		return;
 	}
-	c->whois = whois_query(c->in->gw->base, c->cfg->tailscaled_socket, &c->hdr.src,
+	c->whois = whois_query(c->in->env->base, c->cfg->tailscaled_socket, &c->hdr.src,
 			       c->hdr.src_port, INBOUND_WHOIS_MS, ib_whois_cb, c);
 	if (!c->whois)
 		ib_close(c, "error", "out of memory");
@@ -549,7 +537,7 @@ static bool ib_check_start(struct ib_conn *c)
 	k->peer = c->peer;
 	c->check = k;
 	enum worker_refusal why;
-	k->job = worker_submit(c->in->gw->worker, NULL, ib_check_work, ib_check_done, k, &why);
+	k->job = worker_submit(c->in->env->worker, NULL, ib_check_work, ib_check_done, k, &why);
 	if (!k->job) {
 		c->check = NULL;
 		free(k);
@@ -606,7 +594,7 @@ static void ib_timer_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	if (c->state == IB_AUDIT) {
-		audit_wait_cancel(c->in->gw->audit, &c->audit_wait);
+		audit_wait_cancel(c->in->env->audit, &c->audit_wait);
 		log_warn("conn %llu: refused: its decision record was not written in time",
 			 (unsigned long long)c->id);
 		ib_close(c, "dial_failed", "audit trail unavailable: record not written in time");
@@ -619,22 +607,21 @@ static void ib_timer_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---------- accept ---------- */
 
-static void ib_accept(struct ib_listener *l, evutil_socket_t fd)
+void inbound_accept(struct inbound *in, size_t entry, evutil_socket_t fd)
 {
-	struct inbound *in = l->in;
-	struct gateway *gw = in->gw;
+	const struct conn_env *env = in->env;
 	struct ib_conn *c = calloc(1, sizeof *c);
 	if (!c) {
 		evutil_closesocket(fd);
 		return;
 	}
 	c->in = in;
-	c->cfg = config_ref(gw->cfg);
-	c->e = &c->cfg->inbound->v[l->index];
-	c->id = ++gw->next_conn_id;
+	c->cfg = config_ref(env->cfg);
+	c->e = &c->cfg->inbound->v[entry];
+	c->id = conn_env_next_id(env);
 	c->state = IB_HEADER;
 	c->proto = c->e->proxy_versions == PROXYPROTO_V1 ? "proxy-v1" : "proxy-v2";
-	event_base_gettimeofday_cached(gw->base, &c->started);
+	event_base_gettimeofday_cached(env->base, &c->started);
 	socklen_t ll = sizeof c->local, pl = sizeof c->peer;
 	struct cidr_addr pa;
 	uint16_t pp = 0;
@@ -643,8 +630,8 @@ static void ib_accept(struct ib_listener *l, evutil_socket_t fd)
 	    !cidr_addr_from_sockaddr((struct sockaddr *)&c->peer, &pa, &pp))
 		memset(&pa, 0, sizeof pa);
 	cidr_addr_format_port(&pa, pp, c->client_text, sizeof c->client_text);
-	c->client = bufferevent_socket_new(gw->base, fd, BEV_OPT_CLOSE_ON_FREE);
-	c->timer = evtimer_new(gw->base, ib_timer_cb, c);
+	c->client = bufferevent_socket_new(env->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	c->timer = evtimer_new(env->base, ib_timer_cb, c);
 	if (!c->client || !c->timer) {
 		if (c->client)
 			bufferevent_free(c->client);
@@ -669,89 +656,35 @@ static void ib_accept(struct ib_listener *l, evutil_socket_t fd)
 		ib_close(c, "error", "out of memory");
 }
 
-static void ib_accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
-			 int salen, void *arg)
-{
-	struct ib_listener *l = arg;
-	(void)lev;
-	(void)sa;
-	(void)salen;
-	ib_accept(l, fd);
-	gateway_conn_opened(l->in->gw);
-}
-
-static void ib_accept_error_cb(struct evconnlistener *lev, void *arg)
-{
-	struct ib_listener *l = arg;
-	(void)lev;
-	gateway_accept_failed(l->in->gw, l->text, EVUTIL_SOCKET_ERROR());
-}
-
 /* ---------- public ---------- */
 
-struct inbound *inbound_new(struct gateway *gw)
+struct inbound *inbound_new(const struct conn_env *env)
 {
 	struct inbound *in = calloc(1, sizeof *in);
 	if (!in)
 		return NULL;
-	in->gw = gw;
+	in->env = env;
 	TAILQ_INIT(&in->conns);
 	return in;
 }
 
-bool inbound_listen(struct inbound *in)
+void inbound_announce(const struct inbound_entry *e)
 {
-	const struct inbound_config *ic = in->gw->cfg->inbound;
-	if (!ic || !ic->n)
-		return true;
-	in->ls = calloc(ic->n, sizeof *in->ls);
-	if (!in->ls)
-		return false;
-	for (size_t i = 0; i < ic->n; i++) {
-		const struct inbound_entry *e = &ic->v[i];
-		struct ib_listener *l = &in->ls[i];
-		l->in = in;
-		l->index = i;
-		snprintf(l->text, sizeof l->text, "%s", e->listen_text);
-		l->lev = evconnlistener_new_bind(in->gw->base, ib_accept_cb, l,
-						 LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
-							 LEV_OPT_CLOSE_ON_EXEC,
-						 128, (const struct sockaddr *)&e->listen,
-						 (int)e->listen_len);
-		if (!l->lev) {
-			log_error("cannot listen on %s (inbound %s): %s", e->listen_text, e->name,
-				  strerror(errno));
-			return false;
-		}
-		evconnlistener_set_error_cb(l->lev, ib_accept_error_cb);
-		in->n_ls++;
-		char port[40] = "";
-		if (e->port)
-			snprintf(port, sizeof port, " of tailnet port %u", e->port);
-		log_info("inbound %s: listening on %s for tailscale serve%s (PROXY protocol v%d) "
-			 "to %s; %zu identity rule%s%s", e->name, e->listen_text, port,
-			 e->proxy_versions == PROXYPROTO_V1 ? 1 : 2, e->target, e->n_rules,
-			 e->n_rules == 1 ? "" : "s",
-			 e->n_rules ? "" : ": every connection will be refused");
-		if (e->port)
-			log_info("inbound %s: tailscale serve --bg --tcp %u --proxy-protocol %d "
-				 "tcp://%s", e->name, e->port, e->proxy_versions == PROXYPROTO_V1 ? 1 : 2,
-				 e->listen_text);
-		if (e->peer_check == INBOUND_PEER_LOOPBACK)
-			log_warn("inbound %s: peer_check loopback: any local process may connect "
-				 "and write a PROXY header of its choosing", e->name);
-	}
-	return true;
-}
-
-void inbound_accepting(struct inbound *in, bool on)
-{
-	for (size_t i = 0; in && i < in->n_ls; i++) {
-		if (on && !in->stopping)
-			evconnlistener_enable(in->ls[i].lev);
-		else
-			evconnlistener_disable(in->ls[i].lev);
-	}
+	char port[40] = "";
+	if (e->port)
+		snprintf(port, sizeof port, " of tailnet port %u", e->port);
+	log_info("inbound %s: listening on %s for tailscale serve%s (PROXY protocol v%d) "
+		 "to %s; %zu identity rule%s%s", e->name, e->listen_text, port,
+		 e->proxy_versions == PROXYPROTO_V1 ? 1 : 2, e->target, e->n_rules,
+		 e->n_rules == 1 ? "" : "s",
+		 e->n_rules ? "" : ": every connection will be refused");
+	if (e->port)
+		log_info("inbound %s: tailscale serve --bg --tcp %u --proxy-protocol %d "
+			 "tcp://%s", e->name, e->port, e->proxy_versions == PROXYPROTO_V1 ? 1 : 2,
+			 e->listen_text);
+	if (e->peer_check == INBOUND_PEER_LOOPBACK)
+		log_warn("inbound %s: peer_check loopback: any local process may connect "
+			 "and write a PROXY header of its choosing", e->name);
 }
 
 size_t inbound_count(const struct inbound *in)
@@ -769,8 +702,6 @@ void inbound_stop(struct inbound *in)
 {
 	if (!in)
 		return;
-	in->stopping = true;
-	inbound_accepting(in, false);
 	struct ib_conn *c, *next;
 	for (c = TAILQ_FIRST(&in->conns); c; c = next) {
 		next = TAILQ_NEXT(c, link);
@@ -790,9 +721,6 @@ void inbound_free(struct inbound *in)
 	if (!in)
 		return;
 	inbound_abort_all(in);
-	for (size_t i = 0; i < in->n_ls; i++)
-		evconnlistener_free(in->ls[i].lev);
-	free(in->ls);
 	free(in->cache);
 	free(in);
 }

@@ -29,12 +29,12 @@
 
 #include "tailfence/audit.h"
 #include "tailfence/config.h"
-#include "tailfence/gateway.h"
+#include "tailfence/conn_env.h"
 #include "tailfence/log.h"
 #include "tailfence/metrics.h"
 #include "tailfence/resolve.h"
 #include "tailfence/socks.h"
-#include "tailfence/tailnet_watch.h"
+#include "tailfence/tailnet.h"
 #include "tailfence/target.h"
 
 /* The largest UDP payload, and the header in front of it. */
@@ -118,7 +118,7 @@ struct udp_assoc {
 
 static struct metrics *udp_metrics(struct udp_assoc *a)
 {
-	return &a->p.gw->metrics;
+	return a->p.env->metrics;
 }
 
 static void udp_drop(struct udp_assoc *a, enum metrics_udp_drop why)
@@ -240,7 +240,7 @@ static bool udp_direct_ready(struct udp_assoc *a, int family)
 	evutil_socket_t fd = udp_socket(family);
 	if (fd < 0)
 		return false;
-	struct event *ev = event_new(a->p.gw->base, fd, EV_READ | EV_PERSIST, udp_direct_read_cb, a);
+	struct event *ev = event_new(a->p.env->base, fd, EV_READ | EV_PERSIST, udp_direct_read_cb, a);
 	if (!ev || event_add(ev, NULL) != 0) {
 		if (ev)
 			event_free(ev);
@@ -354,7 +354,7 @@ static bool udp_up_relay(struct udp_assoc *a, struct cidr_addr *bnd, uint16_t po
 		return false;
 	struct sockaddr_storage ss;
 	socklen_t sl = cidr_addr_to_sockaddr(bnd, port, &ss);
-	struct event *ev = event_new(a->p.gw->base, fd, EV_READ | EV_PERSIST, udp_up_read_cb, a);
+	struct event *ev = event_new(a->p.env->base, fd, EV_READ | EV_PERSIST, udp_up_read_cb, a);
 	if (sl == 0 || connect(fd, (struct sockaddr *)&ss, sl) != 0 || !ev ||
 	    event_add(ev, NULL) != 0) {
 		if (ev)
@@ -446,7 +446,7 @@ static void udp_up_start(struct udp_assoc *a)
 	const struct config_upstream *up = &a->p.cfg->upstream;
 	struct sockaddr_storage ss;
 	socklen_t sl = cidr_addr_to_sockaddr(&up->addr, up->port, &ss);
-	a->up_ctl = bufferevent_socket_new(a->p.gw->base, -1, BEV_OPT_CLOSE_ON_FREE);
+	a->up_ctl = bufferevent_socket_new(a->p.env->base, -1, BEV_OPT_CLOSE_ON_FREE);
 	if (!a->up_ctl) {
 		udp_up_fail(a, "out of memory");
 		return;
@@ -492,7 +492,7 @@ static void udp_record(struct udp_assoc *a, struct udp_dst *d, const struct targ
 				      ? cidr_prefix_format(&carrier->prefix, route, sizeof route)
 				      : NULL,
 	};
-	bool written = audit_decision(a->p.gw->audit, &rec);
+	bool written = audit_decision(a->p.env->audit, &rec);
 	static const struct policy_decision fail_closed = { .rule = -1, .guard = "audit" };
 	bool before_policy = !dd || (dd->rule < 0 && !dd->guard && !dd->reason[0]);
 	metrics_decision(udp_metrics(a), a->p.cfg->policy, METRICS_PROTO_SOCKS5_UDP,
@@ -510,7 +510,7 @@ static void udp_who(struct udp_assoc *a, struct policy_query *q)
 	memset(q, 0, sizeof *q);
 	q->user = a->p.user;
 	q->src = a->p.client_addr;
-	q->view = a->p.gw->tailnet ? tailnet_watch_view(a->p.gw->tailnet) : NULL;
+	q->view = a->p.env->view;
 }
 
 static void udp_deny(struct udp_assoc *a, struct udp_dst *d, const struct target_verdict *v,
@@ -630,7 +630,7 @@ static size_t udp_new_dst(struct udp_assoc *a, const struct socks_target *t)
 	}
 	d->state = UDP_DST_RESOLVING;
 	struct resolve_tailnet tn = { who.view, a->p.cfg->tailscaled_socket };
-	d->resolve = resolve_start(a->p.gw->resolver, &tn, d->target.host, &a->p.client_addr,
+	d->resolve = resolve_start(a->p.env->resolver, &tn, d->target.host, &a->p.client_addr,
 				   a->p.cfg->dns_timeout_ms, udp_resolve_cb, d);
 	if (!d->resolve)
 		udp_deny(a, d, NULL, NULL, "out of memory");
@@ -810,9 +810,9 @@ struct udp_assoc *udp_assoc_start(const struct udp_assoc_params *p, udp_assoc_en
 		return NULL;
 	}
 	cidr_addr_from_sockaddr((struct sockaddr *)&ss, bnd, bnd_port);
-	a->client_ev = event_new(p->gw->base, a->client_fd, EV_READ | EV_PERSIST,
+	a->client_ev = event_new(p->env->base, a->client_fd, EV_READ | EV_PERSIST,
 				 udp_client_read_cb, a);
-	a->idle = evtimer_new(p->gw->base, udp_idle_cb, a);
+	a->idle = evtimer_new(p->env->base, udp_idle_cb, a);
 	if (!a->client_ev || !a->idle || event_add(a->client_ev, NULL) != 0) {
 		snprintf(err, errlen, "out of memory");
 		udp_assoc_free(a);

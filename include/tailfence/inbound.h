@@ -16,27 +16,34 @@
  * a missing or malformed header, or a connection from another process is
  * refused with the reason in the record.
  *
- * Owned by the gateway; runs on its loop. Each connection holds the
+ * The gateway binds the listeners (with its own) and hands each accepted
+ * socket to inbound_accept(); this module owns the connections from
+ * there, in the environment of their loop (conn_env.h), and tells the
+ * owner through env->closed() when one ends. Each connection holds the
  * config it was accepted under.
  */
 #ifndef TAILFENCE_INBOUND_H
 #define TAILFENCE_INBOUND_H
 
-#include <stdbool.h>
 #include <stddef.h>
 
-struct gateway;
+#include <event2/util.h>
+
+struct conn_env;
 struct inbound;
+struct inbound_entry;
 
-/* The inbound side of a gateway; NULL on allocation failure. */
-struct inbound *inbound_new(struct gateway *gw);
+/* The inbound connections of one loop, running in env (borrowed: it must
+ * outlive them); NULL on allocation failure. */
+struct inbound *inbound_new(const struct conn_env *env);
 
-/* Binds the listeners of the gateway's current config (bound at start;
- * a reload keeps them). false (logged) when one cannot be bound. */
-bool inbound_listen(struct inbound *in);
+/* Says in the operator log what the listener of e, just bound, serves
+ * (and the tailscale serve command that feeds it). */
+void inbound_announce(const struct inbound_entry *e);
 
-/* Pauses or resumes accepting (the gateway's connection cap). */
-void inbound_accepting(struct inbound *in, bool on);
+/* Takes ownership of fd, accepted on the listener of entry (an index into
+ * the current config's inbound entries). */
+void inbound_accept(struct inbound *in, size_t entry, evutil_socket_t fd);
 
 /* Inbound connections open now. */
 size_t inbound_count(const struct inbound *in);
@@ -44,14 +51,14 @@ size_t inbound_count(const struct inbound *in);
 /* The tailnet changed: identities may have too; forget cached ones. */
 void inbound_tailnet_changed(struct inbound *in);
 
-/* Stopping: no more accepting; connections not relaying yet close now with
- * end reason "shutdown". */
+/* Stopping: connections not relaying yet close now with end reason
+ * "shutdown". */
 void inbound_stop(struct inbound *in);
 
 /* Ends every connection now with end reason "shutdown". */
 void inbound_abort_all(struct inbound *in);
 
-/* Closes the listeners and every connection; frees. */
+/* Closes every connection; frees. */
 void inbound_free(struct inbound *in);
 
 #endif

@@ -17,7 +17,7 @@
  *
  * The association lives as long as its TCP control connection (the conn
  * that owns it frees it) or until it is idle for udp_idle_timeout; it
- * never outlives the conn. Runs on the gateway's loop.
+ * never outlives the conn. Runs on the conn's loop.
  */
 #ifndef TAILFENCE_UDP_ASSOC_H
 #define TAILFENCE_UDP_ASSOC_H
@@ -30,11 +30,11 @@
 #include "tailfence/cidr.h"
 
 struct config;
-struct gateway;
+struct conn_env;
 struct udp_assoc;
 
 struct udp_assoc_params {
-	struct gateway *gw;
+	const struct conn_env *env;	/* the conn's loop */
 	const struct config *cfg;	/* the conn's; outlives the association */
 	uint64_t conn_id;
 	/* Borrowed from the conn for its lifetime. */
