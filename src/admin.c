@@ -148,7 +148,9 @@ static void admin_metrics(struct admin *a, struct evhttp_request *req)
 	const struct conn_env *env = a->env;
 	struct metrics_snapshot s;
 	memset(&s, 0, sizeof s);
-	a->owner.gauges(a->owner.arg, &s);
+	struct metrics m;
+	metrics_init(&m);
+	a->owner.collect(a->owner.arg, &m, &s);
 	s.max_connections = env->cfg->max_connections;
 	struct audit_stats as;
 	audit_get_stats(env->audit, &as);
@@ -178,10 +180,12 @@ static void admin_metrics(struct admin *a, struct evhttp_request *req)
 	gettimeofday(&now, NULL);
 	struct evbuffer *b = evbuffer_new();
 	if (!b) {
+		metrics_free(&m);
 		evhttp_send_error(req, 500, NULL);
 		return;
 	}
-	metrics_format(env->metrics, &s, (int64_t)now.tv_sec * 1000 + now.tv_usec / 1000, b);
+	metrics_format(&m, &s, (int64_t)now.tv_sec * 1000 + now.tv_usec / 1000, b);
+	metrics_free(&m);
 	admin_reply(req, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", b);
 	evbuffer_free(b);
 }

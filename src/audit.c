@@ -11,9 +11,10 @@
  *
  * Acknowledgements: every queued record takes a ticket (1, 2, ...). After a
  * batch is written to every sink (and fdatasync'd, for "synced"), the writer
- * publishes the batch's highest ticket, with whether the batch made it, and
- * wakes the loop (event_active); the loop releases the connections waiting
- * on tickets up to it, in ticket order (a FIFO: tickets only grow). A
+ * publishes the batch's highest ticket, with whether the batch made it, to
+ * every loop's port and wakes those loops (event_active); each loop
+ * releases its connections waiting on tickets up to it, in ticket order (a
+ * FIFO per port: tickets only grow). A
  * decision record, with "written" or "synced", makes the writer start at
  * once instead of after flush_ms (a close record too, but only a batch with
  * a decision in it is synced); the records queued while it writes or syncs
@@ -344,106 +345,139 @@ static void failure_text(const struct audit *a, char *out, size_t len)
 	snprintf(out, len, "audit trail unavailable: decision record not written");
 }
 
+/* Adds one batch outcome to a port's list (under a->mu). */
+static void port_add_seg(struct audit_port *p, uint64_t hi, bool proceed, const char *why)
+{
+	struct audit_ack_seg *last = p->n_segs ? &p->segs[p->n_segs - 1] : NULL;
+	if (last && (last->proceed == proceed || p->n_segs == AUDIT_ACK_SEGS)) {
+		/* Merging a refusal refuses the lot: never the other way round. */
+		if (last->proceed && !proceed)
+			snprintf(last->why, sizeof last->why, "%s", why);
+		last->proceed = last->proceed && proceed;
+		last->hi = hi;
+	} else {
+		struct audit_ack_seg *g = &p->segs[p->n_segs++];
+		g->hi = hi;
+		g->proceed = proceed;
+		snprintf(g->why, sizeof g->why, "%s", why);
+	}
+	if (!p->wake_pending) {
+		p->wake_pending = true;
+		/* Safe under mu: a loop never holds its base's lock while it
+		 * takes mu. */
+		event_active(p->wake, EV_TIMEOUT, 1);
+	}
+}
+
 void audit_ack_publish(struct audit *a, uint64_t hi, bool ok)
 {
 	bool proceed = ok || !a->fail_closed;
 	char why[200] = "";
 	if (!proceed)
 		failure_text(a, why, sizeof why);
-	struct event *wake = NULL;
 	pthread_mutex_lock(&a->mu);
 	if (hi > a->resolved) {
 		a->resolved = hi;
 		a->resolved_ok = ok;
-		if (a->durability != AUDIT_DURABILITY_QUEUED) {
-			struct audit_ack_seg *last = a->n_segs ? &a->segs[a->n_segs - 1] : NULL;
-			if (last && (last->proceed == proceed || a->n_segs == AUDIT_ACK_SEGS)) {
-				/* Merging a refusal refuses the lot: never the
-				 * other way round. */
-				if (last->proceed && !proceed)
-					snprintf(last->why, sizeof last->why, "%s", why);
-				last->proceed = last->proceed && proceed;
-				last->hi = hi;
-			} else {
-				struct audit_ack_seg *g = &a->segs[a->n_segs++];
-				g->hi = hi;
-				g->proceed = proceed;
-				snprintf(g->why, sizeof g->why, "%s", why);
-			}
-			if (a->wake && !a->wake_pending) {
-				a->wake_pending = true;
-				wake = a->wake;
-			}
-		}
+		if (a->durability != AUDIT_DURABILITY_QUEUED)
+			for (struct audit_port *p = a->ports; p; p = p->next)
+				port_add_seg(p, hi, proceed, why);
 		pthread_cond_broadcast(&a->ack_cv);
 	}
 	pthread_mutex_unlock(&a->mu);
-	if (wake)
-		event_active(wake, EV_TIMEOUT, 1);
 }
 
 /* The writer resolved more tickets: release the connections waiting on
- * them, oldest first. Loop thread. */
+ * them, oldest first. The port's loop thread. */
 static void wake_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct audit *a = arg;
+	struct audit_port *p = arg;
+	struct audit *a = p->a;
 	struct audit_ack_seg segs[AUDIT_ACK_SEGS];
 	(void)fd;
 	(void)what;
 	pthread_mutex_lock(&a->mu);
-	size_t n = a->n_segs;
-	memcpy(segs, a->segs, n * sizeof *segs);
-	a->n_segs = 0;
-	a->wake_pending = false;
+	size_t n = p->n_segs;
+	memcpy(segs, p->segs, n * sizeof *segs);
+	p->n_segs = 0;
+	p->wake_pending = false;
 	pthread_mutex_unlock(&a->mu);
 	if (n == 0)
 		return;
-	a->loop_resolved = segs[n - 1].hi;
+	p->loop_resolved = segs[n - 1].hi;
 	size_t i = 0;
 	struct audit_waiter *w;
 	/* A callback may close (cancel) any waiter: take the head each time. */
-	while ((w = TAILQ_FIRST(&a->waiters)) && w->ticket <= a->loop_resolved) {
+	while ((w = TAILQ_FIRST(&p->waiters)) && w->ticket <= p->loop_resolved) {
 		while (segs[i].hi < w->ticket)
 			i++;
-		TAILQ_REMOVE(&a->waiters, w, link);
+		TAILQ_REMOVE(&p->waiters, w, link);
 		w->queued = false;
 		w->cb(w->arg, segs[i].proceed, segs[i].proceed ? NULL : segs[i].why);
 	}
 }
 
-bool audit_attach(struct audit *a, struct event_base *base)
+struct audit_port *audit_port_new(struct audit *a, struct event_base *base)
 {
-	struct event *ev = event_new(base, -1, 0, wake_cb, a);
-	pthread_mutex_lock(&a->mu);	/* the writer reads it */
-	a->wake = ev;
+	struct audit_port *p = calloc(1, sizeof *p);
+	if (!p)
+		return NULL;
+	p->a = a;
+	TAILQ_INIT(&p->waiters);
+	p->wake = event_new(base, -1, 0, wake_cb, p);
+	if (!p->wake) {
+		free(p);
+		return NULL;
+	}
+	pthread_mutex_lock(&a->mu);	/* the writer walks the list */
+	p->loop_resolved = a->resolved;
+	p->next = a->ports;
+	a->ports = p;
 	pthread_mutex_unlock(&a->mu);
-	return ev != NULL;
+	return p;
 }
 
-bool audit_wait(struct audit *a, struct audit_waiter *w, audit_ack_fn cb, void *arg)
+void audit_port_free(struct audit_port *p)
 {
-	if (a->durability == AUDIT_DURABILITY_QUEUED || !a->wake)
+	if (!p)
+		return;
+	struct audit *a = p->a;
+	pthread_mutex_lock(&a->mu);
+	for (struct audit_port **pp = &a->ports; *pp; pp = &(*pp)->next)
+		if (*pp == p) {
+			*pp = p->next;
+			break;
+		}
+	pthread_mutex_unlock(&a->mu);
+	event_free(p->wake);
+	free(p);
+}
+
+bool audit_wait(struct audit_port *p, struct audit_waiter *w, audit_ack_fn cb, void *arg)
+{
+	struct audit *a = p->a;
+	if (a->durability == AUDIT_DURABILITY_QUEUED)
 		return false;
 	pthread_mutex_lock(&a->mu);
 	uint64_t t = a->tickets;
 	pthread_mutex_unlock(&a->mu);
-	if (t <= a->loop_resolved)
+	if (t <= p->loop_resolved)
 		return false;
-	/* Tickets only grow and every waiter is added here, on the loop:
-	 * the list stays in ticket order. */
+	/* Tickets only grow and every waiter of this port is added here, on
+	 * its loop: the list stays in ticket order. */
 	w->ticket = t;
 	w->cb = cb;
 	w->arg = arg;
 	w->queued = true;
-	TAILQ_INSERT_TAIL(&a->waiters, w, link);
+	TAILQ_INSERT_TAIL(&p->waiters, w, link);
 	return true;
 }
 
-void audit_wait_cancel(struct audit *a, struct audit_waiter *w)
+void audit_wait_cancel(struct audit_port *p, struct audit_waiter *w)
 {
 	if (!w->queued)
 		return;
-	TAILQ_REMOVE(&a->waiters, w, link);
+	TAILQ_REMOVE(&p->waiters, w, link);
 	w->queued = false;
 }
 

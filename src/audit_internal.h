@@ -182,6 +182,20 @@ struct audit_ack_seg {
 	char why[200];
 };
 
+/* One event loop's side of the acknowledgements. */
+struct audit_port {
+	struct audit *a;
+	struct audit_port *next;	/* in a->ports, under a->mu */
+	struct event *wake;		/* on the port's loop */
+	/* under a->mu: batch outcomes the loop has not seen yet */
+	struct audit_ack_seg segs[AUDIT_ACK_SEGS];
+	size_t n_segs;
+	bool wake_pending;
+	/* the port's loop only */
+	TAILQ_HEAD(audit_waiters, audit_waiter) waiters;
+	uint64_t loop_resolved;	/* the last ticket the loop has seen resolved */
+};
+
 /* The trail behind the public handle. */
 struct audit {
 	pthread_mutex_t mu;
@@ -206,13 +220,7 @@ struct audit {
 	uint64_t resolved;	/* every ticket up to this one is resolved */
 	bool resolved_ok;	/* ... and the last batch was written */
 	pthread_cond_t ack_cv;	/* resolved moved (audit_start waits on it) */
-	struct audit_ack_seg segs[AUDIT_ACK_SEGS];
-	size_t n_segs;
-	bool wake_pending;
-	/* loop side */
-	struct event *wake;
-	TAILQ_HEAD(audit_waiters, audit_waiter) waiters;
-	uint64_t loop_resolved;	/* the last ticket the loop has seen resolved */
+	struct audit_port *ports;	/* every loop that waits (audit_port_new) */
 
 	cJSON *recovery;	/* recovery record for audit_start(), or NULL */
 

@@ -554,7 +554,6 @@ struct audit *audit_open(const struct audit_config *cfg, char *err, size_t errle
 	a->fail_closed = cfg->fail_closed;
 	a->flush_ms = cfg->flush_ms ? cfg->flush_ms : AUDIT_DEFAULT_FLUSH_MS;
 	a->durability = cfg->durability;
-	TAILQ_INIT(&a->waiters);
 	a->pid = (int)getpid();
 	atomic_init(&a->healthy, true);
 	if (gethostname(a->hostname, sizeof a->hostname) != 0 || !a->hostname[0])
@@ -659,9 +658,7 @@ void audit_free(struct audit *a)
 	pthread_cond_destroy(&a->ack_cv);
 	pthread_mutex_destroy(&a->mu);
 	free(a->queue.p);
-	/* Connections cancel their waits when they close, before this. */
-	if (a->wake)
-		event_free(a->wake);
+	/* Every port was freed before this (audit.h). */
 	cJSON_Delete(a->recovery);
 	audit_chain_close(&a->chain);
 	free(a);

@@ -499,10 +499,16 @@ static size_t throttle_find(const struct auth_throttle *t, const struct cidr_add
 void auth_throttle_init(struct auth_throttle *t)
 {
 	memset(t, 0, sizeof *t);
+	pthread_mutex_init(&t->lock, NULL);
 }
 
-unsigned auth_throttle_failures(const struct auth_throttle *t, const struct cidr_addr *a,
-				uint64_t now_ms)
+void auth_throttle_destroy(struct auth_throttle *t)
+{
+	pthread_mutex_destroy(&t->lock);
+}
+
+static unsigned throttle_failures_locked(const struct auth_throttle *t,
+					 const struct cidr_addr *a, uint64_t now_ms)
 {
 	struct cidr_addr key;
 	auth_client_prefix(a, &key);
@@ -512,7 +518,16 @@ unsigned auth_throttle_failures(const struct auth_throttle *t, const struct cidr
 	return t->e[i].failures;
 }
 
-unsigned auth_throttle_delay_ms(const struct auth_throttle *t, const struct cidr_addr *a,
+unsigned auth_throttle_failures(struct auth_throttle *t, const struct cidr_addr *a,
+				uint64_t now_ms)
+{
+	pthread_mutex_lock(&t->lock);
+	unsigned f = throttle_failures_locked(t, a, now_ms);
+	pthread_mutex_unlock(&t->lock);
+	return f;
+}
+
+unsigned auth_throttle_delay_ms(struct auth_throttle *t, const struct cidr_addr *a,
 				uint64_t now_ms)
 {
 	unsigned f = auth_throttle_failures(t, a, now_ms);
@@ -524,7 +539,8 @@ unsigned auth_throttle_delay_ms(const struct auth_throttle *t, const struct cidr
 	return d > AUTH_THROTTLE_MAX_DELAY_MS ? AUTH_THROTTLE_MAX_DELAY_MS : d;
 }
 
-void auth_throttle_failure(struct auth_throttle *t, const struct cidr_addr *a, uint64_t now_ms)
+static void throttle_failure_locked(struct auth_throttle *t, const struct cidr_addr *a,
+				    uint64_t now_ms)
 {
 	struct cidr_addr key;
 	auth_client_prefix(a, &key);
@@ -554,13 +570,22 @@ void auth_throttle_failure(struct auth_throttle *t, const struct cidr_addr *a, u
 	t->e[i].last_ms = now_ms;
 }
 
+void auth_throttle_failure(struct auth_throttle *t, const struct cidr_addr *a, uint64_t now_ms)
+{
+	pthread_mutex_lock(&t->lock);
+	throttle_failure_locked(t, a, now_ms);
+	pthread_mutex_unlock(&t->lock);
+}
+
 void auth_throttle_success(struct auth_throttle *t, const struct cidr_addr *a)
 {
 	struct cidr_addr key;
 	auth_client_prefix(a, &key);
+	pthread_mutex_lock(&t->lock);
 	size_t i = throttle_find(t, &key);
-	if (i == (size_t)-1)
-		return;
-	t->e[i] = t->e[--t->n];
-	memset(&t->e[t->n], 0, sizeof t->e[t->n]);
+	if (i != (size_t)-1) {
+		t->e[i] = t->e[--t->n];
+		memset(&t->e[t->n], 0, sizeof t->e[t->n]);
+	}
+	pthread_mutex_unlock(&t->lock);
 }

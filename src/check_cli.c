@@ -53,7 +53,7 @@ static bool check_resolve(const struct config *c, const struct tailnet_view *vie
 		snprintf(err, errlen, "cannot create an event loop");
 		return false;
 	}
-	struct resolve_ctx *rc = resolve_ctx_new(base, c, err, errlen);
+	struct resolve_ctx *rc = resolve_ctx_new(base, c, NULL, err, errlen);
 	if (!rc) {
 		event_base_free(base);
 		return false;

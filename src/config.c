@@ -825,6 +825,10 @@ bool config_same_bound(const struct config *cur, const struct config *next, char
 		snprintf(why, whylen, "listen: %s -> %s", a, b);
 		return false;
 	}
+	if (cur->threads != next->threads) {
+		snprintf(why, whylen, "threads: %u -> %u", cur->threads, next->threads);
+		return false;
+	}
 	const char *ca = cur->has_admin ? cur->admin.text : "off";
 	const char *na = next->has_admin ? next->admin.text : "off";
 	if (strcmp(ca, na) != 0) {

@@ -830,6 +830,11 @@ const struct setting config_settings[] = {
 	  .help = "where clients connect; IPv6 as [::1]:1080, IP addresses only (localhost is "
 		  "127.0.0.1). Anything but loopback needs users (or --force-public-listen)",
 	  .set = set_listen, .show = show_listen },
+	{ .key = "threads", .flag = "threads", .env = "TAILFENCE_THREADS", .arg = "N",
+	  .kind = SK_COUNT, FIELD(threads), .min = 0, .max = 256, .def = "0",
+	  .def_text = "0: one per CPU",
+	  .help = "event loops, each on a thread of its own accepting on its own socket of "
+		  "every listen address (SO_REUSEPORT); 0: one per CPU this process may run on" },
 	{ .key = "upstream", .flag = "upstream", .env = "TAILFENCE_UPSTREAM", .arg = "URL",
 	  .kind = SK_OTHER, .def = "socks5://127.0.0.1:1055",
 	  .help = "how allowed connections are dialed: socks5://IP:PORT (tailscaled "

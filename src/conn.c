@@ -238,7 +238,7 @@ void conn_close(struct conn *c, const char *end, const char *error)
 		c->proto->clear(c);
 	if (c->resolve)
 		resolve_cancel(c->resolve);
-	audit_wait_cancel(env->audit, &c->audit_wait);
+	audit_wait_cancel(env->audit_port, &c->audit_wait);
 	if (c->dial)
 		upstream_dial_cancel(c->dial);
 	udp_assoc_free(c->udp);
@@ -393,7 +393,7 @@ static void conn_decide(struct conn *c, const struct cidr_addr *addrs, size_t n)
 	c->next_dial = 0;
 	c->last_failure = CONN_FAIL_GENERAL;
 	/* No dial before the decision record is written (audit.durability). */
-	if (audit_wait(c->env->audit, &c->audit_wait, conn_audit_ack, c)) {
+	if (audit_wait(c->env->audit_port, &c->audit_wait, conn_audit_ack, c)) {
 		c->state = CONN_AUDIT_WAIT;
 		conn_timer_set(c, c->cfg->connect_timeout_ms);
 		return;
@@ -603,7 +603,7 @@ void conn_login(struct conn *c, const char *user, char *pass, size_t passcap)
 	auth_client_prefix(&c->client_addr, &client);
 	l->c = c;
 	l->cfg = config_ref(c->cfg);
-	l->job = worker_submit(c->env->worker, &client, conn_login_work, conn_login_done, l, &r);
+	l->job = worker_submit(c->env->worker, c->env->base, &client, conn_login_work, conn_login_done, l, &r);
 	if (!l->job) {
 		conn_login_refused(c, l->creds.user, r);
 		conn_login_free(l);
@@ -678,7 +678,7 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 		conn_close(c, c->end, "client did not read the final reply");
 		break;
 	case CONN_AUDIT_WAIT:
-		audit_wait_cancel(c->env->audit, &c->audit_wait);
+		audit_wait_cancel(c->env->audit_port, &c->audit_wait);
 		log_warn("conn %llu: refused: its decision record was not written in time",
 			 (unsigned long long)c->id);
 		conn_fail(c, CONN_FAIL_TIMEOUT, "audit trail unavailable: record not written in time");

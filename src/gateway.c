@@ -1,11 +1,12 @@
 /*
  * gateway: the daemon's top level (`tailfence run`, gateway_main in cli.h).
  *
- * Owns the event loop, the listeners (proxy and inbound), the current
- * config, the resolver, the tailnet watcher, the audit trail, the worker
- * pool, the login throttle and the metrics, and hands connections the
- * part of it they need (struct conn_env); conn and inbound own the
- * connections themselves and tell it when one ends.
+ * Owns the event loops (gateway_loop.c: one per --threads, each with its
+ * listeners, resolver, metrics and connections), the current config, the
+ * tailnet watcher, the audit trail, the worker pool and the login
+ * throttle, and hands each loop's connections the part of it they need
+ * (struct conn_env); conn and inbound own the connections themselves and
+ * tell their loop when one ends.
  *
  * Builds the config, binds the listeners, runs the event loop, and handles
  * signals: SIGTERM/SIGINT stop accepting, close connections still in their
@@ -22,12 +23,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/time.h>
+#include <unistd.h>
 
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <event2/thread.h>
+
+#include "gateway_internal.h"
 
 #include "tailfence/admin.h"
 #include "tailfence/audit.h"
@@ -53,158 +58,8 @@
 /* How long start-up waits for the start record to reach every sink. */
 #define GATEWAY_AUDIT_START_MS 10000
 
-/* How long accepting pauses after the process ran out of descriptors. */
-#define GATEWAY_EMFILE_PAUSE_MS 1000
-
 /* How long the look at the upstream at start may take. */
 #define GATEWAY_PROBE_TIMEOUT_S 3
-
-struct gateway;
-
-/* One bound listener: the proxy's, or an inbound entry's. */
-struct gateway_listener {
-	struct gateway *gw;
-	struct evconnlistener *lev;
-	bool inbound;			/* tailscale serve's, for inbound */
-	size_t entry;			/* inbound: into cfg->inbound */
-	char text[64];
-};
-
-struct gateway {
-	struct event_base *base;
-	struct resolve_ctx *resolver;
-	struct config *cfg;		/* current; connections hold their own ref */
-	struct config_args *args;
-	struct audit *audit;
-	struct worker *worker;		/* password KDFs, off the loop, bounded */
-	struct tailnet_watch *tailnet;	/* live view of the tailnet; NULL without a socket */
-	struct tailnet_options tailnet_opt;	/* what it was started with */
-
-	struct gateway_listener *listeners;
-	size_t n_listeners;
-	bool listening;			/* every listener is bound */
-	bool accept_paused;
-	struct event *accept_resume;	/* after EMFILE/ENFILE */
-
-	/* What the loop gives its connections, kept current (the config on
-	 * reload, the view on every change), and the connections of both
-	 * kinds, counted together against limits.max_connections. */
-	struct conn_env env;
-	struct conn_set *conns;		/* proxy connections */
-	struct inbound *inbound;	/* inbound connections */
-	_Atomic uint64_t last_conn_id;
-
-	bool stopping;
-	int exit_status;		/* set when the loop ends on an error */
-	struct event *grace;
-	/* With a tailscaled socket the listeners open once tailscaled first
-	 * answers (or could not be reached), at most GATEWAY_FIRST_VIEW_MS
-	 * after the start: a client is never refused only because it came
-	 * first. */
-	struct event *first_view;
-	struct event *signals[5];
-
-	struct auth_throttle throttle;	/* failed logins per client prefix */
-
-	struct metrics metrics;		/* loop thread only; survives reloads */
-	struct admin *admin;		/* /metrics, /healthz, /readyz; NULL when off */
-	struct upstream_probe *start_probe;	/* the look at the upstream at start */
-};
-
-static void gateway_accepting(struct gateway *gw, bool on)
-{
-	if (gw->accept_paused == !on)
-		return;
-	gw->accept_paused = !on;
-	for (size_t i = 0; i < gw->n_listeners; i++) {
-		if (on)
-			evconnlistener_enable(gw->listeners[i].lev);
-		else
-			evconnlistener_disable(gw->listeners[i].lev);
-	}
-}
-
-/* Connections open, proxy and inbound. */
-static size_t gateway_open(const struct gateway *gw)
-{
-	return conn_set_count(gw->conns) + inbound_count(gw->inbound);
-}
-
-static bool gateway_at_capacity(const struct gateway *gw)
-{
-	return gateway_open(gw) >= gw->cfg->max_connections;
-}
-
-/* A connection ended (the environment's closed()). */
-static void gateway_conn_gone(void *arg)
-{
-	struct gateway *gw = arg;
-	if (gw->stopping) {
-		if (gateway_open(gw) == 0)
-			event_base_loopexit(gw->base, NULL);
-		return;
-	}
-	if (gw->accept_paused && !gateway_at_capacity(gw) &&
-	    !evtimer_pending(gw->accept_resume, NULL))
-		gateway_accepting(gw, true);
-}
-
-/* A connection was accepted: pauses accepting at the cap
- * (limits.max_connections counts both kinds). */
-static void gateway_conn_opened(struct gateway *gw)
-{
-	if (gateway_at_capacity(gw) && !gw->accept_paused) {
-		log_warn("%zu connections open (limits.max_connections): pausing accept",
-			 gateway_open(gw));
-		gateway_accepting(gw, false);
-	}
-}
-
-static void gateway_accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
-			      struct sockaddr *sa, int salen, void *arg)
-{
-	struct gateway_listener *l = arg;
-	struct gateway *gw = l->gw;
-	(void)lev;
-
-	if (l->inbound)
-		inbound_accept(gw->inbound, l->entry, fd);
-	else
-		conn_accept(gw->conns, l->text, fd, sa, (socklen_t)salen);
-	gateway_conn_opened(gw);
-}
-
-/* An accept failed on listener: out of descriptors or memory pauses every
- * listener for a second instead of spinning. */
-static void gateway_accept_failed(struct gateway *gw, const char *listener, int err)
-{
-	if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
-		/* Spinning on accept() would burn the CPU: pause, as relayd does. */
-		log_warn("accept on %s: %s; pausing accept for %d ms", listener,
-			 strerror(err), GATEWAY_EMFILE_PAUSE_MS);
-		gateway_accepting(gw, false);
-		struct timeval tv = { 0, GATEWAY_EMFILE_PAUSE_MS * 1000 };
-		evtimer_add(gw->accept_resume, &tv);
-		return;
-	}
-	log_warn("accept on %s: %s", listener, strerror(err));
-}
-
-static void gateway_accept_error_cb(struct evconnlistener *lev, void *arg)
-{
-	struct gateway_listener *l = arg;
-	(void)lev;
-	gateway_accept_failed(l->gw, l->text, EVUTIL_SOCKET_ERROR());
-}
-
-static void gateway_accept_resume_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct gateway *gw = arg;
-	(void)fd;
-	(void)what;
-	if (!gw->stopping && !gateway_at_capacity(gw))
-		gateway_accepting(gw, true);
-}
 
 /* The wall clock in ms since the epoch, for timestamps shown to people. */
 static int64_t gateway_wall_ms(void)
@@ -233,7 +88,7 @@ static bool gateway_listen(struct gateway *gw);
  * took too long); a failure ends the loop with status 1. */
 static void gateway_listen_now(struct gateway *gw)
 {
-	if (!gw->first_view || gw->stopping)
+	if (!gw->first_view || atomic_load(&gw->stopping))
 		return;
 	event_free(gw->first_view);
 	gw->first_view = NULL;
@@ -252,6 +107,83 @@ static void gateway_first_view_cb(evutil_socket_t fd, short what, void *arg)
 		 "of the tailnet are denied until it answers", gw->cfg->tailscaled_socket,
 		 GATEWAY_FIRST_VIEW_MS);
 	gateway_listen_now(gw);
+}
+
+/* ---------- what the main thread runs on every loop ---------- */
+
+/* The main thread's own metrics: reloads and tailnet changes. */
+static struct metrics *gateway_metrics(struct gateway *gw)
+{
+	return &gw->loops[0].metrics;
+}
+
+static void loop_take_config(struct gateway_loop *l, void *arg)
+{
+	struct config *cfg = arg;
+	conn_env_set_config(&l->env, cfg);
+	metrics_bind_policy(&l->metrics, cfg->policy);
+}
+
+static void loop_take_view(struct gateway_loop *l, void *arg)
+{
+	conn_env_set_view(&l->env, arg);
+}
+
+/* A new tailnet view, decided again on every loop: the counts add up. */
+struct gateway_recheck {
+	const struct tailnet_view *view;
+	bool relays, udp;
+	size_t closed, revoked;
+};
+
+static void loop_recheck(struct gateway_loop *l, void *arg)
+{
+	struct gateway_recheck *r = arg;
+	if (r->relays)
+		r->closed += conn_set_recheck_relays(l->conns, r->view);
+	if (r->udp)
+		r->revoked += conn_set_recheck_udp(l->conns, r->view);
+}
+
+static void loop_stop(struct gateway_loop *l, void *arg)
+{
+	(void)arg;
+	for (size_t i = 0; i < l->n_listeners; i++)
+		evconnlistener_disable(l->listeners[i].lev);
+	conn_set_stop_handshakes(l->conns);
+	if (l->index == 0)
+		inbound_stop(l->gw->inbound);
+	gateway_loop_drop_held(l);
+}
+
+static void loop_abort(struct gateway_loop *l, void *arg)
+{
+	(void)arg;
+	conn_set_abort(l->conns);
+	if (l->index == 0)
+		inbound_abort_all(l->gw->inbound);
+}
+
+struct gateway_collect {
+	struct metrics *m;
+	struct metrics_snapshot *s;
+};
+
+static void loop_collect(struct gateway_loop *l, void *arg)
+{
+	struct gateway_collect *c = arg;
+	metrics_merge(c->m, &l->metrics);
+	size_t relays;
+	uint64_t up, down;
+	conn_set_stats(l->conns, &relays, &up, &down);
+	if (l->index < METRICS_MAX_LOOPS) {
+		c->s->loop_accepted[l->index] = l->metrics.accepted;
+		c->s->n_loops = l->index + 1;
+	}
+	c->s->open_connections += conn_set_count(l->conns);
+	c->s->open_relays += relays;
+	c->s->relay_bytes_up += up;
+	c->s->relay_bytes_down += down;
 }
 
 /* ---------- the tailnet ---------- */
@@ -302,7 +234,7 @@ static void gateway_tailnet_cb(void *arg, const struct tailnet_view *old,
 		log_warn("tailnet: %s; the previous view stays in force", error);
 		return;
 	}
-	conn_env_set_view(&gw->env, tailnet_watch_view(gw->tailnet));	/* next */
+	gateway_loops_call(gw, loop_take_view, tailnet_watch_view(gw->tailnet));	/* next */
 	/* Who a tailnet address is may have changed with the netmap. */
 	inbound_tailnet_changed(gw->inbound);
 	size_t cap = (old->state == TAILNET_RUNNING ? old->n_entries : 0) +
@@ -316,8 +248,8 @@ static void gateway_tailnet_cb(void *arg, const struct tailnet_view *old,
 		tailnet_view_diff(old, next, gateway_diff_cb, &g);
 	bool state_changed = old->state != next->state;
 	if (state_changed || g.n[0] || g.n[1]) {
-		gw->metrics.tailnet_changes++;
-		gw->metrics.tailnet_changed_ms = gateway_wall_ms();
+		gateway_metrics(gw)->tailnet_changes++;
+		gateway_metrics(gw)->tailnet_changed_ms = gateway_wall_ms();
 		const char *self = next->self_name;
 		struct audit_tailnet rec = {
 			.state = tailnet_state_str(next->state), .reason = next->reason,
@@ -339,17 +271,18 @@ static void gateway_tailnet_cb(void *arg, const struct tailnet_view *old,
 			gateway_warn_own_routes(gw, next);
 		/* Not knowing (UNKNOWN) is no reason to cut anything; a known
 		 * change that carries less is. */
-		if (gw->cfg->close_revoked && next->state != TAILNET_UNKNOWN && g.n[0]) {
-			size_t n = conn_set_recheck_relays(gw->conns, next);
-			if (n)
-				log_info("tailnet: closed %zu relay(s) to what is no longer carried", n);
-		}
-		if (next->state != TAILNET_UNKNOWN && (g.n[0] || state_changed)) {
-			size_t n = conn_set_recheck_udp(gw->conns, next);
-			if (n)
-				log_info("tailnet: %zu UDP destination(s) no longer carried; their "
-					 "datagrams are dropped", n);
-		}
+		struct gateway_recheck r = {
+			.view = next,
+			.relays = gw->cfg->close_revoked && next->state != TAILNET_UNKNOWN && g.n[0],
+			.udp = next->state != TAILNET_UNKNOWN && (g.n[0] || state_changed),
+		};
+		if (r.relays || r.udp)
+			gateway_loops_call(gw, loop_recheck, &r);
+		if (r.closed)
+			log_info("tailnet: closed %zu relay(s) to what is no longer carried", r.closed);
+		if (r.revoked)
+			log_info("tailnet: %zu UDP destination(s) no longer carried; their "
+				 "datagrams are dropped", r.revoked);
 	}
 	free(g.v[0]);
 	free(g.v[1]);
@@ -366,7 +299,7 @@ static bool gateway_tailnet_follow(struct gateway *gw)
 	    strcmp(tailnet_watch_socket(gw->tailnet), c->tailscaled_socket) == 0 &&
 	    gw->tailnet_opt.allow_exit_node == opt.allow_exit_node)
 		return true;
-	conn_env_set_view(&gw->env, NULL);
+	gateway_loops_call(gw, loop_take_view, NULL);
 	tailnet_watch_free(gw->tailnet);
 	gw->tailnet = NULL;
 	gw->tailnet_opt = opt;
@@ -378,7 +311,7 @@ static bool gateway_tailnet_follow(struct gateway *gw)
 		log_error("cannot start watching tailscaled: out of memory");
 		return false;
 	}
-	conn_env_set_view(&gw->env, tailnet_watch_view(gw->tailnet));
+	gateway_loops_call(gw, loop_take_view, tailnet_watch_view(gw->tailnet));
 	return true;
 }
 
@@ -391,22 +324,17 @@ static void gateway_grace_over_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	if (gateway_open(gw))
 		log_info("shutdown grace over: closing %zu open connections", gateway_open(gw));
-	conn_set_abort(gw->conns);
-	inbound_abort_all(gw->inbound);
+	gateway_loops_call(gw, loop_abort, NULL);
 	event_base_loopexit(gw->base, NULL);
 }
 
 static void gateway_stop(struct gateway *gw, const char *why)
 {
-	if (gw->stopping)
+	if (atomic_load(&gw->stopping))
 		return;
-	gw->stopping = true;
+	atomic_store(&gw->stopping, true);
 	log_info("%s: stopping; %zu connections open", why, gateway_open(gw));
-	for (size_t i = 0; i < gw->n_listeners; i++)
-		evconnlistener_disable(gw->listeners[i].lev);
-
-	conn_set_stop_handshakes(gw->conns);
-	inbound_stop(gw->inbound);
+	gateway_loops_call(gw, loop_stop, NULL);
 	if (gateway_open(gw) == 0) {
 		event_base_loopexit(gw->base, NULL);
 		return;
@@ -423,12 +351,9 @@ static void gateway_reload(struct gateway *gw)
 	if (!next) {
 		log_error("reload rejected, the running policy stays in force: %s", err);
 		audit_event(gw->audit, "reload", err);
-		gw->metrics.reloads_failed++;
+		gateway_metrics(gw)->reloads_failed++;
 		return;
 	}
-	gw->metrics.reloads_ok++;
-	gw->metrics.config_loaded_ms = gateway_wall_ms();
-	metrics_bind_policy(&gw->metrics, next->policy);
 	/* Listeners, DNS and audit sinks are bound at start; a reload changes
 	 * the policy, the upstream and the limits. A reload that would change
 	 * a bound setting is refused whole: half-applied, it could leave a
@@ -439,11 +364,14 @@ static void gateway_reload(struct gateway *gw)
 		config_unref(next);
 		log_error("reload rejected, the running configuration stays in force: %s", err);
 		audit_event(gw->audit, "reload", err);
+		gateway_metrics(gw)->reloads_failed++;
 		return;
 	}
 	config_unref(gw->cfg);
 	gw->cfg = next;
-	conn_env_set_config(&gw->env, next);
+	gateway_loops_call(gw, loop_take_config, next);
+	gateway_metrics(gw)->reloads_ok++;
+	gateway_metrics(gw)->config_loaded_ms = gateway_wall_ms();
 	gateway_tailnet_follow(gw);
 	log_info("reloaded the configuration%s%s", next->source ? " from " : "",
 		 next->source ? next->source : "");
@@ -477,7 +405,7 @@ static void gateway_signal_cb(evutil_socket_t sig, short what, void *arg)
 static bool gateway_serving(void *arg, char *why, size_t len)
 {
 	const struct gateway *gw = arg;
-	if (gw->stopping) {
+	if (atomic_load(&gw->stopping)) {
 		snprintf(why, len, "shutting down");
 		return false;
 	}
@@ -489,11 +417,11 @@ static bool gateway_serving(void *arg, char *why, size_t len)
 	return true;
 }
 
-static void gateway_gauges(void *arg, struct metrics_snapshot *s)
+static void gateway_collect(void *arg, struct metrics *m, struct metrics_snapshot *s)
 {
-	const struct gateway *gw = arg;
-	s->open_connections = conn_set_count(gw->conns);
-	conn_set_stats(gw->conns, &s->open_relays, &s->relay_bytes_up, &s->relay_bytes_down);
+	struct gateway *gw = arg;
+	struct gateway_collect c = { m, s };
+	gateway_loops_call(gw, loop_collect, &c);
 	s->listeners_bound = gw->listening;
 }
 
@@ -524,52 +452,101 @@ static void gateway_probe_upstream(struct gateway *gw)
 					       GATEWAY_PROBE_TIMEOUT_S, gateway_upstream_answer, gw);
 }
 
-/* Binds one listener into the next slot: a proxy listener, or with e the
- * inbound entry at index entry. false (logged) when it cannot. */
-static bool gateway_bind(struct gateway *gw, const char *text, const struct sockaddr_storage *ss,
-			 socklen_t len, int backlog, const struct inbound_entry *e, size_t entry)
+/* One listener to bind on a loop (gateway_loop_bind's arguments). */
+struct gateway_bind {
+	const char *text;
+	const struct sockaddr *sa;
+	socklen_t len;
+	int backlog;
+	bool reuseport;
+	const struct inbound_entry *e;
+	size_t entry;
+	bool ok;
+	int err;
+};
+
+static void loop_bind(struct gateway_loop *l, void *arg)
 {
-	struct gateway_listener *l = &gw->listeners[gw->n_listeners];
-	l->gw = gw;
-	l->inbound = e != NULL;
-	l->entry = entry;
-	snprintf(l->text, sizeof l->text, "%s", text);
-	l->lev = evconnlistener_new_bind(
-		gw->base, gateway_accept_cb, l,
-		LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC, backlog,
-		(const struct sockaddr *)ss, (int)len);
-	if (!l->lev) {
-		if (e)
-			log_error("cannot listen on %s (inbound %s): %s", text, e->name,
-				  strerror(errno));
-		else
-			log_error("cannot listen on %s: %s", l->text, strerror(errno));
+	struct gateway_bind *b = arg;
+	b->ok = gateway_loop_bind(l, b->text, b->sa, b->len, b->backlog, b->reuseport, b->e,
+				  b->entry);
+	b->err = errno;
+}
+
+/* With several loops every loop binds its own socket of each proxy
+ * address with SO_REUSEPORT, which would as quietly share the port with
+ * any other process of this user that did the same: first make sure
+ * nobody listens there. Also picks the port when the address says 0, so
+ * that every loop binds the same one. false with errno set. */
+static bool gateway_port_free(struct sockaddr_storage *ss, socklen_t *len)
+{
+	int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return false;
+	int one = 1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	bool ok = bind(fd, (const struct sockaddr *)ss, *len) == 0 &&
+		  getsockname(fd, (struct sockaddr *)ss, len) == 0;
+	int err = errno;
+	close(fd);
+	errno = err;
+	return ok;
+}
+
+/* Binds a proxy listen address on every loop. false (logged) when it
+ * cannot. */
+static bool gateway_bind_proxy(struct gateway *gw, const struct config_listener *cl)
+{
+	struct sockaddr_storage ss = cl->ss;
+	socklen_t len = cl->len;
+	bool many = gw->n_loops > 1;
+	if (many && !gateway_port_free(&ss, &len)) {
+		log_error("cannot listen on %s: %s", cl->text, strerror(errno));
 		return false;
 	}
-	evconnlistener_set_error_cb(l->lev, gateway_accept_error_cb);
-	gw->n_listeners++;
+	struct gateway_bind b = {
+		.text = cl->text, .sa = (const struct sockaddr *)&ss, .len = len,
+		.backlog = 1024, .reuseport = many,
+	};
+	for (unsigned i = 0; i < gw->n_loops; i++) {
+		gateway_loop_call(&gw->loops[i], loop_bind, &b);
+		if (!b.ok) {
+			log_error("cannot listen on %s: %s", cl->text, strerror(b.err));
+			return false;
+		}
+	}
 	return true;
 }
 
-/* Binds the proxy listeners, then the inbound ones (tailscale serve's). */
+/* Binds the proxy listeners on every loop, then the inbound ones
+ * (tailscale serve's) on loop 0. */
 static bool gateway_listen(struct gateway *gw)
 {
 	const struct config *cfg = gw->cfg;
 	const struct inbound_config *ic = cfg->inbound;
 	size_t n_inbound = ic ? ic->n : 0;
-	gw->listeners = calloc(cfg->n_listeners + n_inbound, sizeof *gw->listeners);
-	if (!gw->listeners)
-		return false;
+	for (unsigned i = 0; i < gw->n_loops; i++) {
+		struct gateway_loop *l = &gw->loops[i];
+		l->cap_listeners = cfg->n_listeners + (i == 0 ? n_inbound : 0);
+		l->listeners = calloc(l->cap_listeners ? l->cap_listeners : 1, sizeof *l->listeners);
+		if (!l->listeners)
+			return false;
+	}
 	for (size_t i = 0; i < cfg->n_listeners; i++) {
 		const struct config_listener *cl = &cfg->listeners[i];
-		if (!gateway_bind(gw, cl->text, &cl->ss, cl->len, 1024, NULL, 0))
+		if (!gateway_bind_proxy(gw, cl))
 			return false;
 		log_info("listening on %s (SOCKS5, SOCKS4/4a, HTTP proxy)", cl->text);
 	}
 	for (size_t i = 0; i < n_inbound; i++) {
 		const struct inbound_entry *e = &ic->v[i];
-		if (!gateway_bind(gw, e->listen_text, &e->listen, e->listen_len, 128, e, i))
+		if (!gateway_loop_bind(&gw->loops[0], e->listen_text,
+				       (const struct sockaddr *)&e->listen, e->listen_len, 128, false,
+				       e, i)) {
+			log_error("cannot listen on %s (inbound %s): %s", e->listen_text, e->name,
+				  strerror(errno));
 			return false;
+		}
 		inbound_announce(e);
 	}
 	gw->listening = true;
@@ -602,14 +579,14 @@ static void gateway_free(struct gateway *gw)
 {
 	upstream_probe_cancel(gw->start_probe);
 	/* First: closing its connections touches the listeners, timers, the
-	 * worker and the trail. */
-	gw->stopping = true;
-	conn_set_free(gw->conns);
+	 * worker and the trail. The loops' threads are gone by now. */
+	atomic_store(&gw->stopping, true);
+	for (unsigned i = 0; i < gw->n_loops; i++)
+		gateway_loop_join(&gw->loops[i]);
+	for (unsigned i = 0; i < gw->n_loops; i++)
+		gateway_loop_free_conns(&gw->loops[i]);
 	inbound_free(gw->inbound);
 	admin_free(gw->admin);
-	for (size_t i = 0; i < gw->n_listeners; i++)
-		evconnlistener_free(gw->listeners[i].lev);
-	free(gw->listeners);
 	for (size_t i = 0; i < sizeof gw->signals / sizeof gw->signals[0]; i++)
 		if (gw->signals[i])
 			event_free(gw->signals[i]);
@@ -617,12 +594,11 @@ static void gateway_free(struct gateway *gw)
 		event_free(gw->grace);
 	if (gw->first_view)
 		event_free(gw->first_view);
-	if (gw->accept_resume)
-		event_free(gw->accept_resume);
 	worker_free(gw->worker);
 	tailnet_watch_free(gw->tailnet);
-	resolve_ctx_free(gw->resolver);
-	conn_env_clear(&gw->env);
+	for (unsigned i = 0; i < gw->n_loops; i++)
+		gateway_loop_free_rest(&gw->loops[i]);
+	free(gw->loops);
 	if (gw->audit)
 		audit_free(gw->audit);
 	if (gw->cfg)
@@ -630,7 +606,13 @@ static void gateway_free(struct gateway *gw)
 	if (gw->base)
 		event_base_free(gw->base);
 	config_args_free(gw->args);
-	metrics_free(&gw->metrics);
+	auth_throttle_destroy(&gw->throttle);
+}
+
+/* The number of event loops: --threads, or one per CPU. */
+static unsigned gateway_loop_count(const struct config *cfg)
+{
+	return cfg->threads ? cfg->threads : worker_cpus();
 }
 
 int gateway_main(int argc, char **argv)
@@ -641,7 +623,9 @@ int gateway_main(int argc, char **argv)
 
 	memset(&gw, 0, sizeof gw);
 	atomic_init(&gw.last_conn_id, 0);
-	metrics_init(&gw.metrics);
+	atomic_init(&gw.stopping, false);
+	atomic_init(&gw.open, 0);
+	auth_throttle_init(&gw.throttle);
 
 	int parsed = config_args_parse(argc, argv, &gw.args);
 	if (parsed == 1)
@@ -656,8 +640,6 @@ int gateway_main(int argc, char **argv)
 		return 2;
 	}
 	log_set_level((enum log_level)gw.cfg->log_level);
-	gw.metrics.config_loaded_ms = gateway_wall_ms();
-	metrics_bind_policy(&gw.metrics, gw.cfg->policy);
 	/* A peer that vanishes must be an error on write, not a signal. */
 	signal(SIGPIPE, SIG_IGN);
 	gateway_raise_nofile(gw.cfg);
@@ -668,18 +650,9 @@ int gateway_main(int argc, char **argv)
 		log_error("cannot create the event loop");
 		goto out;
 	}
-	gw.resolver = resolve_ctx_new(gw.base, gw.cfg, err, sizeof err);
-	if (!gw.resolver) {
-		log_error("%s", err);
-		goto out;
-	}
 	gw.audit = audit_open(&gw.cfg->audit, err, sizeof err);
 	if (!gw.audit) {
 		log_error("audit: %s", err);
-		goto out;
-	}
-	if (!audit_attach(gw.audit, gw.base)) {
-		log_error("audit: cannot create the acknowledgement event");
 		goto out;
 	}
 	struct worker_limits wl = {
@@ -687,28 +660,36 @@ int gateway_main(int argc, char **argv)
 		.max_jobs = CONN_LOGIN_QUEUE,
 		.max_per_client = CONN_LOGIN_PER_CLIENT,
 	};
-	gw.worker = worker_new(gw.base, &wl);
+	gw.worker = worker_new(&wl);
 	if (!gw.worker) {
 		log_error("cannot start the %u password check threads", wl.threads);
 		goto out;
 	}
 	log_debug("password checks: %u threads, at most %u waiting or running, %u per client",
 		  wl.threads, CONN_LOGIN_QUEUE, CONN_LOGIN_PER_CLIENT);
-	auth_throttle_init(&gw.throttle);
-	gw.env = (struct conn_env){
-		.base = gw.base, .resolver = gw.resolver, .metrics = &gw.metrics,
-		.throttle = &gw.throttle, .audit = gw.audit, .worker = gw.worker,
-		.last_id = &gw.last_conn_id, .closed = gateway_conn_gone, .owner = &gw,
-	};
-	conn_env_set_config(&gw.env, gw.cfg);
-	gw.conns = conn_set_new(&gw.env);
-	gw.inbound = inbound_new(&gw.env);
-	if (!gw.conns || !gw.inbound) {
+	unsigned n_loops = gateway_loop_count(gw.cfg);
+	gw.loops = calloc(n_loops, sizeof *gw.loops);
+	if (!gw.loops) {
 		log_error("out of memory");
 		goto out;
 	}
-	gw.accept_resume = evtimer_new(gw.base, gateway_accept_resume_cb, &gw);
+	for (unsigned i = 0; i < n_loops; i++) {
+		gw.n_loops = i + 1;
+		if (!gateway_loop_start(&gw, i, err, sizeof err)) {
+			log_error("%s", err);
+			goto out;
+		}
+	}
+	gateway_metrics(&gw)->config_loaded_ms = gateway_wall_ms();
+	struct conn_env *env0 = &gw.loops[0].env;
+	gw.inbound = inbound_new(env0);
+	if (!gw.inbound) {
+		log_error("out of memory");
+		goto out;
+	}
 	gw.grace = evtimer_new(gw.base, gateway_grace_over_cb, &gw);
+	if (!gw.grace)
+		goto out;
 	static const int sigs[] = { SIGTERM, SIGINT, SIGHUP, SIGUSR1 };
 	for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
 		gw.signals[i] = evsignal_new(gw.base, sigs[i], gateway_signal_cb, &gw);
@@ -717,15 +698,14 @@ int gateway_main(int argc, char **argv)
 			goto out;
 		}
 	}
-	if (!gw.accept_resume || !gw.grace)
-		goto out;
-	struct admin_owner ao = { gateway_serving, gateway_gauges, &gw };
-	if (gw.cfg->has_admin && !(gw.admin = admin_start(&gw.env, &ao, err, sizeof err))) {
+	struct admin_owner ao = { gateway_serving, gateway_collect, &gw };
+	if (gw.cfg->has_admin && !(gw.admin = admin_start(env0, &ao, err, sizeof err))) {
 		log_error("%s", err);
 		goto out;
 	}
 
 	log_info("tailfence %s: upstream %s", TAILFENCE_VERSION, gw.cfg->upstream.text);
+	log_info("%u event loop%s (threads)", gw.n_loops, gw.n_loops == 1 ? "" : "s");
 	const struct policy *p = gw.cfg->policy;
 	if (gw.cfg->tailscaled_socket)
 		log_info("following the tailnet through tailscaled at %s", gw.cfg->tailscaled_socket);
@@ -748,6 +728,9 @@ int gateway_main(int argc, char **argv)
 		goto out;
 	}
 	event_base_dispatch(gw.base);
+	/* Every loop's close records are queued before the shutdown record. */
+	for (unsigned i = 0; i < gw.n_loops; i++)
+		gateway_loop_join(&gw.loops[i]);
 	audit_event(gw.audit, "shutdown", NULL);
 	gateway_log_logins(&gw);
 	log_info("stopped");

@@ -236,7 +236,7 @@ static void ib_close(struct ib_conn *c, const char *end, const char *error)
 		whois_cancel(c->whois);
 	if (c->resolve)
 		resolve_cancel(c->resolve);
-	audit_wait_cancel(env->audit, &c->audit_wait);
+	audit_wait_cancel(env->audit_port, &c->audit_wait);
 	if (c->dial)
 		upstream_dial_cancel(c->dial);
 	if (c->relay)
@@ -342,7 +342,7 @@ static void ib_decide_target(struct ib_conn *c, const struct cidr_addr *addrs, s
 	log_info("conn %llu: inbound %s from %s %s to %s", (unsigned long long)c->id,
 		 c->e->name, c->tailnet_addr, who_text, c->e->target);
 	c->next_dial = 0;
-	if (audit_wait(c->in->env->audit, &c->audit_wait, ib_audit_ack, c)) {
+	if (audit_wait(c->in->env->audit_port, &c->audit_wait, ib_audit_ack, c)) {
 		c->state = IB_AUDIT;
 		ib_timer_set(c, c->cfg->connect_timeout_ms);
 		return;
@@ -537,7 +537,7 @@ static bool ib_check_start(struct ib_conn *c)
 	k->peer = c->peer;
 	c->check = k;
 	enum worker_refusal why;
-	k->job = worker_submit(c->in->env->worker, NULL, ib_check_work, ib_check_done, k, &why);
+	k->job = worker_submit(c->in->env->worker, c->in->env->base, NULL, ib_check_work, ib_check_done, k, &why);
 	if (!k->job) {
 		c->check = NULL;
 		free(k);
@@ -594,7 +594,7 @@ static void ib_timer_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	if (c->state == IB_AUDIT) {
-		audit_wait_cancel(c->in->env->audit, &c->audit_wait);
+		audit_wait_cancel(c->in->env->audit_port, &c->audit_wait);
 		log_warn("conn %llu: refused: its decision record was not written in time",
 			 (unsigned long long)c->id);
 		ib_close(c, "dial_failed", "audit trail unavailable: record not written in time");

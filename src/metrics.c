@@ -127,6 +127,61 @@ static size_t metrics_rule_find(struct metrics *m, const char *name, bool add)
 	return m->n_rules++;
 }
 
+static void metrics_add(uint64_t *dst, const uint64_t *src, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		dst[i] += src[i];
+}
+
+static void metrics_hist_merge(struct metrics_hist *dst, const struct metrics_hist *src)
+{
+	metrics_add(dst->counts, src->counts, METRICS_BUCKETS + 1);
+	dst->sum_us += src->sum_us;
+	dst->count += src->count;
+}
+
+#define METRICS_ADD(field) \
+	metrics_add((uint64_t *)&dst->field, (const uint64_t *)&src->field, \
+		    sizeof dst->field / sizeof(uint64_t))
+
+void metrics_merge(struct metrics *dst, const struct metrics *src)
+{
+	METRICS_ADD(accepted);
+	METRICS_ADD(connections);
+	METRICS_ADD(closed);
+	METRICS_ADD(bytes_up);
+	METRICS_ADD(bytes_down);
+	for (size_t i = 0; i < src->n_rules; i++) {
+		size_t slot = metrics_rule_find(dst, src->rules[i].name, true);
+		if (slot != SIZE_MAX)
+			metrics_add(dst->rules[slot].n, src->rules[i].n, 2);
+	}
+	METRICS_ADD(guards);
+	METRICS_ADD(implicit_deny);
+	METRICS_ADD(errors);
+	metrics_hist_merge(&dst->handshake, &src->handshake);
+	metrics_hist_merge(&dst->dns, &src->dns);
+	metrics_hist_merge(&dst->dial, &src->dial);
+	metrics_hist_merge(&dst->duration, &src->duration);
+	METRICS_ADD(dns_lookups);
+	METRICS_ADD(dns_failures);
+	METRICS_ADD(login_failures);
+	METRICS_ADD(reloads_ok);
+	METRICS_ADD(reloads_failed);
+	METRICS_ADD(udp_associations);
+	METRICS_ADD(udp_open);
+	METRICS_ADD(udp_datagrams_up);
+	METRICS_ADD(udp_datagrams_down);
+	METRICS_ADD(udp_bytes_up);
+	METRICS_ADD(udp_bytes_down);
+	METRICS_ADD(udp_dropped);
+	METRICS_ADD(tailnet_changes);
+	if (src->config_loaded_ms > dst->config_loaded_ms)
+		dst->config_loaded_ms = src->config_loaded_ms;
+	if (src->tailnet_changed_ms > dst->tailnet_changed_ms)
+		dst->tailnet_changed_ms = src->tailnet_changed_ms;
+}
+
 void metrics_bind_policy(struct metrics *m, const struct policy *p)
 {
 	size_t n = policy_rule_count(p);
@@ -384,6 +439,12 @@ void metrics_format(const struct metrics *m, const struct metrics_snapshot *s, i
 			    (unsigned long long)(m->bytes_up + s->relay_bytes_up));
 	evbuffer_add_printf(out, "tailfence_bytes_total{direction=\"down\"} %llu\n",
 			    (unsigned long long)(m->bytes_down + s->relay_bytes_down));
+	metrics_head(out, "tailfence_loop_connections_total", "counter",
+		     "Connections accepted by each event loop (threads); the kernel spreads new "
+		     "connections over the loops.");
+	for (size_t i = 0; i < s->n_loops; i++)
+		evbuffer_add_printf(out, "tailfence_loop_connections_total{loop=\"%zu\"} %llu\n", i,
+				    (unsigned long long)s->loop_accepted[i]);
 	metrics_one(out, "tailfence_open_connections", "gauge",
 		    "Connections open now (handshakes, relays, UDP associations).",
 		    s->open_connections);

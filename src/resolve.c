@@ -11,6 +11,8 @@
  */
 #include "tailfence/resolve.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,7 +21,6 @@
 #include <event2/event.h>
 #include <event2/util.h>
 
-#include "tailfence/metrics.h"
 #include "tailfence/metrics.h"
 #include "tailfence/tailnet_watch.h"
 
@@ -32,11 +33,19 @@ struct resolve_slot {
 	unsigned count;
 };
 
+/* The lookups in flight, in total and per client: one set shared by
+ * every loop's resolver, so the bounds hold for the daemon, not per loop. */
+struct resolve_counts {
+	pthread_mutex_t mu;
+	atomic_uint refs;
+	size_t inflight;
+	struct resolve_slot slots[RESOLVE_SLOTS];
+};
+
 struct resolve_ctx {
 	struct event_base *base;
 	struct evdns_base *dns;
-	size_t inflight;
-	struct resolve_slot slots[RESOLVE_SLOTS];
+	struct resolve_counts *counts;
 };
 
 struct resolve_req {
@@ -101,8 +110,16 @@ static struct evdns_base *resolve_evdns(struct event_base *base, const struct co
 	return dns;
 }
 
+static void resolve_counts_unref(struct resolve_counts *c)
+{
+	if (c && atomic_fetch_sub(&c->refs, 1) == 1) {
+		pthread_mutex_destroy(&c->mu);
+		free(c);
+	}
+}
+
 struct resolve_ctx *resolve_ctx_new(struct event_base *base, const struct config *cfg,
-				    char *err, size_t errlen)
+				    const struct resolve_ctx *share, char *err, size_t errlen)
 {
 	struct resolve_ctx *ctx = calloc(1, sizeof *ctx);
 	if (!ctx) {
@@ -110,8 +127,20 @@ struct resolve_ctx *resolve_ctx_new(struct event_base *base, const struct config
 		return NULL;
 	}
 	ctx->base = base;
+	if (share) {
+		ctx->counts = share->counts;
+		atomic_fetch_add(&ctx->counts->refs, 1);
+	} else if ((ctx->counts = calloc(1, sizeof *ctx->counts))) {
+		pthread_mutex_init(&ctx->counts->mu, NULL);
+		atomic_init(&ctx->counts->refs, 1);
+	} else {
+		free(ctx);
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
 	ctx->dns = resolve_evdns(base, cfg, err, errlen);
 	if (!ctx->dns) {
+		resolve_counts_unref(ctx->counts);
 		free(ctx);
 		return NULL;
 	}
@@ -123,6 +152,7 @@ void resolve_ctx_free(struct resolve_ctx *ctx)
 	if (!ctx)
 		return;
 	evdns_base_free(ctx->dns, 0);
+	resolve_counts_unref(ctx->counts);
 	free(ctx);
 }
 
@@ -156,7 +186,7 @@ static size_t resolve_hash(const struct cidr_addr *k)
 }
 
 /* The slot holding k, or the free slot where it would go. */
-static struct resolve_slot *resolve_slot(struct resolve_ctx *ctx, const struct cidr_addr *k)
+static struct resolve_slot *resolve_slot(struct resolve_counts *ctx, const struct cidr_addr *k)
 {
 	size_t i = resolve_hash(k);
 	while (ctx->slots[i].key.family && !cidr_addr_equal(&ctx->slots[i].key, k))
@@ -166,7 +196,7 @@ static struct resolve_slot *resolve_slot(struct resolve_ctx *ctx, const struct c
 
 /* Removes a slot whose count fell to 0, shifting back the entries of its
  * probe run (no tombstones). */
-static void resolve_slot_free(struct resolve_ctx *ctx, struct resolve_slot *s)
+static void resolve_slot_free(struct resolve_counts *ctx, struct resolve_slot *s)
 {
 	size_t i = (size_t)(s - ctx->slots);
 	memset(s, 0, sizeof *s);
@@ -186,43 +216,50 @@ static void resolve_slot_free(struct resolve_ctx *ctx, struct resolve_slot *s)
 /* Counts the request in, or returns false with the reason in the result. */
 static bool resolve_admit(struct resolve_req *req, const struct cidr_addr *client)
 {
-	struct resolve_ctx *ctx = req->ctx;
-	if (ctx->inflight >= RESOLVE_MAX_INFLIGHT) {
+	struct resolve_counts *c = req->ctx->counts;
+	bool ok = false;
+	pthread_mutex_lock(&c->mu);
+	if (c->inflight >= RESOLVE_MAX_INFLIGHT) {
 		snprintf(req->error_text, sizeof req->error_text,
 			 "too many name lookups in flight (%d); try again shortly",
 			 RESOLVE_MAX_INFLIGHT);
-		return false;
+		goto out;
 	}
 	if (client && client->family) {
 		struct cidr_addr k = resolve_key(client);
-		struct resolve_slot *s = resolve_slot(ctx, &k);
+		struct resolve_slot *s = resolve_slot(c, &k);
 		if (s->count >= RESOLVE_MAX_PER_CLIENT) {
 			snprintf(req->error_text, sizeof req->error_text,
 				 "too many name lookups in flight from this client (%d); try again "
 				 "shortly", RESOLVE_MAX_PER_CLIENT);
-			return false;
+			goto out;
 		}
 		s->key = k;
 		s->count++;
 		req->key = k;
 	}
-	ctx->inflight++;
+	c->inflight++;
 	req->counted = true;
-	return true;
+	ok = true;
+out:
+	pthread_mutex_unlock(&c->mu);
+	return ok;
 }
 
 static void resolve_release(struct resolve_req *req)
 {
 	if (!req->counted)
 		return;
-	struct resolve_ctx *ctx = req->ctx;
+	struct resolve_counts *c = req->ctx->counts;
 	req->counted = false;
-	ctx->inflight--;
+	pthread_mutex_lock(&c->mu);
+	c->inflight--;
 	if (req->key.family) {
-		struct resolve_slot *s = resolve_slot(ctx, &req->key);
+		struct resolve_slot *s = resolve_slot(c, &req->key);
 		if (s->key.family && --s->count == 0)
-			resolve_slot_free(ctx, s);
+			resolve_slot_free(c, s);
 	}
+	pthread_mutex_unlock(&c->mu);
 }
 
 /* ---------- one request ---------- */

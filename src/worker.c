@@ -1,6 +1,6 @@
 /*
  * worker: a pool of threads, one bounded queue, completions posted back to
- * the loop with event_active() (thread-safe once libevent's pthread locking
+ * the submitting loop with event_active() on an event of its base (thread-safe once libevent's pthread locking
  * is on).
  *
  * A job is in exactly one list, under the lock: `queue` (waiting), `running`
@@ -35,7 +35,6 @@ struct worker_job {
 TAILQ_HEAD(worker_jobs, worker_job);
 
 struct worker {
-	struct event_base *base;
 	struct worker_limits lim;
 	pthread_t *threads;
 	unsigned n_threads;		/* started */
@@ -49,7 +48,7 @@ struct worker {
 	bool stop;
 };
 
-unsigned worker_default_threads(void)
+unsigned worker_cpus(void)
 {
 	long n = 0;
 	cpu_set_t set;
@@ -57,9 +56,13 @@ unsigned worker_default_threads(void)
 		n = CPU_COUNT(&set);
 	if (n <= 0)
 		n = sysconf(_SC_NPROCESSORS_ONLN);
-	if (n < 1)
-		n = 1;
-	return n > WORKER_MAX_THREADS ? WORKER_MAX_THREADS : (unsigned)n;
+	return n < 1 ? 1 : (unsigned)n;
+}
+
+unsigned worker_default_threads(void)
+{
+	unsigned n = worker_cpus();
+	return n > WORKER_MAX_THREADS ? WORKER_MAX_THREADS : n;
 }
 
 const char *worker_refusal_str(enum worker_refusal r)
@@ -138,7 +141,7 @@ static void worker_stop_threads(struct worker *w)
 	w->n_threads = 0;
 }
 
-struct worker *worker_new(struct event_base *base, const struct worker_limits *lim)
+struct worker *worker_new(const struct worker_limits *lim)
 {
 	if (!lim->threads || lim->threads > WORKER_MAX_THREADS || !lim->max_jobs ||
 	    !lim->max_per_client)
@@ -151,7 +154,6 @@ struct worker *worker_new(struct event_base *base, const struct worker_limits *l
 		free(w);
 		return NULL;
 	}
-	w->base = base;
 	w->lim = *lim;
 	w->st.threads = lim->threads;
 	pthread_mutex_init(&w->lock, NULL);
@@ -180,13 +182,14 @@ static size_t worker_client_jobs(const struct worker *w, const struct cidr_addr 
 	return n;
 }
 
-struct worker_job *worker_submit(struct worker *w, const struct cidr_addr *client,
+struct worker_job *worker_submit(struct worker *w, struct event_base *base,
+				 const struct cidr_addr *client,
 				 worker_fn fn, worker_done_fn done, void *arg,
 				 enum worker_refusal *why)
 {
 	struct worker_job *j = calloc(1, sizeof *j);
 	if (j)
-		j->ev = event_new(w->base, -1, 0, worker_deliver_cb, j);
+		j->ev = event_new(base, -1, 0, worker_deliver_cb, j);
 	if (!j || !j->ev) {
 		free(j);
 		*why = WORKER_NO_MEMORY;

@@ -23,6 +23,7 @@
 
 struct admin;
 struct conn_env;
+struct metrics;
 struct metrics_snapshot;
 
 /* What only the owner knows, asked at each request. */
@@ -30,9 +31,10 @@ struct admin_owner {
 	/* false, with one line in why, while no connection can be accepted
 	 * (listeners not bound yet, shutting down). */
 	bool (*serving)(void *arg, char *why, size_t len);
-	/* The connection gauges: open connections, open relays and the bytes
-	 * they moved so far, whether the listeners are bound. */
-	void (*gauges)(void *arg, struct metrics_snapshot *s);
+	/* Every event loop's counters, added into m (initialised, empty),
+	 * and the connection gauges: open connections, open relays and the
+	 * bytes they moved so far, whether the listeners are bound. */
+	void (*collect)(void *arg, struct metrics *m, struct metrics_snapshot *s);
 	void *arg;
 };
 

@@ -25,6 +25,7 @@
 #include <stdint.h>
 #include <sys/queue.h>
 
+struct audit_port;
 struct event_base;
 
 enum audit_sink_kind {
@@ -144,10 +145,13 @@ struct audit_close {
  * sentence into err and returns NULL. */
 struct audit *audit_open(const struct audit_config *cfg, char *err, size_t errlen);
 
-/* Binds the trail to the event loop that waits for acknowledgements
- * (audit_wait). Call once, from the loop's thread, before audit_start().
- * Needs libevent's pthread locking (evthread_use_pthreads). */
-bool audit_attach(struct audit *a, struct event_base *base);
+/* One event loop's way to wait for acknowledgements (audit_wait): each
+ * loop that runs connections makes its own, on its own thread (base
+ * created after evthread_use_pthreads()). Free every port, each on its
+ * loop's thread with its waiters gone, before audit_free(). NULL when out
+ * of memory. */
+struct audit_port *audit_port_new(struct audit *a, struct event_base *base);
+void audit_port_free(struct audit_port *p);
 
 /* Queues the recovery record (when the previous run ended uncleanly) and
  * the "start" record, and waits up to timeout_ms until both have been
@@ -168,7 +172,8 @@ void audit_close(struct audit *a, const struct audit_close *c);
 void audit_tailnet(struct audit *a, const struct audit_tailnet *t);
 
 /* A connection waiting for its decision record (audit_wait). Embedded in
- * the waiter's own struct; the audit module only links it. Loop thread. */
+ * the waiter's own struct; the audit module only links it. The port's
+ * loop thread. */
 typedef void (*audit_ack_fn)(void *arg, bool proceed, const char *why);
 
 struct audit_waiter {
@@ -183,15 +188,15 @@ struct audit_waiter {
  * queued just before) has been written to every sink (and synced, with
  * "synced"). Returns false when there is nothing to wait for (durability
  * "queued"): the caller goes on at once. Otherwise returns true and later
- * calls cb(arg, proceed, why) once, from the loop: proceed is true when the
- * records were written, or when they could not be but on_failure is
+ * calls cb(arg, proceed, why) once, from the port's loop: proceed is true
+ * when the records were written, or when they could not be but on_failure is
  * "continue"; false (why says what failed) when the connection must be
  * refused. w must stay valid until then or until audit_wait_cancel(). */
-bool audit_wait(struct audit *a, struct audit_waiter *w, audit_ack_fn cb, void *arg);
+bool audit_wait(struct audit_port *p, struct audit_waiter *w, audit_ack_fn cb, void *arg);
 
 /* Forgets a waiter (the connection closed first); cb will not be called.
  * A no-op for a waiter that is not waiting. */
-void audit_wait_cancel(struct audit *a, struct audit_waiter *w);
+void audit_wait_cancel(struct audit_port *p, struct audit_waiter *w);
 
 /* Queues a lifecycle record: type is "start", "shutdown", "reload", ...;
  * detail is a one-line message (may be NULL). */

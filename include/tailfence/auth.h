@@ -11,6 +11,7 @@
 #ifndef TAILFENCE_AUTH_H
 #define TAILFENCE_AUTH_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -82,8 +83,9 @@ void auth_client_prefix(const struct cidr_addr *a, struct cidr_addr *out);
  * by a hash, so one client can never reset or share another's record. The
  * table is bounded: when it is full, a new client takes the place of the
  * record that expires first (an expired one if there is any), never a
- * record that expires later. Callers pass the time (monotonic, ms). Not
- * thread-safe; one per event loop. */
+ * record that expires later. Callers pass the time (monotonic, ms).
+ * Thread-safe: every event loop shares one, so a client that spreads its
+ * attempts over the loops meets the same delays. */
 #define AUTH_THROTTLE_SLOTS 1024
 #define AUTH_THROTTLE_WINDOW_MS (15u * 60u * 1000u)
 #define AUTH_THROTTLE_BASE_DELAY_MS 250u
@@ -96,19 +98,21 @@ struct auth_throttle_entry {
 };
 
 struct auth_throttle {
+	pthread_mutex_t lock;		/* every loop shares one throttle */
 	struct auth_throttle_entry e[AUTH_THROTTLE_SLOTS];
 	size_t n;			/* e[0..n) are in use */
 };
 
 void auth_throttle_init(struct auth_throttle *t);
+void auth_throttle_destroy(struct auth_throttle *t);
 /* How long to wait before answering a failed login from a, counting that
  * failure: 0 with no recent failure. */
-unsigned auth_throttle_delay_ms(const struct auth_throttle *t, const struct cidr_addr *a,
+unsigned auth_throttle_delay_ms(struct auth_throttle *t, const struct cidr_addr *a,
 				uint64_t now_ms);
 void auth_throttle_failure(struct auth_throttle *t, const struct cidr_addr *a, uint64_t now_ms);
 void auth_throttle_success(struct auth_throttle *t, const struct cidr_addr *a);
 /* Failures remembered for a's client prefix (0 when none or expired). */
-unsigned auth_throttle_failures(const struct auth_throttle *t, const struct cidr_addr *a,
+unsigned auth_throttle_failures(struct auth_throttle *t, const struct cidr_addr *a,
 				uint64_t now_ms);
 
 #endif

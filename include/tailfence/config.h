@@ -78,6 +78,7 @@ struct config {
 	unsigned shutdown_grace_ms;	/* relays may finish after SIGTERM: 10 s */
 	size_t max_head_bytes;		/* HTTP request head: 16 KiB */
 	size_t max_connections;		/* concurrent: 4096 */
+	unsigned threads;		/* event loops; 0: one per CPU */
 	size_t buffer_bytes;		/* per direction high watermark: 256 KiB */
 	bool relay_splice;		/* splice(2) once nothing is buffered: true */
 

@@ -3,9 +3,10 @@
  * connections, inbound connections and UDP associations), so that none of
  * them needs to know the gateway that made the loop.
  *
- * The loop's own parts (event base, resolver, metrics, login throttle)
- * are used on that loop's thread only. The shared parts (audit trail,
- * worker pool, connection-id counter) are safe to share between loops.
+ * The loop's own parts (event base, resolver, metrics, audit port) are
+ * used on that loop's thread only. The shared parts (audit trail, login
+ * throttle, worker pool, connection-id counter) are safe to share between
+ * loops.
  * The current config and tailnet view are references the owner replaces
  * on the loop's thread (conn_env_set_config, conn_env_set_view): a
  * connection takes its own config reference at accept and keeps it for
@@ -21,6 +22,7 @@
 #include <stdint.h>
 
 struct audit;
+struct audit_port;
 struct auth_throttle;
 struct config;
 struct event_base;
@@ -34,10 +36,11 @@ struct conn_env {
 	struct event_base *base;
 	struct resolve_ctx *resolver;
 	struct metrics *metrics;
-	struct auth_throttle *throttle;	/* failed logins per client prefix */
+	struct audit_port *audit_port;	/* waits for decision records */
 
 	/* Shared by every loop. */
 	struct audit *audit;
+	struct auth_throttle *throttle;	/* failed logins per client prefix */
 	struct worker *worker;		/* password KDFs, inbound peer checks */
 	_Atomic uint64_t *last_id;	/* the last connection id handed out */
 

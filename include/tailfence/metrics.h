@@ -104,7 +104,13 @@ struct metrics {
 };
 
 /* Readings taken at scrape time from other modules and the gateway. */
+/* The most event loops (--threads) a snapshot counts one by one. */
+#define METRICS_MAX_LOOPS 256
+
 struct metrics_snapshot {
+	/* connections accepted by each event loop */
+	uint64_t loop_accepted[METRICS_MAX_LOOPS];
+	size_t n_loops;
 	size_t open_connections;
 	size_t open_relays;
 	uint64_t relay_bytes_up, relay_bytes_down;	/* of open relays so far */
@@ -133,6 +139,10 @@ struct metrics_snapshot {
 
 void metrics_init(struct metrics *m);
 void metrics_free(struct metrics *m);
+
+/* Adds src's counters to dst's (rules by name; the wall-clock times: the
+ * later one), for one view of several event loops' metrics. */
+void metrics_merge(struct metrics *dst, const struct metrics *src);
 
 /* Builds the rule-label slots of a new policy (at start and on every
  * reload); labels of earlier policies stay, so their counts survive. */

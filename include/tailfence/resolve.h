@@ -57,11 +57,13 @@ struct resolve_result {
 const char *resolve_source_str(enum resolve_source s);
 
 /* One loop's resolver: evdns configured from the config's DNS settings
- * (nameservers or /etc/resolv.conf, hosts file, timeout) and the counts
- * of lookups in flight. NULL with err set on failure. */
+ * (nameservers or /etc/resolv.conf, hosts file, timeout), and the counts
+ * of lookups in flight: its own (share NULL), or share's, so that the
+ * limits hold across every loop's resolver. NULL with err set on failure. */
 struct resolve_ctx;
 struct resolve_ctx *resolve_ctx_new(struct event_base *base, const struct config *cfg,
-				    char *err, size_t errlen);
+				    const struct resolve_ctx *share, char *err, size_t errlen);
+
 /* Every lookup must have ended or been cancelled. */
 void resolve_ctx_free(struct resolve_ctx *ctx);
 

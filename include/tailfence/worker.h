@@ -2,8 +2,8 @@
  * worker: runs blocking work (password KDFs) off the event loop.
  *
  * A pool of threads takes jobs from one queue, oldest first; each job's
- * completion is delivered back on the event loop's thread. The loop never
- * waits for a job.
+ * completion is delivered back on the thread of the event loop that
+ * submitted it (one pool serves every loop). A loop never waits for a job.
  *
  * The pool is bounded: at most max_jobs jobs wait or run at once, and at
  * most max_per_client of them share one client key (the client's prefix,
@@ -48,12 +48,14 @@ struct worker_limits {
 };
 
 /* The CPUs this process may run on (sched_getaffinity, else the online
- * CPUs), at least 1, at most WORKER_MAX_THREADS. */
+ * CPUs), at least 1. */
+unsigned worker_cpus(void);
+
+/* worker_cpus(), at most WORKER_MAX_THREADS. */
 unsigned worker_default_threads(void);
 
-/* The base must have been created after evthread_use_pthreads(). NULL when
- * a limit is 0 or a thread cannot be started. */
-struct worker *worker_new(struct event_base *base, const struct worker_limits *lim);
+/* NULL when a limit is 0 or a thread cannot be started. */
+struct worker *worker_new(const struct worker_limits *lim);
 
 enum worker_refusal {
 	WORKER_ACCEPTED,
@@ -62,15 +64,17 @@ enum worker_refusal {
 	WORKER_NO_MEMORY,
 };
 
-/* Loop thread only. Queues fn(arg), counted against client (NULL: work
- * for nobody in particular, counted only against max_jobs); done(arg, ...)
- * follows on the loop. On refusal returns NULL, sets *why, and nothing runs
+/* On base's thread only (a base created after evthread_use_pthreads()).
+ * Queues fn(arg), counted against client (NULL: work for nobody in
+ * particular, counted only against max_jobs); done(arg, ...) follows on
+ * base's loop. On refusal returns NULL, sets *why, and nothing runs
  * (arg stays the caller's). */
-struct worker_job *worker_submit(struct worker *w, const struct cidr_addr *client,
+struct worker_job *worker_submit(struct worker *w, struct event_base *base,
+				 const struct cidr_addr *client,
 				 worker_fn fn, worker_done_fn done, void *arg,
 				 enum worker_refusal *why);
 
-/* Loop thread only, on a job whose done has not been called yet: done will
+/* On the submitting loop's thread only, on a job whose done has not been called yet: done will
  * be called with cancelled = true. Returns true when the job was still
  * waiting, so its function will never run. */
 bool worker_cancel(struct worker_job *j);

@@ -22,7 +22,9 @@ Fixtures (function scope unless noted)
       "--audit-log" in args to take over; allow=() and lift_guards=() add
       none, dns=False leaves the system resolver, audit=False no audit file).
       The environment has no TAILFENCE_* or TAILSCALE_ADVERTISE_ROUTES
-      variables unless env= sets them. Returns a Tailfence (see below). At teardown
+      variables unless env= sets them, but TAILFENCE_THREADS when
+      $TAILFENCE_TEST_THREADS is set (env={"TAILFENCE_THREADS": None}
+      leaves it out). Returns a Tailfence (see below). At teardown
       every daemon still running gets SIGTERM and must exit 0.
   tailfence_cli(*args, input=None, env=None) -> CompletedProcess
       Runs a subcommand to completion (`tailfence check ...`, `audit verify`).
@@ -285,7 +287,11 @@ def tailfence(tailfence_bin, tmp_path):
         for k in list(daemon_env):
             if k.startswith("TAILFENCE_"):
                 del daemon_env[k]
+        if os.environ.get("TAILFENCE_TEST_THREADS"):
+            daemon_env["TAILFENCE_THREADS"] = os.environ["TAILFENCE_TEST_THREADS"]
         daemon_env.update(env or {})
+        for k in [k for k, v in daemon_env.items() if v is None]:
+            del daemon_env[k]  # env={"NAME": None}: not set at all
         d = Tailfence(tailfence_bin, argv, ports, audit_path,
                       tmp_path / ("tailfence-%d.log" % n), daemon_env)
         started.append(d)

@@ -740,7 +740,7 @@ class Proc:
 
 
 # Exit statuses sanitizer_env() gives ASan, UBSan and LSan.
-SANITIZER_EXIT_CODES = (86, 87, 88)
+SANITIZER_EXIT_CODES = (86, 87, 88, 89)
 
 
 def sanitizer_env(env):
@@ -752,6 +752,11 @@ def sanitizer_env(env):
                    "exitcode=86:detect_stack_use_after_return=1:strict_string_checks=1")
     env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1:exitcode=87")
     env.setdefault("LSAN_OPTIONS", "exitcode=88")
+    tsan = "halt_on_error=0:exitcode=89:second_deadlock_stack=1"
+    supp = os.path.join(os.path.dirname(__file__), "..", "tsan.supp")
+    if os.path.exists(supp):
+        tsan += ":suppressions=" + os.path.abspath(supp)
+    env.setdefault("TSAN_OPTIONS", tsan)
     for sym in ("/usr/bin/llvm-symbolizer", "/usr/bin/llvm-symbolizer-14"):
         if os.path.exists(sym):
             env.setdefault("ASAN_SYMBOLIZER_PATH", sym)
@@ -891,6 +896,8 @@ def audit_records(lines):
 
 # Lines that mean AddressSanitizer, LeakSanitizer or UBSan reported something.
 SANITIZER_MARKERS = (
+    "WARNING: ThreadSanitizer",
+    "ERROR: ThreadSanitizer",
     "ERROR: AddressSanitizer",
     "ERROR: LeakSanitizer",
     "WARNING: AddressSanitizer",

@@ -81,6 +81,7 @@ VARIABLES = [
     ("TAILFENCE_SHUTDOWN_GRACE", "0", ["limits", "shutdown_grace"], "0s"),
     ("TAILFENCE_MAX_HEAD_BYTES", "2048", ["limits", "max_head_bytes"], 2048),
     ("TAILFENCE_MAX_CONNECTIONS", "77", ["limits", "max_connections"], 77),
+    ("TAILFENCE_THREADS", "3", ["threads"], 3),
     ("TAILFENCE_BUFFER_BYTES", "8192", ["limits", "buffer_bytes"], 8192),
     ("TAILFENCE_RELAY", "copy", ["limits", "relay"], "copy"),
     ("TAILFENCE_UDP_DESTINATIONS", "5", ["limits", "udp_destinations"], 5),

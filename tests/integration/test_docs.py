@@ -145,6 +145,8 @@ _MASKS = [
     (re.compile(r"(?<=[0-9\]]:)\d{5}\b"), "<PORT>"),
     (re.compile(r"\b[0-9a-f]{16,}\b"), "<HEX>"),
     (re.compile(r"/tmp/[A-Za-z0-9_.-]+"), "/tmp/<TMP>"),
+    # one event loop per CPU by default: the count is the machine's
+    (re.compile(r"\b\d+ event loops? \(threads\)"), "<N> event loops (threads)"),
 ]
 
 

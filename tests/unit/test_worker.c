@@ -171,7 +171,7 @@ static void drain(struct event_base *base, int n)
 
 static void test_bounds(struct event_base *base)
 {
-	struct worker *w = worker_new(base, &limits);
+	struct worker *w = worker_new(&limits);
 	CHECK(w != NULL, "worker_new");
 	if (!w)
 		return;
@@ -183,7 +183,7 @@ static void test_bounds(struct event_base *base)
 		case SUBMIT: {
 			struct cidr_addr key = client(s->client);
 			enum worker_refusal why = WORKER_NO_MEMORY;
-			j->handle = worker_submit(w, &key, job_fn, job_done, j, &why);
+			j->handle = worker_submit(w, base, &key, job_fn, job_done, j, &why);
 			j->submitted = j->handle != NULL;
 			CHECK((int)why == s->want && j->submitted == (s->want == WORKER_ACCEPTED),
 			      "step %zu: job %d from %s: %s, want %s", i, s->id, s->client,
@@ -244,14 +244,14 @@ static void test_free_undelivered(struct event_base *base)
 	delivered = 0;
 	started = 0;
 	set_gate(true);
-	struct worker *w = worker_new(base, &limits);
+	struct worker *w = worker_new(&limits);
 	CHECK(w != NULL, "worker_new");
 	if (!w)
 		return;
 	for (int id = 0; id < 3; id++) {
 		struct cidr_addr key = client("127.0.0.9");
 		enum worker_refusal why;
-		jobs[id].handle = worker_submit(w, &key, job_fn, job_done, &jobs[id], &why);
+		jobs[id].handle = worker_submit(w, base, &key, job_fn, job_done, &jobs[id], &why);
 		CHECK(jobs[id].handle != NULL, "submit %d: %s", id, worker_refusal_str(why));
 	}
 	wait_started(3);
@@ -265,13 +265,13 @@ static void test_free_undelivered(struct event_base *base)
 	CHECK(delivered == 3, "%d deliveries", delivered);
 }
 
-static void test_limits(struct event_base *base)
+static void test_limits(void)
 {
 	static const struct worker_limits bad[] = {
 		{ 0, 6, 3 }, { WORKER_MAX_THREADS + 1, 6, 3 }, { 2, 0, 3 }, { 2, 6, 0 },
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
-		CHECK(worker_new(base, &bad[i]) == NULL, "limits %zu accepted", i);
+		CHECK(worker_new(&bad[i]) == NULL, "limits %zu accepted", i);
 	unsigned n = worker_default_threads();
 	CHECK(n >= 1 && n <= WORKER_MAX_THREADS, "default threads %u", n);
 }
@@ -283,7 +283,7 @@ int main(void)
 	CHECK(base != NULL, "event_base_new");
 	if (!base)
 		return 1;
-	test_limits(base);
+	test_limits();
 	test_bounds(base);
 	test_free_undelivered(base);
 	event_base_free(base);
