@@ -120,6 +120,8 @@ static void loop_admit_held(struct gateway_loop *l)
 		struct gateway_waiting *w = &l->waiting[i++];
 		loop_admit(l, w->gl, w->fd, (const struct sockaddr *)&w->sa, w->salen);
 	}
+	if (i == 0)
+		return;
 	memmove(l->waiting, l->waiting + i, (l->n_waiting - i) * sizeof *l->waiting);
 	l->n_waiting -= i;
 }
