@@ -123,6 +123,8 @@ start_tailscaled() { # socks5-port http-port
 start_tailfence "$TF" 7080 direct; add_row "tailfence" 127.0.0.1:7080 "$!" direct both
 start_tailfence "$TF" 7082 direct --relay copy
 add_row "tailfence --relay copy" 127.0.0.1:7082 "$!" direct none
+start_tailfence "$TF" 7086 direct --threads 1
+add_row "tailfence --threads 1" 127.0.0.1:7086 "$!" direct none
 
 if command -v microsocks >/dev/null; then
 	start_microsocks 7090

@@ -187,6 +187,26 @@ bool conn_audit_decision(struct conn *c, const struct target_verdict *v,
 	return ok;
 }
 
+/* ---------- the protocol's state ---------- */
+
+static bool conn_make_state(struct conn *c)
+{
+	c->ps = calloc(1, sizeof *c->ps);
+	return c->ps != NULL;
+}
+
+/* Wipes and frees the protocol's state (it is done with it). */
+static void conn_drop_state(struct conn *c)
+{
+	if (!c->ps)
+		return;
+	if (c->proto->clear)
+		c->proto->clear(c);
+	free(c->ps);
+	c->ps = NULL;
+	c->userid = NULL;	/* pointed into it */
+}
+
 /* ---------- close ---------- */
 
 void conn_close(struct conn *c, const char *end, const char *error)
@@ -234,8 +254,7 @@ void conn_close(struct conn *c, const char *end, const char *error)
 		log_debug("conn %llu: password check %s", (unsigned long long)c->id,
 			  dropped ? "dropped before it ran" : "already running; result discarded");
 	}
-	if (c->proto->clear)
-		c->proto->clear(c);
+	conn_drop_state(c);
 	if (c->resolve)
 		resolve_cancel(c->resolve);
 	audit_wait_cancel(env->audit_port, &c->audit_wait);
@@ -266,6 +285,8 @@ static void conn_start_relay(struct conn *c, struct bufferevent *up, const struc
 {
 	evtimer_del(c->timer);
 	c->state = CONN_RELAY;
+	if (!c->proto->state_in_relay)
+		conn_drop_state(c);
 	c->relay = relay_start(c->client, up, p, conn_relay_done, c);
 	if (!c->relay) {
 		bufferevent_free(up);
@@ -635,6 +656,10 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
 		uint8_t first;
 		if (evbuffer_copyout(bufferevent_get_input(c->client), &first, 1) != 1)
 			return;
+		if (!conn_make_state(c)) {
+			conn_close(c, "error", "out of memory");
+			return;
+		}
 		if (first == 0x05 || first == 0x04)
 			conn_socks_begin(c);
 		else

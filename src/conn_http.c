@@ -89,7 +89,7 @@ static size_t conn_body_take(void *arg, struct evbuffer *in, bool *done)
 	if (len == 0) {
 		/* Nothing pending: only a body-less request can be complete. */
 		size_t used = 0;
-		*done = httpproxy_body_feed(&c->body, "", 0, &used) == HTTPPROXY_DONE;
+		*done = httpproxy_body_feed(&c->ps->http.body, "", 0, &used) == HTTPPROXY_DONE;
 		return 0;
 	}
 	/* Walk the buffer's chains in place, a few at a time. */
@@ -102,7 +102,7 @@ static size_t conn_body_take(void *arg, struct evbuffer *in, bool *done)
 			break;
 		for (int i = 0; i < n && i < 8; i++) {
 			size_t used = 0;
-			enum httpproxy_step st = httpproxy_body_feed(&c->body, vec[i].iov_base,
+			enum httpproxy_step st = httpproxy_body_feed(&c->ps->http.body, vec[i].iov_base,
 								     vec[i].iov_len, &used);
 			total += used;
 			if (st == HTTPPROXY_ERROR)
@@ -120,17 +120,17 @@ static size_t conn_body_take(void *arg, struct evbuffer *in, bool *done)
 static void conn_http_forward_connected(struct conn *c, const struct upstream_result *res,
 					struct relay_params *p)
 {
-	bufferevent_write(res->bev, c->http.origin_head, c->http.origin_head_len);
-	c->head_up = c->http.origin_head_len;
-	httpproxy_body_init(&c->body, &c->http);
+	bufferevent_write(res->bev, c->ps->http.req.origin_head, c->ps->http.req.origin_head_len);
+	c->head_up = c->ps->http.req.origin_head_len;
+	httpproxy_body_init(&c->ps->http.body, &c->ps->http.req);
 	p->limiter.take = conn_body_take;
 	p->limiter.arg = c;
 }
 
 static void conn_http_clear(struct conn *c)
 {
-	if (c->http_parsed)
-		httpproxy_request_clear(&c->http);
+	if (c->ps->http.parsed)
+		httpproxy_request_clear(&c->ps->http.req);
 }
 
 static const struct conn_proto conn_proto_http_connect = {
@@ -152,6 +152,7 @@ static const struct conn_proto conn_proto_http = {
 	.connected = conn_http_forward_connected,
 	.refuse = conn_http_refuse,
 	.clear = conn_http_clear,
+	.state_in_relay = true,
 };
 
 /* A head that did not arrive in time is answered like a forward request's
@@ -191,36 +192,36 @@ static void conn_http_read(struct conn *c)
 	 * one is answered at once), and once the head has ended or passed the
 	 * limit. A client dribbling its head costs linear time. */
 	if (look <= max) {
-		size_t end = text_http_head_end(p, look, c->http_scanned);
-		bool first_line = !c->http_line_checked && memchr(p, '\n', look);
-		c->http_scanned = look;
+		size_t end = text_http_head_end(p, look, c->ps->http.scanned);
+		bool first_line = !c->ps->http.line_checked && memchr(p, '\n', look);
+		c->ps->http.scanned = look;
 		if (!end && !first_line)
 			return;
-		c->http_line_checked = true;
+		c->ps->http.line_checked = true;
 	}
-	if (c->http_parsed)
-		httpproxy_request_clear(&c->http);
-	c->http_parsed = true;
-	enum httpproxy_step st = httpproxy_parse_request(&c->http, p, look, max, &used);
+	if (c->ps->http.parsed)
+		httpproxy_request_clear(&c->ps->http.req);
+	c->ps->http.parsed = true;
+	enum httpproxy_step st = httpproxy_parse_request(&c->ps->http.req, p, look, max, &used);
 	if (st == HTTPPROXY_NEED_MORE)
 		return;
 	/* Parsed: the head as sent (Proxy-Authorization included) has served. */
 	OPENSSL_cleanse((void *)(uintptr_t)p, st == HTTPPROXY_DONE ? used : look);
-	c->proto = c->http.kind == HTTPPROXY_CONNECT ? &conn_proto_http_connect : &conn_proto_http;
+	c->proto = c->ps->http.req.kind == HTTPPROXY_CONNECT ? &conn_proto_http_connect : &conn_proto_http;
 	if (st == HTTPPROXY_ERROR) {
-		snprintf(c->last_error, sizeof c->last_error, "%s", c->http.why);
+		snprintf(c->last_error, sizeof c->last_error, "%s", c->ps->http.req.why);
 		log_info("conn %llu: %s: %s", (unsigned long long)c->id, c->client_text,
 			 c->last_error);
-		conn_http_error(c, c->http.status, c->http.why);
+		conn_http_error(c, c->ps->http.req.status, c->ps->http.req.why);
 		conn_flush_close(c, "protocol_error");
 		return;
 	}
 	evbuffer_drain(in, used);
-	if (!conn_set_target(c, c->http.host, strlen(c->http.host), c->http.port))
+	if (!conn_set_target(c, c->ps->http.req.host, strlen(c->ps->http.req.host), c->ps->http.req.port))
 		return;
 
 	if (auth_users_count(c->cfg->users) > 0) {
-		if (!c->http.have_credentials) {
+		if (!c->ps->http.req.have_credentials) {
 			/* The normal first step of a Basic login, and still a
 			 * refusal: a decision record naming the target. */
 			struct policy_decision d = { .action = POLICY_DENY, .rule = -1,
@@ -231,9 +232,9 @@ static void conn_http_read(struct conn *c)
 			conn_flush_close(c, "auth_required");
 			return;
 		}
-		conn_login(c, c->http.user, c->http.pass, sizeof c->http.pass);
+		conn_login(c, c->ps->http.req.user, c->ps->http.req.pass, sizeof c->ps->http.req.pass);
 		return;
 	}
-	OPENSSL_cleanse(c->http.pass, sizeof c->http.pass);	/* no users: unused */
+	OPENSSL_cleanse(c->ps->http.req.pass, sizeof c->ps->http.req.pass);	/* no users: unused */
 	conn_target_ready(c);
 }

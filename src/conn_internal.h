@@ -92,9 +92,26 @@ struct conn_proto {
 	/* Queues the answer to a request that will not be served (why may be
 	 * NULL; NULL: nothing to answer). */
 	void (*refuse)(struct conn *c, enum conn_failure f, const char *why);
-	/* At close: wipes the credentials the protocol's state may hold and
-	 * frees what it owns (NULL: nothing). */
+	/* Before c->ps is freed (at the relay's start or at close): wipes the
+	 * credentials the protocol's state may hold and frees what it owns
+	 * (NULL: nothing). */
 	void (*clear)(struct conn *c);
+	/* The relay still needs c->ps (the body limit of a forwarded
+	 * request). */
+	bool state_in_relay;
+};
+
+/* The state a protocol keeps while it reads, answers and (HTTP forward)
+ * limits a request. */
+union conn_proto_state {
+	struct socks_server socks;		/* conn_socks.c */
+	struct {				/* conn_http.c */
+		struct httpproxy_request req;
+		bool parsed;
+		size_t scanned;		/* head bytes known not to end the head */
+		bool line_checked;	/* the request line was parsed once */
+		struct httpproxy_body body;
+	} http;
 };
 
 /* The family's handshake, once the sniff has picked it: set c->proto and
@@ -125,16 +142,10 @@ struct conn {
 	struct event *timer;		/* handshake timeout, auth delay, flush limit */
 
 	/* The protocol's own state: one family's, as the sniff picked it. */
-	union {
-		struct socks_server socks;		/* conn_socks.c */
-		struct {				/* conn_http.c */
-			struct httpproxy_request http;
-			bool http_parsed;
-			size_t http_scanned;	/* head bytes known not to end the head */
-			bool http_line_checked;	/* the request line was parsed once */
-			struct httpproxy_body body;
-		};
-	};
+	/* The protocol's own state: from the sniff until the relay starts
+	 * (a forwarded HTTP request keeps it, for its body's limit), then
+	 * freed, so that an idle tunnel does not carry its handshake. */
+	union conn_proto_state *ps;
 	const char *userid;		/* SOCKS4: what the client calls itself */
 
 	char user[256];			/* logged in as (or, refused, who tried) */

@@ -80,9 +80,9 @@ static void conn_socks4_connected(struct conn *c, const struct upstream_result *
 
 static void conn_socks5_login_ok(struct conn *c)
 {
-	socks5_server_auth_result(&c->socks, true);
-	conn_send(c, c->socks.out, c->socks.out_len);
-	c->socks.out_len = 0;
+	socks5_server_auth_result(&c->ps->socks, true);
+	conn_send(c, c->ps->socks.out, c->ps->socks.out_len);
+	c->ps->socks.out_len = 0;
 	c->state = CONN_REQUEST;
 	bufferevent_enable(c->client, EV_READ);
 	conn_socks_read(c);	/* the request may be buffered already */
@@ -91,14 +91,14 @@ static void conn_socks5_login_ok(struct conn *c)
 static void conn_socks5_login_failed(struct conn *c, const char *busy)
 {
 	(void)busy;	/* RFC 1929 has one failure status */
-	socks5_server_auth_result(&c->socks, false);
-	conn_send(c, c->socks.out, c->socks.out_len);
+	socks5_server_auth_result(&c->ps->socks, false);
+	conn_send(c, c->ps->socks.out, c->ps->socks.out_len);
 	conn_flush_close(c, "auth_failed");
 }
 
 static void conn_socks_clear(struct conn *c)
 {
-	socks_server_wipe(&c->socks);
+	socks_server_wipe(&c->ps->socks);
 }
 
 /* The greeting, until a request (or a login) says the version. */
@@ -148,8 +148,8 @@ void conn_socks_begin(struct conn *c)
 	/* With users, only username/password; without, no-auth whenever the
 	 * client offers it (no credentials to check). */
 	bool auth = auth_users_count(c->cfg->users) > 0;
-	socks_server_init(&c->socks, !auth, auth);
-	c->socks.allow_udp = c->cfg->udp;
+	socks_server_init(&c->ps->socks, !auth, auth);
+	c->ps->socks.allow_udp = c->cfg->udp;
 	c->proto = &conn_proto_socks;
 	c->state = CONN_REQUEST;
 }
@@ -179,7 +179,7 @@ static void conn_udp_start(struct conn *c)
 		.env = c->env, .cfg = c->cfg, .conn_id = c->id,
 		.client_text = c->client_text, .listener_text = c->listener_text,
 		.user = c->user[0] ? c->user : NULL, .client_addr = c->client_addr,
-		.want_port = c->socks.target.is_name ? 0 : c->socks.target.port,
+		.want_port = c->ps->socks.target.is_name ? 0 : c->ps->socks.target.port,
 		.local_len = sizeof p.local,
 	};
 	struct cidr_addr bnd;
@@ -201,7 +201,7 @@ static void conn_udp_start(struct conn *c)
 
 static void conn_socks_request(struct conn *c)
 {
-	struct socks_server *s = &c->socks;
+	struct socks_server *s = &c->ps->socks;
 
 	if (s->version == 5 && s->cmd == SOCKS_CMD_UDP_ASSOCIATE) {
 		conn_udp_start(c);
@@ -236,7 +236,7 @@ static void conn_socks_request(struct conn *c)
 static void conn_socks_read(struct conn *c)
 {
 	struct evbuffer *in = bufferevent_get_input(c->client);
-	struct socks_server *s = &c->socks;
+	struct socks_server *s = &c->ps->socks;
 
 	while (c->state == CONN_REQUEST) {
 		size_t len = evbuffer_get_length(in);
