@@ -16,7 +16,6 @@
 
 #include "tailfence/audit.h"
 
-#include <cjson/cJSON.h>
 #include <openssl/types.h>
 
 #include <pthread.h>
@@ -263,7 +262,7 @@ struct audit {
 	TAILQ_HEAD(audit_waiters, audit_waiter) waiters;
 	uint64_t loop_resolved;	/* the last ticket the loop has seen resolved */
 
-	cJSON *recovery;	/* recovery record for audit_start(), or NULL */
+	struct audit_json recovery;	/* recovery record for audit_start(), or empty */
 
 	struct audit_sink *sinks;
 	size_t n_sinks;
@@ -278,13 +277,17 @@ struct audit {
 
 /* --------------------------------------------------- records and the queue */
 
-/* A new record {"v":1,"ts":NOW,"type":type} (caller owns it). */
-cJSON *audit_record_new(const char *type);
-
-/* Adds string v as k (null for NULL). Every string goes into a record as
- * valid UTF-8 (bytes that are not become U+FFFD), so strict JSON readers
- * never drop a hostile record. */
-void audit_record_add_str(cJSON *o, const char *k, const char *v);
+/* The records, formatted with the time ts ("2024-05-01T12:00:00.123Z",
+ * audit_format_ts) into j (audit_json_begin to audit_json_end). False when
+ * memory ran out. A decision the trail refuses (refuse: fail-closed and
+ * unhealthy) says so in the record. An event of type "start" carries the
+ * version and pid. */
+bool audit_fmt_decision(struct audit_json *j, const char *ts, const struct audit_decision *d,
+			bool refuse);
+bool audit_fmt_close(struct audit_json *j, const char *ts, const struct audit_close *c);
+bool audit_fmt_tailnet(struct audit_json *j, const char *ts, const struct audit_tailnet *t);
+bool audit_fmt_event(struct audit_json *j, const char *ts, const char *type, const char *detail,
+		     int pid);
 
 /* Resolves every ticket up to hi: written (ok) or not. Wakes the loop when
  * connections may be waiting, and audit_start(). Writer thread. */
