@@ -262,10 +262,10 @@ static const char *rstr(bool may_null)
 	size_t parts;
 	if (r < 25)
 		parts = 0;
-	else if (r < 97)
+	else if (r < 99)
 		parts = 1 + below(12);
 	else
-		parts = 500 + below(3000);	/* long: beyond the first buffer */
+		parts = 300 + below(1500);	/* long: beyond the first buffer */
 	size_t cap = 1, len = 0;
 	char *s = malloc(cap);
 	for (size_t i = 0; i < parts; i++) {
@@ -597,7 +597,7 @@ static void test_trail(unsigned n)
 
 int main(void)
 {
-	unsigned n = 10000;
+	unsigned n = 4000;
 	const char *e = getenv("TAILFENCE_TEST_N");
 	if (e)
 		n = (unsigned)strtoul(e, NULL, 10);
