@@ -22,12 +22,13 @@ GROUPS = [
                      "cJSON_Delete"]),
     ("clock", ["clock_gettime", "__clock_gettime", "gettimeofday", "time"]),
     ("audit records", ["audit_decision", "audit_close", "cJSON_PrintUnformatted",
-                       "writer_main"]),
+                       "audit_json_str", "writer_main"]),
 ]
 # Whose calls to these are listed.
 WHO_CALLS = ["event_new", "event_assign", "clock_gettime", "__clock_gettime", "gettimeofday"]
 # Inclusive shares of these, of all instructions the daemon ran.
 SHARES = ["audit_decision", "audit_close", "writer_main", "cJSON_PrintUnformatted",
+          "audit_fmt_decision", "audit_fmt_close",
           "policy_decide", "upstream_dial", "relay_start"]
 
 

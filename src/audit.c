@@ -1,8 +1,8 @@
 /*
  * audit: the audit trail's records and the way to the writer thread.
  *
- * Callers (the event loop) format a record with cJSON on their own thread
- * and append it to a mutex-protected byte queue; the writer thread
+ * Callers (the event loop) format a record (audit_json.c) on their own
+ * thread and append it to a mutex-protected byte queue; the writer thread
  * (audit_writer.c) takes the queue, adds the chain fields ("seq", "prev",
  * "mac", audit_chain.c) in queue order, and writes the lines to every sink
  * (audit_sink.c). A sink that cannot be written keeps its pending bytes
@@ -25,9 +25,7 @@
 #include "audit_internal.h"
 
 #include "tailfence/log.h"
-#include "tailfence/text.h"
 
-#include <cjson/cJSON.h>
 #include <event2/event.h>
 
 #include <errno.h>
@@ -93,84 +91,42 @@ int64_t audit_mono_ms(void)
 
 /* --------------------------------------------------------------- records */
 
-cJSON *audit_record_new(const char *type)
-{
-	cJSON *o = cJSON_CreateObject();
-	char ts[48];
-	audit_format_ts(ts, sizeof ts);
-	cJSON_AddNumberToObject(o, "v", 1);
-	cJSON_AddStringToObject(o, "ts", ts);
-	cJSON_AddStringToObject(o, "type", type);
-	return o;
-}
-
-void audit_record_add_str(cJSON *o, const char *k, const char *v)
-{
-	if (!v) {
-		cJSON_AddNullToObject(o, k);
-		return;
-	}
-	size_t len = strlen(v);
-	bool valid = true;
-	for (size_t i = 0; i < len && valid;) {
-		unsigned cp;
-		size_t n = text_utf8_next(v + i, len - i, &cp);
-		valid = n > 0;
-		i += n;
-	}
-	if (valid) {
-		cJSON_AddStringToObject(o, k, v);
-		return;
-	}
-	char *clean = malloc(3 * len + 1);
-	if (!clean) {
-		cJSON_AddNullToObject(o, k);
-		return;
-	}
-	text_utf8_sanitize(v, len, clean, 3 * len + 1);
-	cJSON_AddStringToObject(o, k, clean);
-	free(clean);
-}
-
 /* The urgency of a record someone waits for, or may. */
 static enum audit_urgency ack_urgency(const struct audit *a)
 {
 	return a->durability == AUDIT_DURABILITY_QUEUED ? AUDIT_URGENCY_FLUSH : AUDIT_URGENCY_ACK;
 }
 
-/* Queues a formatted record (takes ownership of o) and gives it the next
- * ticket. Returns false when the queue was full and the record was
- * dropped. */
-static bool enqueue(struct audit *a, cJSON *o, enum audit_urgency urgency)
+/* Queues a formatted record (ok: j holds the complete line; false: memory
+ * ran out while formatting it) and gives it the next ticket; frees j's
+ * buffer. Returns false when the record was lost or the queue was full and
+ * it was dropped. */
+static bool enqueue(struct audit *a, struct audit_json *j, bool ok, enum audit_urgency urgency)
 {
-	char *s = cJSON_PrintUnformatted(o);
-	cJSON_Delete(o);
-	if (!s) {
+	if (!ok) {
+		audit_json_free(j);
 		pthread_mutex_lock(&a->mu);
 		a->dropped++;
 		atomic_store(&a->healthy, false);
 		pthread_mutex_unlock(&a->mu);
 		return false;
 	}
-	size_t n = strlen(s);
-	s[n] = '\n';	/* replaces the NUL; the line is used by length */
-	bool ok;
+	size_t n = j->b.len;	/* with its '\n' */
 	pthread_mutex_lock(&a->mu);
-	if (a->queue.len + n + 1 > AUDIT_QUEUE_MAX || !audit_buf_add(&a->queue, s, n + 1)) {
+	if (a->queue.len + n > AUDIT_QUEUE_MAX || !audit_buf_add(&a->queue, j->b.p, n)) {
 		a->dropped++;
 		atomic_fetch_add(&a->stat_dropped, 1);
 		atomic_store(&a->healthy, false);
 		ok = false;
 	} else {
-		ok = true;
 		a->tickets++;
 		bool signal = false;
 		a->queue_records++;
-		if (a->queue.len == n + 1) {
+		if (a->queue.len == n) {
 			a->first_enq_ms = audit_mono_ms();
 			signal = true;
 		} else if (a->queue.len >= AUDIT_WAKE_BYTES &&
-			   a->queue.len - (n + 1) < AUDIT_WAKE_BYTES) {
+			   a->queue.len - n < AUDIT_WAKE_BYTES) {
 			signal = true;
 		}
 		if ((int)urgency > a->urgency) {
@@ -181,145 +137,184 @@ static bool enqueue(struct audit *a, cJSON *o, enum audit_urgency urgency)
 			pthread_cond_signal(&a->cv);
 	}
 	pthread_mutex_unlock(&a->mu);
-	free(s);
+	audit_json_free(j);
 	return ok;
 }
 
 /* "direction": "inbound" and who connected, at the end of the record. */
-static void add_inbound(cJSON *o, const struct audit_inbound *ib)
+static void add_inbound(struct audit_json *j, const struct audit_inbound *ib)
 {
 	if (!ib)
 		return;
-	cJSON_AddStringToObject(o, "direction", "inbound");
-	audit_record_add_str(o, "service", ib->service);
-	audit_record_add_str(o, "tailnet_addr", ib->tailnet_addr);
-	audit_record_add_str(o, "tailnet_node", ib->node);
-	audit_record_add_str(o, "tailnet_node_id", ib->node_id);
-	audit_record_add_str(o, "tailnet_user", ib->user);
+	audit_json_str(j, "direction", "inbound");
+	audit_json_str(j, "service", ib->service);
+	audit_json_str(j, "tailnet_addr", ib->tailnet_addr);
+	audit_json_str(j, "tailnet_node", ib->node);
+	audit_json_str(j, "tailnet_node_id", ib->node_id);
+	audit_json_str(j, "tailnet_user", ib->user);
 	if (ib->node) {
-		cJSON *tags = cJSON_AddArrayToObject(o, "tailnet_tags");
-		for (size_t i = 0; i < ib->n_tags; i++) {
-			/* add_str's UTF-8 care, for an array element */
-			cJSON *tmp = cJSON_CreateObject();
-			audit_record_add_str(tmp, "t", ib->tags[i]);
-			cJSON_AddItemToArray(tags, cJSON_DetachItemFromObject(tmp, "t"));
-			cJSON_Delete(tmp);
-		}
+		audit_json_open(j, "tailnet_tags", '[');
+		for (size_t i = 0; i < ib->n_tags; i++)
+			audit_json_str(j, NULL, ib->tags[i]);
+		audit_json_close(j, ']');
 	} else {
-		cJSON_AddNullToObject(o, "tailnet_tags");
+		audit_json_null(j, "tailnet_tags");
 	}
+}
+
+bool audit_fmt_decision(struct audit_json *j, const char *ts, const struct audit_decision *d,
+			bool refuse)
+{
+	audit_json_begin(j, "decision", ts);
+	audit_json_u64(j, "conn", d->conn_id);
+	audit_json_str(j, "client", d->client);
+	audit_json_str(j, "listener", d->listener);
+	audit_json_str(j, "proto", d->proto);
+	audit_json_str(j, "user", d->user);
+	audit_json_str(j, "host", d->host);
+	audit_json_u64(j, "port", d->port);
+	audit_json_str(j, "addr", d->addr);
+	if (refuse) {
+		/* The caller refuses the connection: the record says so. */
+		audit_json_str(j, "verdict", "deny");
+		audit_json_str(j, "rule", d->rule);
+		audit_json_str(j, "guard", "audit");
+		char why[512];
+		snprintf(why, sizeof why,
+			 "audit trail cannot be written (on_failure=deny)%s%s",
+			 d->reason ? "; policy said: " : "", d->reason ? d->reason : "");
+		audit_json_str(j, "reason", why);
+	} else {
+		audit_json_str(j, "verdict", d->allow ? "allow" : "deny");
+		audit_json_str(j, "rule", d->rule);
+		audit_json_str(j, "guard", d->guard);
+		audit_json_str(j, "reason", d->reason);
+	}
+	audit_json_str(j, "upstream", d->upstream);
+	audit_json_str(j, "path", d->path);
+	if (d->peer_name) {
+		audit_json_open(j, "peer", '{');
+		audit_json_str(j, "name", d->peer_name);
+		audit_json_str(j, "id", d->peer_id);
+		audit_json_str(j, "route", d->peer_route);
+		audit_json_close(j, '}');
+	} else {
+		audit_json_null(j, "peer");
+	}
+	audit_json_str(j, "userid", d->userid);
+	add_inbound(j, d->inbound);
+	return audit_json_end(j);
 }
 
 bool audit_decision(struct audit *a, const struct audit_decision *d)
 {
 	bool refuse = a->fail_closed && !atomic_load(&a->healthy);
-	cJSON *o = audit_record_new("decision");
-	cJSON_AddNumberToObject(o, "conn", (double)d->conn_id);
-	audit_record_add_str(o, "client", d->client);
-	audit_record_add_str(o, "listener", d->listener);
-	audit_record_add_str(o, "proto", d->proto);
-	audit_record_add_str(o, "user", d->user);
-	audit_record_add_str(o, "host", d->host);
-	cJSON_AddNumberToObject(o, "port", d->port);
-	audit_record_add_str(o, "addr", d->addr);
-	if (refuse) {
-		/* The caller refuses the connection: the record says so. */
-		cJSON_AddStringToObject(o, "verdict", "deny");
-		audit_record_add_str(o, "rule", d->rule);
-		cJSON_AddStringToObject(o, "guard", "audit");
-		char why[512];
-		snprintf(why, sizeof why,
-			 "audit trail cannot be written (on_failure=deny)%s%s",
-			 d->reason ? "; policy said: " : "", d->reason ? d->reason : "");
-		audit_record_add_str(o, "reason", why);
-	} else {
-		cJSON_AddStringToObject(o, "verdict", d->allow ? "allow" : "deny");
-		audit_record_add_str(o, "rule", d->rule);
-		audit_record_add_str(o, "guard", d->guard);
-		audit_record_add_str(o, "reason", d->reason);
-	}
-	audit_record_add_str(o, "upstream", d->upstream);
-	audit_record_add_str(o, "path", d->path);
-	if (d->peer_name) {
-		cJSON *peer = cJSON_AddObjectToObject(o, "peer");
-		audit_record_add_str(peer, "name", d->peer_name);
-		audit_record_add_str(peer, "id", d->peer_id);
-		audit_record_add_str(peer, "route", d->peer_route);
-	} else {
-		cJSON_AddNullToObject(o, "peer");
-	}
-	audit_record_add_str(o, "userid", d->userid);
-	add_inbound(o, d->inbound);
-	bool queued = enqueue(a, o, ack_urgency(a));
+	char ts[48];
+	audit_format_ts(ts, sizeof ts);
+	struct audit_json j = { 0 };
+	bool ok = audit_fmt_decision(&j, ts, d, refuse);
+	bool queued = enqueue(a, &j, ok, ack_urgency(a));
 	if (!a->fail_closed)
 		return true;
 	return !refuse && queued;
 }
 
+bool audit_fmt_close(struct audit_json *j, const char *ts, const struct audit_close *c)
+{
+	audit_json_begin(j, "close", ts);
+	audit_json_u64(j, "conn", c->conn_id);
+	audit_json_str(j, "client", c->client);
+	audit_json_str(j, "proto", c->proto);
+	audit_json_str(j, "addr", c->addr);
+	audit_json_u64(j, "bytes_up", c->bytes_up);
+	audit_json_u64(j, "bytes_down", c->bytes_down);
+	audit_json_u64(j, "duration_ms", c->duration_ms);
+	audit_json_str(j, "end", c->end);
+	audit_json_str(j, "error", c->error);
+	if (c->udp) {
+		audit_json_u64(j, "datagrams_up", c->datagrams_up);
+		audit_json_u64(j, "datagrams_down", c->datagrams_down);
+		audit_json_u64(j, "dropped", c->dropped);
+	}
+	add_inbound(j, c->inbound);
+	return audit_json_end(j);
+}
+
 void audit_close(struct audit *a, const struct audit_close *c)
 {
-	cJSON *o = audit_record_new("close");
-	cJSON_AddNumberToObject(o, "conn", (double)c->conn_id);
-	audit_record_add_str(o, "client", c->client);
-	audit_record_add_str(o, "proto", c->proto);
-	audit_record_add_str(o, "addr", c->addr);
-	cJSON_AddNumberToObject(o, "bytes_up", (double)c->bytes_up);
-	cJSON_AddNumberToObject(o, "bytes_down", (double)c->bytes_down);
-	cJSON_AddNumberToObject(o, "duration_ms", (double)c->duration_ms);
-	audit_record_add_str(o, "end", c->end);
-	audit_record_add_str(o, "error", c->error);
-	if (c->udp) {
-		cJSON_AddNumberToObject(o, "datagrams_up", (double)c->datagrams_up);
-		cJSON_AddNumberToObject(o, "datagrams_down", (double)c->datagrams_down);
-		cJSON_AddNumberToObject(o, "dropped", (double)c->dropped);
-	}
-	add_inbound(o, c->inbound);
+	char ts[48];
+	audit_format_ts(ts, sizeof ts);
+	struct audit_json j = { 0 };
+	bool ok = audit_fmt_close(&j, ts, c);
 	/* Nobody waits for a close record, but with "written" or "synced" it is
 	 * written at once: a crash then loses only those of connections still
 	 * open, and the recovery record names exactly those. */
-	enqueue(a, o, a->durability == AUDIT_DURABILITY_QUEUED ? AUDIT_URGENCY_FLUSH : AUDIT_URGENCY_WRITE);
+	enqueue(a, &j, ok,
+		a->durability == AUDIT_DURABILITY_QUEUED ? AUDIT_URGENCY_FLUSH : AUDIT_URGENCY_WRITE);
 }
 
-static void add_carried(cJSON *o, const char *key, const struct audit_carried *v, size_t n)
+static void add_carried(struct audit_json *j, const char *key, const struct audit_carried *v,
+			size_t n)
 {
-	cJSON *arr = cJSON_AddArrayToObject(o, key);
+	audit_json_open(j, key, '[');
 	for (size_t i = 0; i < n; i++) {
-		cJSON *e = cJSON_CreateObject();
-		audit_record_add_str(e, "prefix", v[i].prefix);
-		audit_record_add_str(e, "peer", v[i].peer);
-		audit_record_add_str(e, "peer_id", v[i].peer_id);
-		audit_record_add_str(e, "kind", v[i].kind);
-		cJSON_AddItemToArray(arr, e);
+		audit_json_open(j, NULL, '{');
+		audit_json_str(j, "prefix", v[i].prefix);
+		audit_json_str(j, "peer", v[i].peer);
+		audit_json_str(j, "peer_id", v[i].peer_id);
+		audit_json_str(j, "kind", v[i].kind);
+		audit_json_close(j, '}');
 	}
+	audit_json_close(j, ']');
+}
+
+bool audit_fmt_tailnet(struct audit_json *j, const char *ts, const struct audit_tailnet *t)
+{
+	audit_json_begin(j, "tailnet", ts);
+	audit_json_str(j, "state", t->state);
+	audit_json_str(j, "reason", t->reason);
+	audit_json_str(j, "self", t->self);
+	audit_json_u64(j, "peers", t->peers);
+	audit_json_u64(j, "carried", t->carried);
+	add_carried(j, "added", t->added, t->n_added);
+	add_carried(j, "removed", t->removed, t->n_removed);
+	return audit_json_end(j);
 }
 
 void audit_tailnet(struct audit *a, const struct audit_tailnet *t)
 {
-	cJSON *o = audit_record_new("tailnet");
-	audit_record_add_str(o, "state", t->state);
-	audit_record_add_str(o, "reason", t->reason);
-	audit_record_add_str(o, "self", t->self);
-	cJSON_AddNumberToObject(o, "peers", (double)t->peers);
-	cJSON_AddNumberToObject(o, "carried", (double)t->carried);
-	add_carried(o, "added", t->added, t->n_added);
-	add_carried(o, "removed", t->removed, t->n_removed);
-	enqueue(a, o, AUDIT_URGENCY_FLUSH);
+	char ts[48];
+	audit_format_ts(ts, sizeof ts);
+	struct audit_json j = { 0 };
+	bool ok = audit_fmt_tailnet(&j, ts, t);
+	enqueue(a, &j, ok, AUDIT_URGENCY_FLUSH);
 }
 
-static cJSON *event_rec(struct audit *a, const char *type, const char *detail)
+bool audit_fmt_event(struct audit_json *j, const char *ts, const char *type, const char *detail,
+		     int pid)
 {
-	cJSON *o = audit_record_new(type);
-	audit_record_add_str(o, "detail", detail);
+	audit_json_begin(j, type, ts);
+	audit_json_str(j, "detail", detail);
 	if (strcmp(type, "start") == 0) {
-		cJSON_AddStringToObject(o, "version", TAILFENCE_VERSION);
-		cJSON_AddNumberToObject(o, "pid", a->pid);
+		audit_json_str(j, "version", TAILFENCE_VERSION);
+		audit_json_num(j, "pid", pid);
 	}
-	return o;
+	return audit_json_end(j);
+}
+
+static bool event_rec(struct audit *a, const char *type, const char *detail,
+		      enum audit_urgency urgency)
+{
+	char ts[48];
+	audit_format_ts(ts, sizeof ts);
+	struct audit_json j = { 0 };
+	bool ok = audit_fmt_event(&j, ts, type, detail, a->pid);
+	return enqueue(a, &j, ok, urgency);
 }
 
 void audit_event(struct audit *a, const char *type, const char *detail)
 {
-	enqueue(a, event_rec(a, type, detail), ack_urgency(a));
+	event_rec(a, type, detail, ack_urgency(a));
 }
 
 bool audit_healthy(const struct audit *a)
@@ -483,11 +478,10 @@ void audit_wait_cancel(struct audit_port *p, struct audit_waiter *w)
 
 bool audit_start(struct audit *a, const char *detail, unsigned timeout_ms)
 {
-	if (a->recovery) {
-		enqueue(a, a->recovery, AUDIT_URGENCY_ACK);
-		a->recovery = NULL;
+	if (a->recovery.b.len) {
+		enqueue(a, &a->recovery, true, AUDIT_URGENCY_ACK);	/* frees it */
 	}
-	enqueue(a, event_rec(a, "start", detail), AUDIT_URGENCY_ACK);
+	event_rec(a, "start", detail, AUDIT_URGENCY_ACK);
 	struct timespec until;
 	clock_gettime(CLOCK_MONOTONIC, &until);
 	until.tv_sec += timeout_ms / 1000;

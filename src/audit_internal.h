@@ -5,6 +5,7 @@
  * public API is include/tailfence/audit.h.
  *
  *   audit.c        records, the queue, acknowledgements, the loop's calls
+ *   audit_json.c   the JSON writer every record is written with
  *   audit_writer.c the writer thread; audit_open(), audit_free()
  *   audit_sink.c   file, stdout and syslog sinks
  *   audit_chain.c  the HMAC chain: keys, MACs, signing, resuming
@@ -15,7 +16,6 @@
 
 #include "tailfence/audit.h"
 
-#include <cjson/cJSON.h>
 #include <openssl/types.h>
 
 #include <pthread.h>
@@ -42,6 +42,54 @@ bool audit_buf_reserve(struct audit_buf *b, size_t more);
 
 /* Appends n bytes; false (b unchanged) when out of memory. */
 bool audit_buf_add(struct audit_buf *b, const void *p, size_t n);
+
+/* ------------------------------------------------------------ JSON writer */
+
+/*
+ * One record, written straight into a buffer as one line of JSON, byte for
+ * byte as cJSON_PrintUnformatted printed the cJSON trees the records used
+ * to be (readers and the chain see no change): members in the order
+ * written, no spaces, strings escaped as cJSON escapes them, numbers as it
+ * prints a double. Keys are literals that need no escaping; k is NULL for
+ * an array's element. After the first allocation failure every call is a
+ * no-op and audit_json_end() says so.
+ */
+struct audit_json {
+	struct audit_buf b;
+	bool more;	/* the open object or array has a member: next needs ',' */
+	bool oom;
+};
+
+/* Starts a record {"v":1,"ts":ts,"type":type. */
+void audit_json_begin(struct audit_json *j, const char *type, const char *ts);
+
+/* Ends the record with "}\n": the line is j->b.p, j->b.len bytes. False
+ * when memory ran out on the way (the record is lost). */
+bool audit_json_end(struct audit_json *j);
+
+/* Frees the buffer (j can be begun again). */
+void audit_json_free(struct audit_json *j);
+
+/* String v, or null for NULL. Every string goes into a record as valid
+ * UTF-8 (bytes that are not become U+FFFD), so strict JSON readers never
+ * drop a hostile record. */
+void audit_json_str(struct audit_json *j, const char *k, const char *v);
+
+/* A number as cJSON prints a double: %1.15g, or %1.17g when that does not
+ * read back; NaN and infinities as null. */
+void audit_json_num(struct audit_json *j, const char *k, double v);
+
+/* An unsigned integer as cJSON prints it once converted to a double: its
+ * digits below 10^15; from there on as audit_json_num (1e+15, 1e+16,
+ * 1000000000000001, 1.8446744073709552e+19). */
+void audit_json_u64(struct audit_json *j, const char *k, uint64_t v);
+
+void audit_json_bool(struct audit_json *j, const char *k, bool v);
+void audit_json_null(struct audit_json *j, const char *k);
+
+/* Opens an object ('{') or an array ('['), and closes it ('}', ']'). */
+void audit_json_open(struct audit_json *j, const char *k, char bracket);
+void audit_json_close(struct audit_json *j, char bracket);
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -222,7 +270,7 @@ struct audit {
 	pthread_cond_t ack_cv;	/* resolved moved (audit_start waits on it) */
 	struct audit_port *ports;	/* every loop that waits (audit_port_new) */
 
-	cJSON *recovery;	/* recovery record for audit_start(), or NULL */
+	struct audit_json recovery;	/* recovery record for audit_start(), or empty */
 
 	struct audit_sink *sinks;
 	size_t n_sinks;
@@ -237,13 +285,17 @@ struct audit {
 
 /* --------------------------------------------------- records and the queue */
 
-/* A new record {"v":1,"ts":NOW,"type":type} (caller owns it). */
-cJSON *audit_record_new(const char *type);
-
-/* Adds string v as k (null for NULL). Every string goes into a record as
- * valid UTF-8 (bytes that are not become U+FFFD), so strict JSON readers
- * never drop a hostile record. */
-void audit_record_add_str(cJSON *o, const char *k, const char *v);
+/* The records, formatted with the time ts ("2024-05-01T12:00:00.123Z",
+ * audit_format_ts) into j (audit_json_begin to audit_json_end). False when
+ * memory ran out. A decision the trail refuses (refuse: fail-closed and
+ * unhealthy) says so in the record. An event of type "start" carries the
+ * version and pid. */
+bool audit_fmt_decision(struct audit_json *j, const char *ts, const struct audit_decision *d,
+			bool refuse);
+bool audit_fmt_close(struct audit_json *j, const char *ts, const struct audit_close *c);
+bool audit_fmt_tailnet(struct audit_json *j, const char *ts, const struct audit_tailnet *t);
+bool audit_fmt_event(struct audit_json *j, const char *ts, const char *type, const char *detail,
+		     int pid);
 
 /* Resolves every ticket up to hi: written (ok) or not. Wakes the loop when
  * connections may be waiting, and audit_start(). Writer thread. */

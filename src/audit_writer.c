@@ -54,26 +54,42 @@ static void emit_line(struct audit *a, const char *line, size_t n)
 	free(b.p);
 }
 
-static void emit_obj(struct audit *a, cJSON *o)
+/* Writes the record in j (a lost one, ok false, is not) and frees j. */
+static void emit_json(struct audit *a, struct audit_json *j, bool ok)
 {
-	char *s = cJSON_PrintUnformatted(o);
-	cJSON_Delete(o);
-	if (!s)
-		return;
-	size_t n = strlen(s);
-	s[n] = '\n';
-	emit_line(a, s, n + 1);
-	free(s);
+	if (ok)
+		emit_line(a, j->b.p, j->b.len);
+	audit_json_free(j);
+}
+
+/* A new record of the writer's own, stamped now. */
+static void writer_record(struct audit_json *j, const char *type)
+{
+	char ts[48];
+	audit_format_ts(ts, sizeof ts);
+	audit_json_begin(j, type, ts);
 }
 
 static void emit_checkpoint(struct audit *a, const char *reason)
 {
 	if (!a->chain.on)
 		return;
-	cJSON *o = audit_record_new("checkpoint");
-	cJSON_AddStringToObject(o, "reason", reason);
-	cJSON_AddStringToObject(o, "key_id", a->chain.key.id);
-	emit_obj(a, o);
+	struct audit_json j = { 0 };
+	writer_record(&j, "checkpoint");
+	audit_json_str(&j, "reason", reason);
+	audit_json_str(&j, "key_id", a->chain.key.id);
+	emit_json(a, &j, audit_json_end(&j));
+}
+
+/* A sink_error record: what was lost, where. */
+static void emit_sink_error(struct audit *a, const char *sink, uint64_t lost, const char *error)
+{
+	struct audit_json j = { 0 };
+	writer_record(&j, "sink_error");
+	audit_json_str(&j, "sink", sink);
+	audit_json_u64(&j, "lost", lost);
+	audit_json_str(&j, "error", error);
+	emit_json(a, &j, audit_json_end(&j));
 }
 
 /* Writes every sink; updates health; logs transitions. */
@@ -97,12 +113,10 @@ static void flush_all(struct audit *a, uint64_t dropped)
 				snprintf(msg, sizeof msg, "%s: %llu records lost while it could not be written",
 					 s->name, (unsigned long long)s->lost);
 				log_error("audit sink_error: %s", msg);
-				cJSON *o = audit_record_new("sink_error");
-				cJSON_AddStringToObject(o, "sink", s->name);
-				cJSON_AddNumberToObject(o, "lost", (double)s->lost);
-				cJSON_AddStringToObject(o, "error", "records lost while the sink could not be written");
+				uint64_t lost = s->lost;
 				s->lost = 0;
-				emit_obj(a, o);
+				emit_sink_error(a, s->name, lost,
+						"records lost while the sink could not be written");
 				audit_sink_flush(a, s);	/* best effort; retried anyway */
 			}
 		}
@@ -113,11 +127,7 @@ static void flush_all(struct audit *a, uint64_t dropped)
 		log_error("audit sink_error: writer queue full: %llu records dropped%s",
 			  (unsigned long long)dropped,
 			  a->fail_closed ? "; on_failure=deny: refusing new connections" : "");
-		cJSON *o = audit_record_new("sink_error");
-		cJSON_AddStringToObject(o, "sink", "queue");
-		cJSON_AddNumberToObject(o, "lost", (double)dropped);
-		cJSON_AddStringToObject(o, "error", "writer queue full; records dropped");
-		emit_obj(a, o);
+		emit_sink_error(a, "queue", dropped, "writer queue full; records dropped");
 		for (size_t i = 0; i < a->n_sinks; i++)
 			audit_sink_flush(a, &a->sinks[i]);
 	}
@@ -459,22 +469,21 @@ static bool tail_last_record(const struct tail *t, size_t from, double *last_seq
 /* 5. The "recovery" record: the run that the start record (NULL: not in
  * the tail) began as process pid (0: not known), the connections it opened
  * and did not close, its last record. Logs its detail. */
-static cJSON *recovery_record(const char *path, const cJSON *start, int pid,
-			      const struct ids *opened, struct ids *closed, double last_seq,
-			      const char *last_ts)
+/* id has no close record (closed is sorted). */
+static bool unclosed(uint64_t id, const struct ids *closed)
+{
+	return !closed->n || !bsearch(&id, closed->v, closed->n, sizeof id, cmp_u64);
+}
+
+static bool recovery_record(struct audit_json *rec, const char *path, const cJSON *start,
+			    int pid, const struct ids *opened, struct ids *closed,
+			    double last_seq, const char *last_ts)
 {
 	cJSON *jstart_ts = start ? cJSON_GetObjectItemCaseSensitive(start, "ts") : NULL;
 	qsort(closed->v, closed->n, sizeof *closed->v, cmp_u64);
-	cJSON *rec = audit_record_new("recovery");
-	cJSON *list = cJSON_CreateArray();
 	size_t n_open = 0;
-	for (size_t i = 0; i < opened->n; i++) {
-		uint64_t id = opened->v[i];
-		if (closed->n && bsearch(&id, closed->v, closed->n, sizeof id, cmp_u64))
-			continue;
-		cJSON_AddItemToArray(list, cJSON_CreateNumber((double)id));
-		n_open++;
-	}
+	for (size_t i = 0; i < opened->n; i++)
+		n_open += unclosed(opened->v[i], closed);
 	char detail[300], pidtext[32] = "unknown";
 	if (pid > 0)
 		snprintf(pidtext, sizeof pidtext, "%d", pid);
@@ -483,22 +492,27 @@ static cJSON *recovery_record(const char *path, const cJSON *start, int pid,
 		 "crashed or power lost); %zu connection(s) have no close record%s",
 		 pidtext, n_open,
 		 start ? "" : " (its start record is not within the part of the file read back)");
-	audit_record_add_str(rec, "detail", detail);
-	audit_record_add_str(rec, "file", path);
+	writer_record(rec, "recovery");
+	audit_json_str(rec, "detail", detail);
+	audit_json_str(rec, "file", path);
 	if (pid > 0)
-		cJSON_AddNumberToObject(rec, "prev_pid", pid);
+		audit_json_num(rec, "prev_pid", pid);
 	else
-		cJSON_AddNullToObject(rec, "prev_pid");
-	audit_record_add_str(rec, "prev_start", cJSON_IsString(jstart_ts) ? jstart_ts->valuestring : NULL);
-	audit_record_add_str(rec, "last_ts", last_ts[0] ? last_ts : NULL);
+		audit_json_null(rec, "prev_pid");
+	audit_json_str(rec, "prev_start", cJSON_IsString(jstart_ts) ? jstart_ts->valuestring : NULL);
+	audit_json_str(rec, "last_ts", last_ts[0] ? last_ts : NULL);
 	if (last_seq >= 0)
-		cJSON_AddNumberToObject(rec, "last_seq", last_seq);
+		audit_json_num(rec, "last_seq", last_seq);
 	else
-		cJSON_AddNullToObject(rec, "last_seq");
-	cJSON_AddItemToObject(rec, "unclosed", list);
-	cJSON_AddBoolToObject(rec, "complete", start != NULL);
+		audit_json_null(rec, "last_seq");
+	audit_json_open(rec, "unclosed", '[');
+	for (size_t i = 0; i < opened->n; i++)
+		if (unclosed(opened->v[i], closed))
+			audit_json_u64(rec, NULL, opened->v[i]);
+	audit_json_close(rec, ']');
+	audit_json_bool(rec, "complete", start != NULL);
 	log_warn("audit: %s: %s", path, detail);
-	return rec;
+	return audit_json_end(rec);
 }
 
 /*
@@ -506,19 +520,21 @@ static cJSON *recovery_record(const char *path, const cJSON *start, int pid,
  * record in it is a start, the run that wrote it ended without a shutdown
  * (killed, crashed, power lost): returns a "recovery" record that names the
  * connections with a decision record and no close record since that start,
- * and the run's last sequence number. Otherwise NULL. Records of other
- * types, or lines that are not records, are passed over.
+ * and the run's last sequence number, into rec (which must be empty): true.
+ * Otherwise false. Records of other types, or lines that are not records,
+ * are passed over.
  */
-static cJSON *recovery_scan(struct audit_sink *s)
+static bool recovery_scan(struct audit_sink *s, struct audit_json *rec)
 {
 	struct tail t;
 	if (!tail_read(s, &t))
-		return NULL;
-	cJSON *start, *rec = NULL;
+		return false;
+	cJSON *start;
+	bool made = false;
 	size_t first;
 	if (tail_last_bound(&t, &start, &first)) {
 		tail_free(&t);
-		return NULL;
+		return false;
 	}
 	struct ids opened = { 0 }, closed = { 0 };
 	tail_conns(&t, first, &opened, &closed);
@@ -533,13 +549,16 @@ static cJSON *recovery_scan(struct audit_sink *s)
 		log_warn("audit: %s: tailfence pid %d, which started the last run in it, is "
 			 "still running; give each daemon its own file", s->path, pid);
 	} else {
-		rec = recovery_record(s->path, start, pid, &opened, &closed, last_seq, last_ts);
+		made = recovery_record(rec, s->path, start, pid, &opened, &closed, last_seq,
+				       last_ts);
+		if (!made)
+			audit_json_free(rec);	/* out of memory: no recovery record */
 	}
 	free(opened.v);
 	free(closed.v);
 	cJSON_Delete(start);
 	tail_free(&t);
-	return rec;
+	return made;
 }
 
 /* ------------------------------------------------------------- public API */
@@ -592,11 +611,11 @@ struct audit *audit_open(const struct audit_config *cfg, char *err, size_t errle
 	for (size_t i = 0; i < a->n_sinks; i++) {
 		if (a->sinks[i].kind != AUDIT_SINK_FILE)
 			continue;
-		cJSON *r = recovery_scan(&a->sinks[i]);
-		if (!a->recovery)
+		struct audit_json r = { 0 };
+		if (recovery_scan(&a->sinks[i], &r) && !a->recovery.b.len)
 			a->recovery = r;
 		else
-			cJSON_Delete(r);
+			audit_json_free(&r);
 	}
 
 	pthread_condattr_t ca;
@@ -624,7 +643,7 @@ struct audit *audit_open(const struct audit_config *cfg, char *err, size_t errle
 	return a;
 fail:
 	audit_sinks_free(a->sinks, a->n_sinks);
-	cJSON_Delete(a->recovery);
+	audit_json_free(&a->recovery);
 	audit_chain_close(&a->chain);
 	free(a);
 	return NULL;
@@ -659,7 +678,7 @@ void audit_free(struct audit *a)
 	pthread_mutex_destroy(&a->mu);
 	free(a->queue.p);
 	/* Every port was freed before this (audit.h). */
-	cJSON_Delete(a->recovery);
+	audit_json_free(&a->recovery);
 	audit_chain_close(&a->chain);
 	free(a);
 }
