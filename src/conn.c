@@ -630,6 +630,8 @@ void conn_login(struct conn *c, const char *user, char *pass, size_t passcap)
 		conn_login_free(l);
 		return;
 	}
+	log_debug("conn %llu: password check for user \"%s\" queued", (unsigned long long)c->id,
+		  l->creds.user);
 	/* The handshake timeout keeps running while the KDF does. Reading
 	 * stays on, so a client that leaves is seen at once and its check
 	 * dropped; bytes it sends meanwhile wait in the input buffer (bounded

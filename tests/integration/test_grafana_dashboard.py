@@ -63,7 +63,7 @@ _LEGEND = re.compile(r"\{\{\s*(\w+)\s*\}\}")
 _LABEL_VALUES = re.compile(r"^\s*label_values\(\s*(?:(.*\S)\s*,\s*)?(\w+)\s*\)\s*$", re.S)
 
 ROWS = ["Readiness", "Traffic", "Refusals by rule and guard", "Bytes", "Latency",
-        "Audit trail", "Tailnet", "UDP associations"]
+        "Audit trail", "Tailnet", "UDP associations", "Event loops"]
 
 # (panel title, refId) or ("annotation", name) -> why it may be empty with
 # the known mix (no tailscaled socket: the view is "off" and never changes);

@@ -29,7 +29,7 @@ import subprocess
 import pytest
 
 from helpers import (clean_env, curl, free_port, read_http_response, recv_exact, socks5_greet,
-                     socks5_read_reply, socks5_request_bytes, wait_closed)
+                     socks5_read_reply, socks5_request_bytes, wait_closed, wait_until)
 
 PASSWORDS = {user: "%s-%s" % (user, secrets.token_hex(12)) for user in ("alice", "bob", "carol")}
 WRONG = "wrong-" + secrets.token_hex(12)
@@ -164,27 +164,42 @@ def test_a_flood_of_logins_that_close_at_once_runs_none_of_their_checks(fence):
 
 # --------------------------------------------- 3. flooding: per-client limit
 
+def _logins_taken(d):
+    """How many logins the daemon has taken up so far: queued for a check or
+    refused at once (its debug log)."""
+    log = d.log()
+    return log.count("password check for user") + log.count("login refused for user")
+
+
+def _sent_and_taken(d, socks, msg):
+    """Sends msg on every socket, then waits until the daemon has taken up
+    each login: with several event loops the connections are read in no
+    set order, and a test's next login must come after these."""
+    before = _logins_taken(d)
+    for s in socks:
+        s.sendall(msg)
+    wait_until(lambda: _logins_taken(d) >= before + len(socks), 30,
+               "the daemon to take up %d logins" % len(socks))
+    return socks
+
+
 def socks5_bad_logins(d, src, n, **kw):
     """n connections from src, greeted first, then the bad credentials sent
-    back to back; returns the sockets (still open)."""
+    back to back; returns the sockets (still open) once the daemon has taken
+    up every login."""
     socks = []
     for _ in range(n):
         s = connect_from(d, src, **kw)
         assert socks5_greet(s, (0x02,)) == 0x02
         socks.append(s)
-    msg = rfc1929("alice", WRONG)
-    for s in socks:
-        s.sendall(msg)
-    return socks
+    return _sent_and_taken(d, socks, rfc1929("alice", WRONG))
 
 
 def http_bad_logins(d, src, origin, n):
     socks = [connect_from(d, src) for _ in range(n)]
     head = ("GET %s HTTP/1.1\r\nHost: %s\r\nProxy-Authorization: Basic %s\r\n\r\n"
             % (origin.url + "flood", origin.hostport, basic("alice", WRONG))).encode()
-    for s in socks:
-        s.sendall(head)
-    return socks
+    return _sent_and_taken(d, socks, head)
 
 
 @pytest.mark.parametrize("proto", ["socks5", "http"])
