@@ -253,6 +253,10 @@ def test_revoke_and_reapprove_without_restart(tailfence, tailnet):
                    for e in r["added"] if e["prefix"] == tn.route_v4)
     wait_until(lambda: added_v4() >= 2, 10, "a tailnet record adding the route again")
     assert d.alive()
+    # what an operator reads in the trail (shown with pytest -s)
+    for r in d.audit():
+        if r.get("type") == "tailnet" or r.get("addr") == host:
+            print(json.dumps(r, separators=(",", ":")))
 
 
 def test_tailscaled_stopped_fails_closed(tailfence, tailnet, tailfence_cli):
