@@ -25,6 +25,38 @@ static void test_classes(void)
 	CHECK(!text_ieq("abc", "abd", 3), "ieq differs");
 }
 
+/* A head that arrives a few bytes at a time is scanned from where the last
+ * scan stopped (the dribbling client costs linear time, not quadratic):
+ * resuming must find the same end as one scan of the whole, at every
+ * chunk size, whichever line ends the head uses. */
+static void test_head_end(void)
+{
+	static const char *const heads[] = {
+		"GET http://a/ HTTP/1.1\r\nHost: a\r\n\r\nbody",
+		"GET http://a/ HTTP/1.1\nHost: a\n\nbody",
+		"CONNECT a:1 HTTP/1.1\r\nX: \r\n\n",
+		"CONNECT a:1 HTTP/1.1\nX: y\r\n\r\n",
+		"\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: a\r\n",	/* not ended */
+	};
+	for (size_t i = 0; i < sizeof heads / sizeof heads[0]; i++) {
+		const char *h = heads[i];
+		size_t len = strlen(h);
+		size_t whole = text_http_head_end(h, len, 0);
+		CHECK((whole == 0) == (i == 5), "head %zu: end %zu", i, whole);
+		for (size_t chunk = 1; chunk <= 5; chunk++) {
+			size_t have = 0, scanned = 0, end = 0;
+			while (have < len && end == 0) {
+				have = have + chunk < len ? have + chunk : len;
+				end = text_http_head_end(h, have, scanned);
+				scanned = have;
+			}
+			CHECK(end == whole, "head %zu in chunks of %zu: end %zu, whole %zu", i, chunk,
+			      end, whole);
+		}
+	}
+}
+
 static void test_base64(void)
 {
 	static const struct {
@@ -241,6 +273,7 @@ int main(void)
 	test_hostport();
 	test_utf8();
 	test_base64();
+	test_head_end();
 	test_dnsmsg();
 	printf("%d passed, %d failed\n", passed, failed);
 	return failed != 0;
