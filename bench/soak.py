@@ -264,8 +264,9 @@ def main():
         closes += len(clo)
         missing += len(dec - clo)
 
-    print("soak: %d s, %d worker threads, two daemons (with and without users)"
-          % (SECONDS, len(threads)))
+    print("soak: %d s, %d worker threads, two daemons (with and without users), "
+          "event loops each: %s" % (SECONDS, len(threads),
+                                    os.environ.get("TAILFENCE_THREADS") or "one per CPU"))
     for k in sorted(counts):
         print("  %-14s %9d" % (k, counts[k]))
     warm = [s for s in samples if s[0] >= 60] or samples

@@ -2,7 +2,8 @@
 # soak.sh [SECONDS]: tailfence under mixed load with faults for SECONDS
 # (default 600), built with AddressSanitizer + UBSan + LeakSanitizer, in a
 # private network namespace with only loopback. See bench/soak.py for what
-# runs and what is reported. Root. Not part of the tests (it takes long).
+# runs and what is reported. TAILFENCE_THREADS sets the daemons' event loops
+# (default: one per CPU). Root. Not part of the tests (it takes long).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 if [ "${TAILFENCE_BENCH_NS:-}" != 1 ]; then

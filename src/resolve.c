@@ -46,6 +46,7 @@ struct resolve_ctx {
 	struct event_base *base;
 	struct evdns_base *dns;
 	struct resolve_counts *counts;
+	size_t gai_pending;	/* lookups evdns still owes a callback */
 };
 
 struct resolve_req {
@@ -151,6 +152,11 @@ void resolve_ctx_free(struct resolve_ctx *ctx)
 {
 	if (!ctx)
 		return;
+	/* A cancelled lookup hears back from evdns on the loop's next turn,
+	 * and only then is it freed: let the last ones arrive (the loop has
+	 * stopped, and nothing else is left on it to run). */
+	for (int turns = 0; ctx->gai_pending > 0 && turns < 100; turns++)
+		event_base_loop(ctx->base, EVLOOP_NONBLOCK);
 	evdns_base_free(ctx->dns, 0);
 	resolve_counts_unref(ctx->counts);
 	free(ctx);
@@ -294,7 +300,7 @@ static void resolve_drop(struct resolve_req *req)
 	tailnet_dns_cancel(req->tsquery);
 	req->tsquery = NULL;
 	if (req->gai_pending)
-		evdns_getaddrinfo_cancel(req->inflight);	/* calls back at once: frees req */
+		evdns_getaddrinfo_cancel(req->inflight);	/* its callback frees req */
 	else
 		resolve_maybe_free(req);
 }
@@ -349,6 +355,7 @@ static void resolve_gai_cb(int result, struct evutil_addrinfo *ai, void *arg)
 
 	req->inflight = NULL;
 	req->gai_pending = false;
+	req->ctx->gai_pending--;
 	if (!req->cb || result == EVUTIL_EAI_CANCEL) {
 		if (ai)
 			evutil_freeaddrinfo(ai);
@@ -443,6 +450,7 @@ static void resolve_system(struct resolve_req *req, const char *name)
 		name = bare;
 	}
 	req->gai_pending = true;
+	req->ctx->gai_pending++;
 	struct evdns_getaddrinfo_request *r =
 		evdns_getaddrinfo(req->ctx->dns, name, NULL, &hints, resolve_gai_cb, req);
 	if (req->gai_pending)
