@@ -247,7 +247,8 @@ def _rewrite(block, got):
     start = block.line  # the line after the opening fence (block.line is 1-based)
     end = start + len(block.lines)
     assert lines[start:end] == block.lines, "%s moved while it ran" % block.where
-    lines[start:end] = got.rstrip("\n").split("\n")
+    # A document's lines end in LF; HTTP replies end theirs in CRLF.
+    lines[start:end] = [line.rstrip("\r") for line in got.rstrip("\n").split("\n")]
     with open(path, "w", encoding="utf-8") as f:
         f.write("\n".join(lines))
 
